@@ -1,0 +1,53 @@
+"""boxguard Python SDK: sync and async clients, typed results, errors and evaluation.
+
+Light: imports httpx, pydantic and Pillow only (never torch, transformers, vLLM or FastAPI).
+
+Example:
+    >>> from boxguard.clients import Client
+    >>> with Client() as client:  # doctest: +SKIP
+    ...     result = client.ground("street.jpg", "the red car on the left")
+    ...     result.draw("street.jpg").save("out.png")
+"""
+
+from __future__ import annotations
+
+from boxguard.server.schema import Check, Detection, GroundRequest, GroundResponse, ImageInfo
+
+from .async_ import AsyncClient
+from .base import DEFAULT_URL, GroundItem, RetryPolicy
+from .errors import (
+    BadRequest,
+    BoxguardError,
+    ConnectionFailed,
+    Overloaded,
+    PayloadTooLarge,
+    ServerError,
+    ServiceUnavailable,
+    Timeout,
+    Unauthorized,
+)
+from .results import GroundResult
+from .sync import Client
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncClient",
+    "BadRequest",
+    "BoxguardError",
+    "Check",
+    "Client",
+    "ConnectionFailed",
+    "Detection",
+    "GroundItem",
+    "GroundRequest",
+    "GroundResponse",
+    "GroundResult",
+    "ImageInfo",
+    "Overloaded",
+    "PayloadTooLarge",
+    "RetryPolicy",
+    "ServerError",
+    "ServiceUnavailable",
+    "Timeout",
+    "Unauthorized",
+]

@@ -1,0 +1,196 @@
+"""What Client and AsyncClient share: configuration, request building, retries, error parsing.
+
+The two clients differ only in I/O (house style of httpx): each runs the same loop of
+``send → _outcome → _retry_delay → sleep`` with its own transport and sleep function.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from boxguard.server.schema import GroundRequest
+
+from .errors import (
+    BoxguardError,
+    ConnectionFailed,
+    Overloaded,
+    ServerError,
+    ServiceUnavailable,
+    Timeout,
+    error_from_response,
+)
+from .images import ImageInput, encode_image
+from .results import GroundResult
+
+__all__ = ["DEFAULT_URL", "BaseClient", "GroundItem", "RetryPolicy", "normalize_item"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT = 120.0
+RETRYABLE = (ConnectionFailed, Overloaded, ServiceUnavailable)
+_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries on connection errors, 429 and 503 with exponential backoff and jitter.
+
+    The n-th retry (n = 0, 1, ...) waits ``min(max_backoff, backoff * 2**n)`` scaled by a random
+    factor in ``[1 - jitter, 1]``, or the server's Retry-After (capped at ``max_retry_after``).
+
+    Example:
+        >>> RetryPolicy(retries=3, backoff=0.5, jitter=0.0).delay(2, None)
+        2.0
+        >>> RetryPolicy(retries=3).delay(0, 4.0)
+        4.0
+    """
+
+    retries: int = 3
+    backoff: float = 0.5
+    max_backoff: float = 20.0
+    jitter: float = 0.5
+    max_retry_after: float = 60.0
+
+    def delay(
+        self, attempt: int, retry_after: float | None, rand: Callable[[], float] = random.random
+    ) -> float:
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        base = min(self.max_backoff, self.backoff * (2**attempt))
+        return base * (1.0 - self.jitter * rand())
+
+
+@dataclass(frozen=True)
+class GroundItem:
+    """One request of ``ground_many``: an image, an expression and per-item options."""
+
+    image: ImageInput
+    expression: str
+    multiple: bool | None = None
+    think: bool | None = None
+    policy: dict[str, Any] | None = None
+
+
+def normalize_item(item: object) -> GroundItem:
+    """A GroundItem from a GroundItem, an (image, expression) pair or a dict."""
+    if isinstance(item, GroundItem):
+        return item
+    if isinstance(item, Mapping):
+        return GroundItem(
+            image=item["image"],
+            expression=item["expression"],
+            multiple=item.get("multiple"),
+            think=item.get("think"),
+            policy=item.get("policy"),
+        )
+    if isinstance(item, tuple) and len(item) == 2:
+        return GroundItem(image=item[0], expression=item[1])
+    raise TypeError("ground_many items must be (image, expression) pairs, dicts or GroundItems")
+
+
+class BaseClient:
+    """Configuration and the I/O-free half of the boxguard clients."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 20.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        self.base_url = (base_url or os.environ.get("BOXGUARD_URL") or DEFAULT_URL).rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get("BOXGUARD_API_KEY")
+        self.timeout = timeout
+        self.retry = RetryPolicy(retries=retries, backoff=backoff, max_backoff=max_backoff)
+        self._random: Callable[[], float] = random.random
+        self._headers = {
+            "Accept": "application/json",
+            "User-Agent": f"boxguard-client/{_VERSION}",
+            **(headers or {}),
+        }
+        if self.api_key:
+            self._headers["Authorization"] = f"Bearer {self.api_key}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        """Arguments shared by httpx.Client and httpx.AsyncClient."""
+        return {"base_url": self.base_url, "headers": self._headers, "timeout": self.timeout}
+
+    @staticmethod
+    def _payload(
+        image: ImageInput,
+        expression: str,
+        *,
+        multiple: bool,
+        think: bool,
+        policy: Mapping[str, Any] | None,
+        return_raw: bool,
+    ) -> dict[str, Any]:
+        """The JSON body of POST /ground, validated against the wire schema."""
+        fields: dict[str, Any] = {
+            **encode_image(image),
+            "expression": expression,
+            "multiple": multiple,
+            "think": think,
+            "return_raw": return_raw,
+        }
+        if policy is not None:
+            fields["policy"] = dict(policy)
+        try:
+            request = GroundRequest.model_validate(fields)
+        except ValidationError as exc:
+            raise ValueError(f"invalid request: {exc.errors(include_url=False)}") from exc
+        return request.model_dump(exclude_none=True)
+
+    @staticmethod
+    def _request_timeout(timeout: float | None, default: float | None) -> httpx.Timeout:
+        """The httpx timeout of one call: connect within 10 s, the rest within `timeout`."""
+        seconds = default if timeout is None else timeout
+        return httpx.Timeout(seconds, connect=min(10.0, seconds) if seconds else 10.0)
+
+    @staticmethod
+    def _transport_error(exc: httpx.TransportError) -> BoxguardError:
+        """The SDK error for a failure below HTTP (no response)."""
+        if isinstance(exc, httpx.ConnectTimeout):
+            return ConnectionFailed(f"connect timeout: {exc}")
+        if isinstance(exc, httpx.TimeoutException):
+            return Timeout(f"no answer in time: {type(exc).__name__}")
+        return ConnectionFailed(f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _outcome(response: httpx.Response) -> GroundResult | BoxguardError:
+        """The result of a successful response, or the error of a failed one."""
+        if response.status_code >= 400:
+            return error_from_response(response)
+        try:
+            result = GroundResult.model_validate_json(response.content)
+        except ValidationError as exc:
+            return ServerError(
+                f"malformed response: {exc.error_count()} schema errors",
+                code="malformed_response",
+                status_code=response.status_code,
+                request_id=response.headers.get("X-Request-ID"),
+            )
+        result._request_id = response.headers.get("X-Request-ID")
+        return result
+
+    def _retry_delay(self, attempt: int, error: BoxguardError) -> float | None:
+        """Seconds to wait before retrying after `error`, or None to give up and raise it."""
+        if not isinstance(error, RETRYABLE) or attempt >= self.retry.retries:
+            return None
+        return self.retry.delay(attempt, error.retry_after, self._random)

@@ -1,0 +1,250 @@
+"""Pure metric functions of the evaluation: IoU, coverage, Φc, risk–coverage, N-acc/T-acc.
+
+Conventions (see /work/shared/QWEN-FACTS.md, "Scoring conventions"):
+
+- REC: a target sample is right when the answer's IoU with the ground truth is > 0.5 (strict).
+- gRefCOCO: a no-target sample is right only when answered with zero boxes.
+- Whitehead et al. (ECCV 2022): ``Φc = mean(1 if answered and right, -c if answered and wrong,
+  0 if abstained)``; risk–coverage curves rank samples by confidence.
+
+A confidence of ``None`` (an empty answer, or a server without logprobs) cannot be thresholded,
+so it counts as answered at every threshold: it ranks above every number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Outcome",
+    "ThresholdPick",
+    "aurc",
+    "coverage",
+    "iou",
+    "n_acc",
+    "phi",
+    "pick_threshold",
+    "risk_coverage_curve",
+    "selective_accuracy",
+    "summarize",
+    "t_acc",
+]
+
+IOU_THRESHOLD = 0.5
+_TOL = 1e-12
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one evaluated sample contributes to the metrics."""
+
+    has_target: bool
+    answered: bool
+    correct: bool
+    raw_correct: bool
+    predicted_empty: bool = False
+    confidence: float | None = None
+    reasons: tuple[str, ...] = ()
+    error: bool = False
+
+
+@dataclass(frozen=True)
+class ThresholdPick:
+    """The confidence threshold (answer iff confidence >= threshold) maximizing Φc.
+
+    ``threshold=None`` means abstaining on every thresholdable sample scores best.
+    """
+
+    threshold: float | None
+    phi: float
+    coverage: float
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two [x1, y1, x2, y2] boxes (0 for empty boxes).
+
+    Example:
+        >>> iou([0, 0, 10, 10], [5, 0, 15, 10])
+        0.3333333333333333
+    """
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
+    area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
+
+
+def coverage(answered: Sequence[bool]) -> float | None:
+    """Share of samples answered (None for no samples)."""
+    return sum(answered) / len(answered) if answered else None
+
+
+def selective_accuracy(answered: Sequence[bool], correct: Sequence[bool]) -> float | None:
+    """Accuracy over the answered samples only (None when nothing was answered)."""
+    hits = [c for a, c in zip(answered, correct) if a]
+    return sum(hits) / len(hits) if hits else None
+
+
+def phi(answered: Sequence[bool], correct: Sequence[bool], c: float) -> float | None:
+    """Φc: mean of 1 (answered, right), -c (answered, wrong), 0 (abstained).
+
+    Example:
+        >>> phi([True, True, False], [True, False, False], c=10)
+        -3.0
+    """
+    if not answered:
+        return None
+    total = sum((1.0 if r else -c) for a, r in zip(answered, correct) if a)
+    return total / len(answered)
+
+
+def _rank_key(confidence: float | None) -> float:
+    """Sort key: None ranks above every number."""
+    return math.inf if confidence is None else float(confidence)
+
+
+def _groups(confidences: Sequence[float | None], correct: Sequence[bool]) -> list[list[int]]:
+    """[confidence-tie group size, errors in it], most confident group first."""
+    counts: dict[float, list[int]] = {}
+    for conf, right in zip(confidences, correct):
+        group = counts.setdefault(_rank_key(conf), [0, 0])
+        group[0] += 1
+        group[1] += 0 if right else 1
+    return [counts[key] for key in sorted(counts, reverse=True)]
+
+
+def risk_coverage_curve(
+    confidences: Sequence[float | None], correct: Sequence[bool]
+) -> list[tuple[float, float]]:
+    """(coverage, risk) at each distinct confidence threshold, highest threshold first.
+
+    Tied confidences enter together: a threshold cannot separate them.
+
+    Example:
+        >>> risk_coverage_curve([0.9, 0.9, 0.5], [True, False, True])
+        [(0.6666666666666666, 0.5), (1.0, 0.3333333333333333)]
+    """
+    n = len(confidences)
+    points: list[tuple[float, float]] = []
+    taken = errors = 0
+    for size, errs in _groups(confidences, correct):
+        taken += size
+        errors += errs
+        points.append((taken / n, errors / taken))
+    return points
+
+
+def aurc(confidences: Sequence[float | None], correct: Sequence[bool]) -> float | None:
+    """Area under the risk–coverage curve: mean over k of the risk of the k most confident.
+
+    Within a tie group the order is random, so the risk at each k is its expectation (errors
+    spread evenly over the group). Lower is better; None for no samples.
+
+    Example:
+        >>> round(aurc([0.9, 0.9, 0.5], [True, False, True]), 4)
+        0.4444
+    """
+    n = len(confidences)
+    if n == 0:
+        return None
+    total = 0.0
+    taken = 0
+    errors = 0.0
+    for size, errs in _groups(confidences, correct):
+        rate = errs / size
+        for j in range(1, size + 1):
+            total += (errors + j * rate) / (taken + j)
+        taken += size
+        errors += errs
+    return total / n
+
+
+def pick_threshold(
+    confidences: Sequence[float | None], correct: Sequence[bool], c: float = 10.0
+) -> ThresholdPick | None:
+    """The threshold maximizing Φc when answering iff confidence >= threshold.
+
+    Candidates are the distinct confidences (and abstaining on all numbered ones); equal Φc
+    prefers the higher threshold. None for no samples.
+
+    Example:
+        >>> pick_threshold([0.9, 0.6, 0.3], [True, True, False], c=10)
+        ThresholdPick(threshold=0.6, phi=0.6666666666666666, coverage=0.6666666666666666)
+    """
+    n = len(confidences)
+    if n == 0:
+        return None
+    fixed = [r for conf, r in zip(confidences, correct) if conf is None]
+    score = sum(1.0 if r else -c for r in fixed)
+    taken = len(fixed)
+    best = ThresholdPick(threshold=None, phi=score / n, coverage=taken / n)
+    numbered = _groups([x for x in confidences if x is not None],
+                       [r for x, r in zip(confidences, correct) if x is not None])
+    thresholds = sorted({float(x) for x in confidences if x is not None}, reverse=True)
+    for threshold, (size, errs) in zip(thresholds, numbered):
+        score += (size - errs) - c * errs
+        taken += size
+        if score / n > best.phi + _TOL:
+            best = ThresholdPick(threshold=threshold, phi=score / n, coverage=taken / n)
+    return best
+
+
+def n_acc(outcomes: Sequence[Outcome]) -> float | None:
+    """gRefCOCO N-acc: share of no-target samples answered with no boxes."""
+    rows = [o for o in outcomes if not o.has_target]
+    return sum(o.answered and o.predicted_empty for o in rows) / len(rows) if rows else None
+
+
+def t_acc(outcomes: Sequence[Outcome]) -> float | None:
+    """gRefCOCO T-acc: share of target samples not wrongly answered as 'no target'."""
+    rows = [o for o in outcomes if o.has_target]
+    return sum(not (o.answered and o.predicted_empty) for o in rows) / len(rows) if rows else None
+
+
+def summarize(outcomes: Sequence[Outcome], *, phi_costs: Sequence[int] = (1, 10, 100)) -> dict[
+    str, Any
+]:
+    """Every report metric of a list of outcomes (see report.json in docs/client.md).
+
+    Abstentions and errors count as wrong in ``accuracy``; the risk–coverage area and the Φ10
+    threshold use the model's raw top answer and its confidence, errors left out.
+
+    Example:
+        >>> summarize([Outcome(True, True, True, True, confidence=0.8)])["accuracy"]
+        1.0
+    """
+    n = len(outcomes)
+    answered = [o.answered for o in outcomes]
+    correct = [o.correct for o in outcomes]
+    scored = [o for o in outcomes if not o.error]
+    raw_conf = [o.confidence for o in scored]
+    raw_ok = [o.raw_correct for o in scored]
+    reasons: Counter[str] = Counter()
+    for o in outcomes:
+        if not o.answered:
+            reasons.update(dict.fromkeys(o.reasons or ("unspecified",), 1))
+    pick = pick_threshold(raw_conf, raw_ok, c=10.0)
+    return {
+        "n": n,
+        "accuracy": sum(correct) / n if n else None,
+        "raw_accuracy": sum(o.raw_correct for o in outcomes) / n if n else None,
+        "coverage": coverage(answered),
+        "selective_accuracy": selective_accuracy(answered, correct),
+        "aurc": aurc(raw_conf, raw_ok),
+        "phi": {str(c): phi(answered, correct, float(c)) for c in phi_costs},
+        "n_acc": n_acc(outcomes),
+        "t_acc": t_acc(outcomes),
+        "n_target": sum(o.has_target for o in outcomes),
+        "n_no_target": sum(not o.has_target for o in outcomes),
+        "errors": sum(o.error for o in outcomes),
+        "abstentions_by_reason": dict(reasons.most_common()),
+        "best_threshold_phi10": None
+        if pick is None
+        else {"threshold": pick.threshold, "phi10": pick.phi, "coverage": pick.coverage},
+    }

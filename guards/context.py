@@ -1,0 +1,60 @@
+"""The per-call state that checks read and refine, and the check registry type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .nouns import PhraseInfo, analyze
+from .parse import Parsed, RawBox
+from .policy import Policy
+from .types import BBox, CheckResult, TokenLogprob, Verifier
+
+
+@dataclass(slots=True)
+class Box:
+    """A parsed box mapped to original-image pixels (corners ordered, clamped by geometry)."""
+
+    raw: RawBox
+    bbox: BBox
+    confidence: float | None = None
+
+
+@dataclass(slots=True)
+class Context:
+    """Everything one verify() call knows; checks read it and may refine boxes/kept."""
+
+    output: str
+    expression: str
+    image_size: tuple[float, float]
+    frame: str
+    model_size: tuple[float, float]
+    multiple: bool
+    token_logprobs: Sequence[TokenLogprob] | None
+    verifier: Verifier | None
+    policy: Policy
+    parsed: Parsed
+    boxes: list[Box] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)
+    expr: PhraseInfo | None = None
+    _think: object | None = None
+
+    def expr_info(self) -> PhraseInfo:
+        """The analysed expression (cached per expression string)."""
+        if self.expr is None:
+            self.expr = analyze(self.expression)
+        return self.expr
+
+    def kept_boxes(self) -> list[Box]:
+        """The boxes that survived geometry and duplicate merging, in answer order."""
+        return [self.boxes[i] for i in self.kept]
+
+
+CheckFn = Callable[[Context], CheckResult]
+
+
+def result(ctx: Context, name: str, passed: bool, detail: str,
+           score: float | None = None) -> CheckResult:
+    """Build a CheckResult whose `fatal` flag comes from the policy."""
+    return CheckResult(name=name, passed=passed, score=score, detail=detail,
+                       fatal=name in ctx.policy.fatal)

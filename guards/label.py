@@ -1,0 +1,101 @@
+"""The `label_match` check: the box's label names the expression's target, not another object."""
+
+from __future__ import annotations
+
+from . import embed
+from .context import Context, result
+from .lexicon import relation, synonyms
+from .nouns import PhraseInfo, analyze
+from .policy import Policy
+from .think import think_info
+from .types import CheckResult
+
+_REL_SCORE = {"same": 1.0, "synonym": 0.9, "hypernym": 0.8}
+
+
+def _names(head: str, other: str) -> bool:
+    """Whether `head` names the same category as `other` (equal or synonym)."""
+    return head == other or other in synonyms(head)
+
+
+def _attribute_conflict(lab: PhraseInfo, expr: PhraseInfo) -> str | None:
+    """A colour or size of the label that contradicts the expression's."""
+    if lab.colors and expr.colors and not lab.colors & expr.colors:
+        return f"colour {'/'.join(sorted(lab.colors))} vs {'/'.join(sorted(expr.colors))}"
+    if lab.sizes and expr.sizes and not lab.sizes & expr.sizes:
+        return f"size {'/'.join(sorted(lab.sizes))} vs {'/'.join(sorted(expr.sizes))}"
+    return None
+
+
+def _compound(a: str, b: str) -> bool:
+    """'flagpole' ends with 'pole', 'streetlight' with 'light' (long-enough suffixes only)."""
+    a, b = a.replace(" ", ""), b.replace(" ", "")
+    return (len(b) >= 4 and a.endswith(b)) or (len(a) >= 4 and b.endswith(a))
+
+
+def judge_label(label: str, expression: str, think_objects: frozenset[str],
+                policy: Policy) -> tuple[bool, float | None, str]:
+    """Decide whether one label fits the expression; returns (passed, score, detail)."""
+    lab, expr = analyze(label), analyze(expression)
+    if lab.generic or lab.head is None:
+        conflict = _attribute_conflict(lab, expr)
+        if conflict:
+            return False, 0.0, f"label '{label}' conflicts with the expression: {conflict}"
+        return True, None, f"label '{label}' names no category"
+    head = lab.head
+    if expr.generic or expr.head is None:
+        for other in expr.other_nouns:
+            if _names(head, other):
+                return False, 0.0, f"label '{label}' names '{other}', another noun of the " \
+                                   "expression"
+        conflict = _attribute_conflict(lab, expr)
+        if conflict:
+            return False, 0.0, f"label '{label}' conflicts with the expression: {conflict}"
+        return True, 0.5, "the expression names no category; the label does not contradict it"
+    rel = relation(head, expr.head)
+    if rel in _REL_SCORE or (rel != "different" and _compound(head, expr.head)):
+        conflict = _attribute_conflict(lab, expr)
+        if conflict:
+            return False, 0.0, f"label '{label}' conflicts with the expression: {conflict}"
+        kind = rel if rel in _REL_SCORE else "compound"
+        return True, _REL_SCORE.get(rel, 0.7), f"'{head}' matches '{expr.head}' ({kind})"
+    for other in expr.other_nouns:
+        if _names(head, other):
+            return False, 0.0, f"label '{label}' names '{other}', another noun of the expression"
+    for other in think_objects:
+        if _names(head, other) and relation(other, expr.head) not in _REL_SCORE:
+            return False, 0.0, f"label '{label}' names '{other}', another object in the " \
+                               "think trace"
+    if rel == "different":
+        return False, 0.0, f"label '{label}' names a '{head}', not a '{expr.head}'"
+    if policy.label_embeddings:
+        sim = embed.similarity(label, expr.phrase or expr.head)
+        if sim is not None:
+            rivals = [embed.similarity(label, o) or 0.0 for o in expr.other_nouns]
+            best_rival = max(rivals, default=0.0)
+            ok = sim >= policy.label_min_similarity and sim > best_rival
+            return ok, sim, (f"embedding similarity of '{label}' and '{expr.phrase}' is "
+                             f"{sim:.2f} (min {policy.label_min_similarity:g}, best other "
+                             f"noun {best_rival:.2f})")
+    return False, 0.0, f"cannot relate label '{head}' to '{expr.head}' (not in the lexicon)"
+
+
+def check_label_match(ctx: Context) -> CheckResult:
+    """Every kept box's label agrees with the expression's head noun and attributes."""
+    labelled = [b for b in ctx.kept_boxes() if b.raw.label]
+    if not labelled:
+        return result(ctx, "label_match", True, "not applicable: no label")
+    info = think_info(ctx)
+    objects = info.objects if info is not None else frozenset()
+    scores: list[float] = []
+    fails: list[str] = []
+    passes: list[str] = []
+    for box in labelled:
+        ok, score, detail = judge_label(box.raw.label or "", ctx.expression, objects, ctx.policy)
+        if score is not None:
+            scores.append(score)
+        (passes if ok else fails).append(detail)
+    score_out = min(scores) if scores else None
+    if fails:
+        return result(ctx, "label_match", False, "; ".join(fails), score_out)
+    return result(ctx, "label_match", True, "; ".join(passes), score_out)

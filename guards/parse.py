@@ -1,0 +1,265 @@
+"""Parse raw model text into boxes, labels, the think trace and character spans.
+
+Formats accepted (see shared/QWEN-FACTS.md): fenced JSON, bare JSON lists or single objects,
+Python-literal lists with single quotes, ``<answer>`` blocks with or without ``<think>``,
+Visual-RFT ``Position``/``Confidence`` lists, Qwen2-VL box tokens, bare ``[x1, y1, x2, y2]``
+lists, truncated lists (repaired to their complete objects), and ``[]`` / "No Objects".
+
+The parser scans with regular expressions rather than ``json.loads`` because it must also tolerate
+truncation and single quotes, and it must keep the character span of every coordinate and label
+so that token logprobs can be attributed to them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+
+Span = tuple[int, int]
+
+_THINK_RE = re.compile(r"<think>(.*?)(?:</think>|(?=<answer>)|\Z)", re.S | re.I)
+_ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|\Z)", re.S | re.I)
+_FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\n?(.*?)(?:```|\Z)", re.S)
+_NUM = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_NUM_RE = re.compile(_NUM)
+_BOX_TOKEN_RE = re.compile(
+    r"(?:<\|object_ref_start\|>(?P<label>.*?)<\|object_ref_end\|>\s*)?"
+    r"<\|box_start\|>\s*\(\s*(?P<a>" + _NUM + r")\s*,\s*(?P<b>" + _NUM + r")\s*\)\s*,?\s*"
+    r"\(\s*(?P<c>" + _NUM + r")\s*,\s*(?P<d>" + _NUM + r")\s*\)\s*<\|box_end\|>",
+    re.S,
+)
+_OBJECT_RE = re.compile(r"\{[^{}]*\}")
+_OPEN_OBJECT_RE = re.compile(r"\{[^{}]*\Z")
+_KV_RE = re.compile(
+    r"""["']?(?P<key>[A-Za-z_][A-Za-z0-9_ ]*?)["']?\s*:\s*"""
+    r"""(?P<val>\[[^\[\]]*\]|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|""" + _NUM + r"""|null|None)"""
+)
+_BARE_BOX_RE = re.compile(
+    r"\[\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\]"
+)
+_EMPTY_LIST_RE = re.compile(r"\[\s*\]")
+_NO_OBJECT_RE = re.compile(
+    r"\bno\s+objects?\b|\bnone\b|\bnot\s+(?:found|present|visible)\b|\bthere\s+(?:is|are)\s+no\b"
+    r"|\bdoes\s*(?:not|n't)\s+(?:exist|appear)\b|^\s*(?:null|\{\s*\})\s*$",
+    re.I,
+)
+_BBOX_KEYS = frozenset(
+    {"bbox_2d", "bbox", "box", "box_2d", "position", "bbox_xyxy", "bounding_box", "coordinates",
+     "coords", "xyxy"}
+)
+_LABEL_KEYS = frozenset({"label", "name", "category", "class", "object", "text", "description"})
+_CONF_KEYS = frozenset({"confidence", "score", "conf", "probability"})
+
+
+@dataclass(slots=True)
+class RawBox:
+    """One parsed box in the model's coordinate frame, with the character spans it came from."""
+
+    coords: tuple[float, float, float, float]
+    label: str | None = None
+    stated_confidence: float | None = None
+    coord_spans: tuple[Span, ...] = ()
+    label_span: Span | None = None
+    has_float: bool = False
+
+
+@dataclass(slots=True)
+class Parsed:
+    """The result of parsing one raw output."""
+
+    ok: bool
+    fmt: str
+    boxes: list[RawBox] = field(default_factory=list)
+    no_object: bool = False
+    think: str | None = None
+    think_span: Span | None = None
+    branch_span: Span | None = None
+    native_frame: str | None = None
+    repaired: int = 0
+    detail: str = ""
+
+
+def _find_region(text: str) -> tuple[int, int, str | None, Span | None, str]:
+    """Locate the answer region and the think trace; returns (start, end, think, span, kind)."""
+    think: str | None = None
+    think_span: Span | None = None
+    start, end = 0, len(text)
+    kind = ""
+    m = _THINK_RE.search(text)
+    if m:
+        think, think_span = m.group(1), (m.start(1), m.end(1))
+        start = m.end()
+    else:
+        close = text.find("</think>")
+        if close >= 0:  # the chat template may have put <think> in the prompt
+            think, think_span = text[:close], (0, close)
+            start = close + len("</think>")
+    a = _ANSWER_RE.search(text, start)
+    if a:
+        start, end, kind = a.start(1), a.end(1), "answer"
+    f = _FENCE_RE.search(text, start, end)
+    if f:
+        start, end, kind = f.start(1), f.end(1), (kind + "+fenced").lstrip("+")
+    return start, end, think, think_span, kind
+
+
+def _unquote(raw: str) -> str:
+    """Decode a JSON or Python string literal, tolerating bad escapes."""
+    try:
+        val = json.loads(raw) if raw[0] == '"' else ast.literal_eval(raw)
+        return str(val)
+    except (ValueError, SyntaxError):
+        return raw[1:-1]
+
+
+def _numbers(val: str, base: int) -> tuple[list[float], list[Span], bool]:
+    """Numbers in a list literal with their absolute spans and whether any is a float."""
+    nums: list[float] = []
+    spans: list[Span] = []
+    has_float = False
+    for m in _NUM_RE.finditer(val):
+        lit = m.group()
+        nums.append(float(lit))
+        spans.append((base + m.start(), base + m.end()))
+        has_float = has_float or "." in lit or "e" in lit or "E" in lit
+    return nums, spans, has_float
+
+
+def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool]:
+    """Parse one flat ``{...}`` object; returns (box or None, whether it was Visual-RFT)."""
+    box: RawBox | None = None
+    label: str | None = None
+    label_span: Span | None = None
+    conf: float | None = None
+    rft = False
+    for kv in _KV_RE.finditer(obj):
+        key = kv.group("key").strip().lower()
+        val = kv.group("val")
+        vstart = base + kv.start("val")
+        if key in _BBOX_KEYS and val.startswith("["):
+            nums, spans, has_float = _numbers(val, vstart)
+            if len(nums) == 4 and box is None:
+                box = RawBox((nums[0], nums[1], nums[2], nums[3]), coord_spans=tuple(spans),
+                             has_float=has_float)
+            rft = rft or key == "position"
+        elif key in _LABEL_KEYS and val[0] in "\"'" and label is None:
+            label = _unquote(val).strip()
+            label_span = (vstart + 1, vstart + len(val) - 1)
+        elif key in _CONF_KEYS and val[0] not in "\"'[nN":
+            conf = float(val)
+    if box is not None:
+        box.label = label or None
+        box.label_span = label_span if label else None
+        if conf is not None and 0.0 <= conf <= 1.0:
+            box.stated_confidence = conf
+    return box, rft
+
+
+def _branch_after_bracket(text: str, start: int, end: int, first: int) -> Span | None:
+    """Span of the first character after the '[' that opens the answer list (object or ']')."""
+    open_at = text.rfind("[", start, first) if first >= 0 else text.find("[", start, end)
+    if open_at < 0:
+        return (first, first + 1) if first >= 0 else None
+    j = open_at + 1
+    while j < end and text[j] in " \t\r\n":
+        j += 1
+    return (j, j + 1) if j < end else None
+
+
+def parse_output(text: str) -> Parsed:
+    """Parse raw model output into boxes in the model's frame; never raises.
+
+    Example:
+        >>> p = parse_output('```json\\n[{"bbox_2d": [1, 2, 30, 40], "label": "cat"}]\\n```')
+        >>> p.ok, p.boxes[0].coords, p.boxes[0].label
+        (True, (1.0, 2.0, 30.0, 40.0), 'cat')
+    """
+    try:
+        return _parse(text)
+    except Exception as exc:  # noqa: BLE001 - a parser bug must abstain, not crash a request
+        return Parsed(ok=False, fmt="error", detail=f"parser error: {type(exc).__name__}")
+
+
+def _parse(text: str) -> Parsed:
+    """The parser proper; see parse_output."""
+    start, end, think, think_span, kind = _find_region(text)
+    region = text[start:end]
+    prefix = kind + ":" if kind else ""
+    # 1. Qwen2-VL native box tokens: 0..1000 relative.
+    toks = list(_BOX_TOKEN_RE.finditer(text, start, end))
+    if toks:
+        boxes = []
+        for m in toks:
+            spans = tuple(m.span(g) for g in "abcd")
+            label = m.group("label")
+            boxes.append(RawBox(
+                (float(m["a"]), float(m["b"]), float(m["c"]), float(m["d"])),
+                label=label.strip() or None if label is not None else None,
+                coord_spans=spans,
+                label_span=m.span("label") if label else None,
+            ))
+        return Parsed(ok=True, fmt=prefix + "qwen2-box-tokens", boxes=boxes, think=think,
+                      think_span=think_span, branch_span=(toks[0].start(), toks[0].start() + 1),
+                      native_frame="relative1000", detail=f"{len(boxes)} box token group(s)")
+    # 2. JSON or Python-literal objects (flat), tolerant of truncation.
+    objs = list(_OBJECT_RE.finditer(text, start, end))
+    if objs:
+        boxes = []
+        rft_any = False
+        bad = 0
+        for m in objs:
+            box, rft = _parse_object(m.group(), m.start())
+            rft_any = rft_any or rft
+            if box is None:
+                bad += 1
+            else:
+                boxes.append(box)
+        tail = text[objs[-1].end():end]
+        repaired = 1 if _OPEN_OBJECT_RE.search(tail) else 0
+        quotes = "python-literal" if "'" in region and '"' not in region else "json"
+        fmt = prefix + ("visual-rft" if rft_any else quotes)
+        branch = _branch_after_bracket(text, start, end, objs[0].start())
+        if bad:
+            return Parsed(ok=False, fmt=fmt, boxes=boxes, think=think, think_span=think_span,
+                          detail=f"{bad} object(s) without a 4-number box")
+        detail = f"{len(boxes)} object(s)" + (", repaired a truncated list" if repaired else "")
+        return Parsed(ok=True, fmt=fmt, boxes=boxes, think=think, think_span=think_span,
+                      branch_span=branch, native_frame="relative1000" if rft_any else None,
+                      repaired=repaired, detail=detail)
+    # 3. Bare [x1, y1, x2, y2] lists.
+    bare = list(_BARE_BOX_RE.finditer(text, start, end))
+    if bare:
+        boxes = []
+        for m in bare:
+            lits = [m.group(i) for i in range(1, 5)]
+            boxes.append(RawBox(
+                (float(lits[0]), float(lits[1]), float(lits[2]), float(lits[3])),
+                coord_spans=tuple(m.span(i) for i in range(1, 5)),
+                has_float=any("." in x or "e" in x.lower() for x in lits),
+            ))
+        return Parsed(ok=True, fmt=prefix + "bare-list", boxes=boxes, think=think,
+                      think_span=think_span, branch_span=(bare[0].start(), bare[0].start() + 1),
+                      detail=f"{len(boxes)} bare box list(s)")
+    # 4. Explicit "no object" answers.
+    empty = _EMPTY_LIST_RE.search(text, start, end)
+    if empty:
+        close = empty.end() - 1
+        return Parsed(ok=True, fmt=prefix + "empty-list", no_object=True, think=think,
+                      think_span=think_span, branch_span=(close, close + 1),
+                      detail="empty list: no such object")
+    no = _NO_OBJECT_RE.search(region)
+    if no and len(region.strip()) <= 200:
+        s = start + no.start()
+        return Parsed(ok=True, fmt=prefix + "no-objects", no_object=True, think=think,
+                      think_span=think_span, branch_span=(s, start + no.end()),
+                      detail=f"'{no.group().strip()}': no such object")
+    if _OPEN_OBJECT_RE.search(region):
+        detail = "only an incomplete (truncated) object"
+    elif region.strip():
+        detail = "no box found in the answer"
+    else:
+        detail = "empty answer"
+    return Parsed(ok=False, fmt=prefix + "unparsed", think=think, think_span=think_span,
+                  detail=detail)

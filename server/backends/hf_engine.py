@@ -1,0 +1,241 @@
+"""Synchronous Qwen-VL generation with transformers and xgrammar; runs in the worker thread."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import xgrammar as xgr
+from PIL import Image
+from transformers import (
+    AutoConfig,
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+from transformers.generation.logits_process import LogitsProcessor
+
+from ..constraints import Constraint
+from .base import BackendError, TokenChoice
+
+log = logging.getLogger(__name__)
+
+IMAGE_PAD = "<|image_pad|>"
+
+
+@dataclass
+class SequenceJob:
+    """One sequence to continue: a prompt (with at most one image placeholder) and its image."""
+
+    prompt: str
+    image: Image.Image | None
+    constraint: Constraint | None  # None = unconstrained (the think phase)
+    cancelled: Callable[[], bool] = lambda: False
+
+
+@dataclass(frozen=True)
+class DecodeParams:
+    """Parameters shared by every sequence of one generate() call."""
+
+    max_new_tokens: int
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop_strings: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass
+class SequenceResult:
+    """The generated text of one sequence, its tokens with logprobs, and why it stopped."""
+
+    text: str
+    tokens: list[TokenChoice]
+    finish_reason: str
+
+
+class _CancelledRows(StoppingCriteria):
+    """Stops rows whose request was cancelled (client gone or deadline passed)."""
+
+    def __init__(self, jobs: Sequence[SequenceJob]) -> None:
+        self.jobs = jobs
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kw: object) -> torch.BoolTensor:  # noqa: E501
+        flags = [job.cancelled() for job in self.jobs]
+        return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    """'auto' → bfloat16 on GPU, float32 on CPU."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+class HFEngine:
+    """Loads a Qwen-VL checkpoint and generates constrained answers for batches of sequences."""
+
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        min_pixels: int,
+        max_pixels: int,
+        device: str = "auto",
+        dtype: str = "auto",
+        tokenizer_dir: str | None = None,
+    ) -> None:
+        from transformers import Qwen2VLImageProcessorPil
+
+        self.device = pick_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)
+        self.config = AutoConfig.from_pretrained(model_dir)
+        self.image_processor = Qwen2VLImageProcessorPil.from_pretrained(
+            model_dir, size={"shortest_edge": min_pixels, "longest_edge": max_pixels}
+        )
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            model_dir, dtype=pick_dtype(dtype, self.device)
+        ).to(self.device)
+        self.model.eval()
+        self.image_token_id = int(self.config.image_token_id)
+        self.pad_token_id = self._token_id("<|endoftext|>")
+        self.stop_token_ids = [self._token_id("<|im_end|>"), self._token_id("<|endoftext|>")]
+        vocab_size = self.config.get_text_config().vocab_size
+        info = xgr.TokenizerInfo.from_huggingface(
+            self.tokenizer, vocab_size=vocab_size, stop_token_ids=self.stop_token_ids
+        )
+        self.compiler = xgr.GrammarCompiler(info)
+        self._accepts_mm_types = "mm_token_type_ids" in inspect.signature(
+            self.model.forward
+        ).parameters
+        self._lock = threading.Lock()
+
+    def _token_id(self, token: str) -> int:
+        token_id = self.tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == self.tokenizer.unk_token_id:
+            raise BackendError(f"tokenizer has no {token} token")
+        return int(token_id)
+
+    def compile(self, constraint: Constraint) -> xgr.CompiledGrammar:
+        """Compile a constraint with xgrammar (the compiler caches by schema)."""
+        ebnf = constraint.ebnf()
+        if ebnf is not None:
+            return self.compiler.compile_grammar(ebnf)
+        import json
+
+        return self.compiler.compile_json_schema(
+            json.dumps(constraint.json_schema), any_whitespace=False
+        )
+
+    def encode(self, jobs: Sequence[SequenceJob]) -> dict[str, torch.Tensor]:
+        """Tokenize prompts with expanded image tokens, left-padded, plus pixel inputs."""
+        images = [job.image for job in jobs if job.image is not None]
+        pixel_inputs: dict[str, torch.Tensor] = {}
+        grids: list[list[int]] = []
+        if images:
+            pixel_inputs = dict(self.image_processor(images=images, return_tensors="pt"))
+            grids = pixel_inputs["image_grid_thw"].tolist()
+        merge = self.image_processor.merge_size
+        patch = self.image_processor.patch_size
+        rows: list[list[int]] = []
+        grid_iter = iter(grids)
+        for job in jobs:
+            prompt = job.prompt
+            if job.image is not None:
+                t, h, w = next(grid_iter)
+                if (w * patch, h * patch) != job.image.size:
+                    raise BackendError(
+                        f"image processor resized {job.image.size} to {(w * patch, h * patch)}"
+                    )
+                prompt = prompt.replace(IMAGE_PAD, IMAGE_PAD * (t * h * w // (merge * merge)), 1)
+            rows.append(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, width - len(row) :] = torch.tensor(row)
+            attention[i, width - len(row) :] = 1
+        inputs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention}
+        if self._accepts_mm_types:
+            # Without this, image tokens silently get 1-D positions instead of M-RoPE ones.
+            inputs["mm_token_type_ids"] = (input_ids == self.image_token_id).to(torch.int)
+        if images:
+            inputs["pixel_values"] = pixel_inputs["pixel_values"].to(self.model.dtype)
+            inputs["image_grid_thw"] = pixel_inputs["image_grid_thw"]
+        return {k: v.to(self.device) for k, v in inputs.items()}
+
+    @torch.inference_mode()
+    def generate(self, jobs: Sequence[SequenceJob], params: DecodeParams) -> list[SequenceResult]:
+        """Generate one continuation per job; all jobs share `params`."""
+        inputs = self.encode(jobs)
+        processors: list[LogitsProcessor] = []
+        constrained = [job.constraint is not None for job in jobs]
+        if any(constrained):
+            if not all(constrained):
+                raise ValueError("a batch is either all constrained or all free")
+            grammars = [self.compile(job.constraint) for job in jobs if job.constraint]
+            processors.append(xgr.contrib.hf.LogitsProcessor(grammars))
+        kwargs: dict[str, object] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": params.do_sample,
+            "logits_processor": processors,
+            "stopping_criteria": StoppingCriteriaList([_CancelledRows(jobs)]),
+            "eos_token_id": self.stop_token_ids,
+            "pad_token_id": self.pad_token_id,
+            "output_scores": True,
+            "return_dict_in_generate": True,
+        }
+        if params.do_sample:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if params.stop_strings:
+            kwargs.update(stop_strings=list(params.stop_strings), tokenizer=self.tokenizer)
+        with self._lock:
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            out = self.model.generate(**inputs, **kwargs)
+        prompt_len = inputs["input_ids"].shape[1]
+        new_tokens = out.sequences[:, prompt_len:].cpu()
+        logprobs = torch.stack(
+            [torch.log_softmax(s.float(), dim=-1) for s in out.scores], dim=1
+        ).cpu()
+        return [
+            self._result(new_tokens[i], logprobs[i], params, jobs[i]) for i in range(len(jobs))
+        ]
+
+    def _result(
+        self, ids: torch.Tensor, logprobs: torch.Tensor, params: DecodeParams, job: SequenceJob
+    ) -> SequenceResult:
+        """Cut one row at its stop token and pair each token with its logprob."""
+        tokens: list[TokenChoice] = []
+        finish = "length"
+        for step, token_id in enumerate(ids.tolist()):
+            if token_id in self.stop_token_ids:
+                finish = "stop"
+                break
+            text = self.tokenizer.decode([token_id], skip_special_tokens=False)
+            tokens.append(TokenChoice(token_id, text, float(logprobs[step, token_id])))
+        text = "".join(t.text for t in tokens)
+        if finish == "length" and any(s in text for s in params.stop_strings):
+            finish = "stop"
+        if job.cancelled():
+            finish = "abort"
+        return SequenceResult(text=text, tokens=tokens, finish_reason=finish)
+
+    def prefill_rope_deltas(self, job: SequenceJob) -> torch.Tensor:
+        """Run one forward pass and return the model's M-RoPE deltas (tests check image positions)."""
+        inputs = self.encode([job])
+        with torch.inference_mode():
+            self.model(**inputs)
+        return self.model.model.rope_deltas

@@ -1,0 +1,251 @@
+"""Pure translation between boxguard and vLLM 0.20.x: engine args, sampling params, outputs.
+
+Nothing here imports vLLM: every function returns plain dicts or boxguard dataclasses, so the
+translation is testable on a CPU-only install. `vllm_backend` turns the dicts into vLLM objects.
+
+The think variant runs in two engine calls, like the transformers backend: phase 1 writes the
+think trace unconstrained (bounded by `think_max_tokens`, stopped at `</think>`); phase 2 gets
+the prompt plus the think and the forced `</think>\\n<answer>` and writes the JSON under the
+constraint. Forced text gets TokenChoices with token id -1 and logprob 0.0, so the tokens of a
+Completion always concatenate to its text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..constraints import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, Constraint
+from .base import Completion, GenerationRequest, TokenChoice
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ..models import ModelAdapter
+    from ..settings import Settings
+
+FORCED_TOKEN_ID = -1
+FINAL_ONLY = "FINAL_ONLY"
+# Logprobs after the grammar bitmask, penalties, temperature and top-p: the distribution the
+# token was really drawn from. (vLLM 0.20 applies the bitmask before the sampler, so even
+# raw_logprobs are renormalized over the tokens the grammar allows; processed ones also honour
+# temperature and top-p.)
+LOGPROBS_MODE = "processed_logprobs"
+
+
+class _LogprobLike(Protocol):
+    logprob: float
+    decoded_token: str | None
+
+
+class CompletionOutputLike(Protocol):
+    """The fields of vllm.outputs.CompletionOutput this module reads."""
+
+    text: str
+    token_ids: Sequence[int]
+    logprobs: Any
+    finish_reason: str | None
+
+
+def engine_args_dict(settings: Settings, model_dir: str, adapter: ModelAdapter) -> dict[str, Any]:
+    """AsyncEngineArgs keyword arguments for the settings, checkpoint and adapter."""
+    args: dict[str, Any] = {
+        "model": model_dir,
+        "tokenizer": settings.tokenizer,
+        "served_model_name": settings.model_name,
+        "dtype": settings.dtype,
+        "seed": settings.seed,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "data_parallel_size": settings.data_parallel_size,
+        "load_format": settings.load_format,
+        "enforce_eager": settings.enforce_eager,
+        # Without "video": 0 the profiler reserves activation memory for a video.
+        "limit_mm_per_prompt": {"image": 1, "video": 0},
+        "mm_processor_kwargs": {
+            "min_pixels": adapter.min_pixels,
+            "max_pixels": adapter.max_pixels,
+        },
+        "logprobs_mode": LOGPROBS_MODE,
+        # The same compiler as the transformers backend; one-line JSON with ", " and ": "
+        # separators (Qwen's native style) and no unbounded whitespace runs.
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+        # Stat loggers on: vLLM's PrometheusStatLogger registers vllm:* metrics in-process.
+        "disable_log_stats": False,
+        "enable_log_requests": False,
+        "trust_remote_code": False,
+    }
+    if settings.max_model_len is not None:
+        args["max_model_len"] = settings.max_model_len
+    return {k: v for k, v in args.items() if v is not None}
+
+
+def structured_outputs_kwargs(constraint: Constraint) -> dict[str, Any]:
+    """StructuredOutputsParams keyword arguments: `json=schema` or `choice=[...]`."""
+    if constraint.choices:
+        return {"choice": list(constraint.choices)}
+    return {"json": constraint.json_schema}
+
+
+def effective_n(request: GenerationRequest) -> int:
+    """Samples to ask the engine for: vLLM refuses n > 1 with greedy decoding (all identical)."""
+    return 1 if request.temperature <= 0 else max(1, request.n)
+
+
+def _common_kwargs(request: GenerationRequest) -> dict[str, Any]:
+    """Sampling fields shared by every engine call of one request."""
+    return {
+        "temperature": max(0.0, request.temperature),
+        "top_p": request.top_p,
+        "seed": request.seed,
+        "logprobs": 0 if request.logprobs else None,
+        "output_kind": FINAL_ONLY,
+        "skip_special_tokens": True,
+    }
+
+
+def answer_kwargs(request: GenerationRequest) -> dict[str, Any]:
+    """SamplingParams kwargs of the constrained answer (the only call without think)."""
+    return {
+        **_common_kwargs(request),
+        "n": effective_n(request),
+        "max_tokens": request.constraint.max_tokens,
+        "structured_outputs": structured_outputs_kwargs(request.constraint),
+    }
+
+
+def think_kwargs(request: GenerationRequest) -> dict[str, Any]:
+    """SamplingParams kwargs of phase 1: the free think trace, stopped at `</think>`."""
+    return {
+        **_common_kwargs(request),
+        "n": effective_n(request),
+        "max_tokens": request.constraint.think_max_tokens,
+        "stop": [THINK_CLOSE],
+        "include_stop_str_in_output": False,
+        "structured_outputs": None,
+    }
+
+
+def continuation_kwargs(request: GenerationRequest, index: int) -> dict[str, Any]:
+    """SamplingParams kwargs of phase 2 for the `index`-th think trace (one sample each)."""
+    kwargs = {**answer_kwargs(request), "n": 1}
+    if request.seed is not None:
+        kwargs["seed"] = request.seed + index  # what vLLM does for the children of n > 1
+    return kwargs
+
+
+def think_prompt(prompt: str) -> str:
+    """Phase-1 prompt: the chat prompt with the think tag opened."""
+    return prompt + THINK_OPEN
+
+
+def continuation_prompt(prompt: str, think: str) -> str:
+    """Phase-2 prompt: the prompt, the think trace and the forced tags up to the answer."""
+    return prompt + THINK_OPEN + think + THINK_CLOSE + "\n" + ANSWER_OPEN
+
+
+def prompt_input(prompt: str, image: Image.Image | None) -> dict[str, Any]:
+    """vLLM's TextPrompt dict; the image rides along as multi_modal_data."""
+    if image is None:
+        return {"prompt": prompt}
+    return {"prompt": prompt, "multi_modal_data": {"image": image}}
+
+
+def align_pieces(text: str, pieces: Sequence[str]) -> list[str]:
+    """Cut per-token strings so they concatenate to `text` exactly.
+
+    Tokens that are absent from the text (a skipped special token such as `<|im_end|>`, the
+    tail of a stop string) get "", a token cut by a stop string keeps its part, and text no
+    token accounts for (detokenizer corner cases) is appended to the last token.
+
+    Example:
+        >>> align_pieces("ab", ["a", "b", "<|im_end|>"])
+        ['a', 'b', '']
+    """
+    out: list[str] = []
+    pos = 0
+    for piece in pieces:
+        rest = text[pos:]
+        if rest.startswith(piece):
+            take = piece
+        else:
+            k = 0
+            limit = min(len(piece), len(rest))
+            while k < limit and piece[k] == rest[k]:
+                k += 1
+            take = rest[:k]
+        out.append(take)
+        pos += len(take)
+    if pos < len(text) and out:
+        out[-1] += text[pos:]
+    return out
+
+
+def _position_logprob(position: Any, token_id: int) -> tuple[float, str | None]:
+    """(logprob, decoded text) of the sampled token at one position of vLLM's logprobs."""
+    if not position:
+        return 0.0, None
+    entry: _LogprobLike | None = position.get(token_id)
+    if entry is None:  # the sampled token is always first
+        entry = next(iter(position.values()))
+    return float(entry.logprob), entry.decoded_token
+
+
+def completion_from_output(
+    output: CompletionOutputLike, *, decode: Any = None, drop_untexted_tail: bool = False
+) -> Completion:
+    """A boxguard Completion from a vLLM CompletionOutput (duck-typed).
+
+    `decode(token_id) -> str` is used for tokens whose logprobs carry no decoded text. With
+    `drop_untexted_tail`, tokens after the end of the text (a stop string's tokens) are dropped.
+    """
+    token_ids = list(output.token_ids)
+    logprobs = output.logprobs
+    values: list[float] = []
+    pieces: list[str] = []
+    for i, token_id in enumerate(token_ids):
+        position = logprobs[i] if logprobs is not None and i < len(logprobs) else None
+        lp, piece = _position_logprob(position, token_id)
+        if piece is None:
+            piece = decode(token_id) if decode is not None else ""
+        values.append(lp)
+        pieces.append(piece)
+    text = output.text
+    texts = align_pieces(text, pieces)
+    tokens = [TokenChoice(t, s, lp) for t, s, lp in zip(token_ids, texts, values)]
+    if drop_untexted_tail:
+        while tokens and tokens[-1].text == "":
+            tokens.pop()
+    if not tokens and text:
+        tokens = [forced(text)]
+    return Completion(text=text, tokens=tokens, finish_reason=output.finish_reason or "stop")
+
+
+def forced(text: str) -> TokenChoice:
+    """A token the backend wrote itself (not sampled): id -1, logprob 0.0."""
+    return TokenChoice(FORCED_TOKEN_ID, text, 0.0)
+
+
+def join_think(think: Completion, answer: Completion) -> Completion:
+    """`<think>…</think>\\n<answer>JSON</answer>` with forced tags between the sampled parts."""
+    tokens = [
+        forced(THINK_OPEN),
+        *think.tokens,
+        forced(THINK_CLOSE),
+        forced("\n"),
+        forced(ANSWER_OPEN),
+        *answer.tokens,
+        forced(ANSWER_CLOSE),
+    ]
+    text = THINK_OPEN + think.text + THINK_CLOSE + "\n" + ANSWER_OPEN + answer.text + ANSWER_CLOSE
+    return Completion(text=text, tokens=tokens, finish_reason=answer.finish_reason)
+
+
+def replicate(completions: list[Completion], n: int) -> list[Completion]:
+    """Copies of a greedy completion up to `n` (greedy samples are identical)."""
+    if not completions or len(completions) >= n:
+        return completions
+    first = completions[0]
+    extra = n - len(completions)
+    return completions + [replace(first, tokens=list(first.tokens)) for _ in range(extra)]

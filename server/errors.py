@@ -1,0 +1,127 @@
+"""The server's exception tree; each maps to one problem+json answer with a stable code."""
+
+from __future__ import annotations
+
+
+class BoxguardServerError(Exception):
+    """Base of errors the server answers with a problem detail."""
+
+    status_code = 500
+    code = "internal_error"
+    title = "Internal server error"
+
+    def __init__(self, detail: str = "", *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers = headers or {}
+
+
+class BadRequest(BoxguardServerError):
+    status_code = 400
+    code = "bad_request"
+    title = "Bad request"
+
+
+class MalformedJSON(BadRequest):
+    code = "malformed_json"
+    title = "The body is not valid JSON"
+
+
+class InvalidImage(BadRequest):
+    code = "invalid_image"
+    title = "The image could not be decoded"
+
+
+class MissingImage(BadRequest):
+    code = "missing_image"
+    title = "No image was sent"
+
+
+class InvalidBase64(BadRequest):
+    code = "invalid_base64"
+    title = "The image is not valid base64"
+
+
+class ImageTooSmall(BadRequest):
+    code = "image_too_small"
+    title = "The image is too small to ground in"
+
+
+class AspectRatioTooLarge(BadRequest):
+    code = "aspect_ratio_too_large"
+    title = "The image's aspect ratio is over the limit"
+
+
+class ImageTooLarge(BadRequest):
+    status_code = 413
+    code = "image_too_many_pixels"
+    title = "The image declares more pixels than allowed"
+
+
+class PayloadTooLarge(BoxguardServerError):
+    status_code = 413
+    code = "payload_too_large"
+    title = "The request body is over the size limit"
+
+
+class ValidationFailed(BoxguardServerError):
+    status_code = 422
+    code = "validation_error"
+    title = "The request does not match the schema"
+
+    def __init__(self, detail: str, errors: list[dict] | None = None) -> None:
+        super().__init__(detail)
+        self.errors = errors or []
+
+
+class InvalidPolicy(ValidationFailed):
+    code = "invalid_policy"
+    title = "The policy override is invalid or out of the allowed bounds"
+
+
+class ImageUrlDisabled(BadRequest):
+    status_code = 403
+    code = "image_url_disabled"
+    title = "Fetching images by URL is disabled on this server"
+
+
+class ImageUrlRefused(BadRequest):
+    status_code = 403
+    code = "image_url_refused"
+    title = "The image URL is not allowed"
+
+
+class ImageFetchFailed(BadRequest):
+    status_code = 422
+    code = "image_fetch_failed"
+    title = "The image URL could not be fetched"
+
+
+class UnsupportedMediaType(BoxguardServerError):
+    status_code = 415
+    code = "unsupported_media_type"
+    title = "Send application/json or multipart/form-data"
+
+
+class Unauthorized(BoxguardServerError):
+    status_code = 401
+    code = "unauthorized"
+    title = "A valid API key is required"
+
+
+class Overloaded(BoxguardServerError):
+    status_code = 429
+    code = "overloaded"
+    title = "The request queue is full"
+
+
+class BackendUnavailable(BoxguardServerError):
+    status_code = 503
+    code = "backend_unavailable"
+    title = "The model backend is not available"
+
+
+class GenerationTimeout(BoxguardServerError):
+    status_code = 504
+    code = "generation_timeout"
+    title = "The model did not answer within the request deadline"

@@ -1,0 +1,86 @@
+"""Fetch `image_url` safely: allowlisted hosts, public addresses only, bounded size and time."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from .errors import ImageFetchFailed, ImageUrlRefused, PayloadTooLarge
+from .settings import Settings
+
+MAX_REDIRECTS = 3
+# Cloud metadata endpoints that sit outside the private ranges on some providers.
+_METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
+            and not _is_public(str(ip.ipv4_mapped)))
+    )
+
+
+async def _resolve_public(host: str, port: int) -> str:
+    """Resolve once; refuse if any address is not public (DNS rebinding gets one answer)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        raise ImageFetchFailed(f"cannot resolve {host!r}") from None
+    addresses = sorted({info[4][0] for info in infos})
+    if not addresses or not all(_is_public(a) for a in addresses):
+        raise ImageUrlRefused(f"{host!r} resolves to a non-public address")
+    return addresses[0]
+
+
+def check_url(url: str, settings: Settings) -> tuple[str, str, int]:
+    """(scheme, host, port) of an allowed URL, else ImageUrlRefused."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImageUrlRefused("image_url must be an http(s) URL with a host")
+    if parts.username or parts.password:
+        raise ImageUrlRefused("image_url must not carry credentials")
+    host = parts.hostname.lower().rstrip(".")
+    allowed = {h.lower().rstrip(".") for h in settings.image_url_allowlist}
+    if host in _METADATA_HOSTS or host not in allowed:
+        raise ImageUrlRefused(f"host {host!r} is not in the server's image_url allowlist")
+    return parts.scheme, host, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+async def fetch_image(url: str, settings: Settings, *, timeout_s: float = 10.0) -> bytes:
+    """Download an image within the body limit, following at most a few checked redirects."""
+    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            scheme, host, port = check_url(url, settings)
+            address = await _resolve_public(host, port)
+            # Connect to the address we checked; Host header and SNI keep the name.
+            target = url.replace(host, address if ":" not in address else f"[{address}]", 1)
+            extensions = {"sni_hostname": host} if scheme == "https" else {}
+            try:
+                async with client.stream(
+                    "GET", target, headers={"Host": host}, extensions=extensions
+                ) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        continue
+                    if response.status_code != 200:
+                        raise ImageFetchFailed(f"image_url answered {response.status_code}")
+                    data = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        data.extend(chunk)
+                        if len(data) > settings.max_body_bytes:
+                            raise PayloadTooLarge("the image at image_url is over the size limit")
+                    return bytes(data)
+            except httpx.HTTPError:
+                raise ImageFetchFailed("image_url could not be fetched") from None
+    raise ImageFetchFailed("too many redirects")

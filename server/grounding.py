@@ -1,0 +1,188 @@
+"""One grounding request end to end: model frame, prompt, constrained generation, guards."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from PIL import Image
+from pydantic import ValidationError
+
+from boxguard.guards import Policy, TokenLogprob, Verdict, verify
+
+from .backends import Backend, BackendDead, BackendError, GenerationRequest, QueueFull
+from .errors import (
+    AspectRatioTooLarge,
+    BackendUnavailable,
+    GenerationTimeout,
+    InvalidPolicy,
+    Overloaded,
+)
+from .metrics import Metrics
+from .models import AspectRatioError, ModelAdapter, resize_to_frame
+from .schema import Check, Detection, GroundRequest, GroundResponse, ImageInfo
+from .settings import Settings
+from .verifier import BackendVerifier
+
+
+def base_policy(settings: Settings) -> Policy:
+    """The server-wide guard policy; a request may override fields within Policy's bounds."""
+    fields: dict[str, Any] = {
+        "visual_check": settings.visual_check,
+        "self_consistency_k": settings.self_consistency_k,
+    }
+    if settings.min_confidence is not None:
+        fields["min_confidence"] = settings.min_confidence
+    return Policy(**fields)
+
+
+def request_policy(base: Policy, overrides: dict[str, Any] | None, settings: Settings) -> Policy:
+    """Apply a request's overrides; out-of-range or unknown fields are a 422 invalid_policy."""
+    if not overrides:
+        return base
+    try:
+        policy = Policy.model_validate({**base.model_dump(), **overrides})
+    except ValidationError as exc:
+        errors = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        raise InvalidPolicy("the policy override is invalid", errors) from None
+    if policy.self_consistency_k > settings.max_policy_samples:
+        raise InvalidPolicy(
+            f"self_consistency_k may be at most {settings.max_policy_samples} on this server"
+        )
+    return policy
+
+
+class GroundingService:
+    """Holds the adapter, backend and policy; grounds one decoded image at a time."""
+
+    def __init__(
+        self, settings: Settings, adapter: ModelAdapter, backend: Backend, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.adapter = adapter
+        self.backend = backend
+        self.metrics = metrics
+        self.policy = base_policy(settings)
+        self.model_name = settings.model_name or "boxguard-demo"
+
+    async def ground(
+        self, image: Image.Image, req: GroundRequest, request_id: str, timings: dict[str, float]
+    ) -> GroundResponse:
+        """Generate under the constraint, verify, and answer in original-image pixels."""
+        policy = request_policy(self.policy, req.policy, self.settings)
+        try:
+            frame = self.adapter.model_frame(*image.size)
+        except AspectRatioError as exc:
+            raise AspectRatioTooLarge(str(exc)) from None
+        constraint = self.adapter.constraint(
+            frame,
+            multiple=req.multiple,
+            think=req.think,
+            max_detections=self.settings.max_detections,
+            max_label_chars=self.settings.max_label_chars,
+            max_tokens=self.settings.max_new_tokens,
+            think_max_tokens=self.settings.think_max_tokens,
+        )
+        model_image = resize_to_frame(image, (frame.width, frame.height))
+        gen_request = GenerationRequest(
+            prompt=self.adapter.prompt(req.expression, multiple=req.multiple, think=req.think),
+            image=model_image,
+            constraint=constraint,
+            request_id=request_id,
+            seed=self.settings.seed,
+        )
+        started = time.perf_counter()
+        generation = await self.generate(gen_request)
+        timings["generate"] = _ms_since(started)
+        self.metrics.stage_seconds.labels("generate").observe(timings["generate"] / 1000)
+        self.metrics.generated_tokens.inc(generation.generated_tokens)
+        self.metrics.prompt_tokens.inc(generation.prompt_tokens)
+        completion = generation.completions[0]
+
+        started = time.perf_counter()
+        needs_verifier = policy.visual_check or policy.self_consistency_k > 0
+        verifier = (
+            BackendVerifier(
+                self, image, gen_request, asyncio.get_running_loop(), self.settings
+            )
+            if needs_verifier
+            else None
+        )
+        kwargs: dict[str, Any] = {
+            "frame": frame.frame,
+            "model_size": (frame.width, frame.height),
+            "multiple": req.multiple,
+            "token_logprobs": [
+                TokenLogprob(token=t.text, logprob=min(0.0, t.logprob)) for t in completion.tokens
+            ],
+            "verifier": verifier,
+            "policy": policy,
+        }
+        args = (completion.text, req.expression, image.size)
+        if verifier is None:
+            verdict = verify(*args, **kwargs)
+        else:
+            verdict = await asyncio.to_thread(verify, *args, **kwargs)
+        timings["verify"] = _ms_since(started)
+        self.metrics.stage_seconds.labels("verify").observe(timings["verify"] / 1000)
+        self._record(verdict)
+        return GroundResponse(
+            id=request_id,
+            status=verdict.status,
+            detections=[_detection(d) for d in verdict.detections],
+            candidates=[_detection(d) for d in verdict.candidates],
+            reasons=list(verdict.reasons),
+            checks=[Check(**c.model_dump()) for c in verdict.checks],
+            think=verdict.think,
+            raw_output=completion.text if req.return_raw else None,
+            image=ImageInfo(
+                width=image.width,
+                height=image.height,
+                model_width=frame.width,
+                model_height=frame.height,
+            ),
+            model=self.model_name,
+            timings_ms=timings,
+        )
+
+    async def generate(self, request: GenerationRequest) -> Any:
+        """Call the backend, mapping its failures to HTTP problems."""
+        try:
+            return await asyncio.wait_for(
+                self.backend.generate(request), timeout=self.settings.request_timeout_s
+            )
+        except QueueFull:
+            raise Overloaded(
+                "the request queue is full; retry later",
+                headers={"Retry-After": str(self.settings.retry_after_s)},
+            ) from None
+        except asyncio.TimeoutError:
+            self.metrics.cancelled.labels("deadline").inc()
+            raise GenerationTimeout(
+                f"no answer within {self.settings.request_timeout_s:g} s"
+            ) from None
+        except (BackendDead, BackendError) as exc:
+            raise BackendUnavailable(
+                "the model backend failed; retry later",
+                headers={"Retry-After": str(self.settings.retry_after_s)},
+            ) from exc
+
+    def _record(self, verdict: Verdict) -> None:
+        for check in verdict.checks:
+            self.metrics.checks.labels(check.name, "passed" if check.passed else "failed").inc()
+        for reason in verdict.reasons:
+            self.metrics.abstentions.labels(reason).inc()
+        for det in verdict.detections:
+            if det.confidence is not None:
+                self.metrics.confidence.observe(det.confidence)
+
+
+def _detection(det: Any) -> Detection:
+    return Detection(bbox=list(det.bbox), label=det.label, confidence=det.confidence)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,97 @@
+"""Decode request images safely: base64/data URLs, pixel-bomb refusal, EXIF orientation, RGB."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import (
+    AspectRatioTooLarge,
+    ImageTooLarge,
+    ImageTooSmall,
+    InvalidBase64,
+    InvalidImage,
+)
+
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[\w=.+-]+)*;base64,", re.I)
+
+
+def decode_base64_image(value: str) -> bytes:
+    """Bytes of a base64 string or a `data:image/...;base64,` URL."""
+    match = _DATA_URL.match(value)
+    payload = value[match.end() :] if match else value
+    payload = "".join(payload.split())
+    if not payload:
+        raise InvalidBase64("the image field is empty")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidBase64("the image field is not valid base64") from None
+
+
+def open_image(
+    data: bytes,
+    *,
+    max_pixels: int,
+    min_side: int,
+    max_aspect_ratio: float,
+) -> Image.Image:
+    """Open, check and fully decode an image; returns it upright (EXIF applied) in RGB.
+
+    The declared size is checked before any pixel is decoded, so a pixel bomb costs nothing.
+    """
+    if not data:
+        raise InvalidImage("the image is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise InvalidImage("the data is not an image in a supported format") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageTooLarge("the image declares too many pixels") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"the image declares {width}x{height} = {width * height} pixels; "
+            f"the limit is {max_pixels}"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            image = _to_rgb(image)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        raise InvalidImage("the image is truncated or corrupt") from None
+    width, height = image.size
+    if min(width, height) < min_side:
+        raise ImageTooSmall(
+            f"the image is {width}x{height}; each side must be at least {min_side} px"
+        )
+    ratio = max(width, height) / min(width, height)
+    if ratio > max_aspect_ratio:
+        raise AspectRatioTooLarge(
+            f"the image's aspect ratio is {ratio:.1f}; at most {max_aspect_ratio:g} is accepted"
+        )
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, compositing transparency onto white (the model never saw alpha)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grey: scale to 8 bits rather than clipping to white.
+        return image.point(lambda v: v / 256).convert("L").convert("RGB")
+    return image.convert("RGB")

@@ -1,0 +1,42 @@
+"""Where the model comes from: --model DIR, the bundled demo checkpoint, or the built-in tiny one."""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib.resources import files
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BUNDLED_CHECKPOINT = Path(str(files("boxguard.demo"))) / "checkpoint"
+
+
+def builtin_checkpoint_dir() -> Path:
+    """The built-in random-weight checkpoint, built once into the user's cache."""
+    from boxguard.demo.checkpoint import build_tiny_checkpoint
+
+    cache = Path(os.environ.get("BOXGUARD_CACHE", Path.home() / ".cache" / "boxguard"))
+    target = cache / "tiny-qwen2_5_vl"
+    if not (target / "model.safetensors").is_file():
+        log.info("building the built-in test checkpoint in %s", target)
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        build_tiny_checkpoint(tmp)
+        if not target.exists():
+            tmp.rename(target)
+    return target
+
+
+def resolve_model_dir(model: str | None) -> tuple[str, str]:
+    """(directory, display name) of the model to serve; nothing is downloaded."""
+    if model:
+        path = Path(model).expanduser()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{model} is not a model directory (no config.json); pass a local directory "
+                "holding a Qwen-VL checkpoint"
+            )
+        return str(path), path.name
+    if (BUNDLED_CHECKPOINT / "config.json").is_file():
+        return str(BUNDLED_CHECKPOINT), "boxguard-demo-shapes"
+    return str(builtin_checkpoint_dir()), "boxguard-tiny-random"

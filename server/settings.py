@@ -1,0 +1,79 @@
+"""Server settings: one pydantic-settings class, env prefix BOXGUARD_, CLI flags override."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class Settings(BaseSettings):
+    """Everything `boxguard serve` can be told; each field is also `BOXGUARD_<NAME>`.
+
+    Example:
+        >>> Settings(port=9000, backend="transformers").port
+        9000
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BOXGUARD_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0 = any free port).")
+    model: str | None = Field(
+        None, description="Local model directory; none = the bundled demo checkpoint."
+    )
+    model_name: str | None = Field(None, description="Name reported in responses.")
+    backend: str = Field("transformers", description="transformers | vllm")
+    device: str = Field("auto", description="transformers backend device: auto, cpu, cuda.")
+    dtype: str = Field("auto", description="auto, float32, bfloat16, float16.")
+    min_pixels: int | None = Field(None, ge=1, description="None = the checkpoint's value.")
+    max_pixels: int | None = Field(
+        None, ge=1, description="None = the checkpoint's value, else 1,003,520."
+    )
+    max_new_tokens: int = Field(128, ge=8, le=4096, description="Answer token budget.")
+    think_max_tokens: int = Field(256, ge=1, le=8192, description="Think trace token budget.")
+    max_detections: int = Field(16, ge=1, le=100, description="Most boxes with multiple=true.")
+    max_label_chars: int = Field(48, ge=1, le=512)
+    max_batch_size: int = Field(8, ge=1, le=256)
+    queue_size: int = Field(64, ge=1, description="Queued requests before 429.")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After on 429 and 503.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Deadline of one request (504).")
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Request body limit.")
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="Refuse images declaring more pixels, before decoding."
+    )
+    min_image_side: int = Field(8, ge=1, description="Refuse images with a smaller side.")
+    max_aspect_ratio: float = Field(200.0, gt=1, le=200.0)
+    image_url_enabled: bool = Field(False, description="Allow `image_url` in requests.")
+    image_url_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts `image_url` may name (comma-separated in env)."
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Accepted API keys (comma-separated); empty = open."
+    )
+    metrics_require_key: bool = Field(False, description="Require the API key for /metrics.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    min_confidence: float | None = Field(
+        None, ge=0, le=1, description="Policy confidence threshold; None = the guards' default."
+    )
+    visual_check: bool = Field(False, description="Run the visual re-check by default.")
+    self_consistency_k: int = Field(0, ge=0, le=16, description="Sampled answers; 0 = off.")
+    sample_temperature: float = Field(0.7, gt=0, le=2, description="For self-consistency.")
+    max_policy_samples: int = Field(8, ge=0, le=32, description="Most samples a request may ask.")
+    seed: int = Field(0, description="Seed for sampled decoding.")
+    log_level: str = Field("info")
+    # vLLM engine arguments (the vllm backend only).
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1)
+    max_model_len: int | None = Field(None, ge=256)
+    load_format: str = Field("auto", description="vLLM load format; 'dummy' = random weights.")
+    enforce_eager: bool = Field(False)
+    tokenizer: str | None = Field(None, description="Tokenizer directory if not the model's.")
+
+    @field_validator("image_url_allowlist", "api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
