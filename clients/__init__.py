@@ -11,7 +11,14 @@ Example:
 
 from __future__ import annotations
 
-from boxguard.server.schema import Check, Detection, GroundRequest, GroundResponse, ImageInfo
+from boxguard.server.schema import (
+    Check,
+    Detection,
+    GroundRequest,
+    GroundResponse,
+    Health,
+    ImageInfo,
+)
 
 from .async_ import AsyncClient
 from .base import DEFAULT_URL, GroundItem, RetryPolicy
@@ -42,6 +49,7 @@ __all__ = [
     "GroundRequest",
     "GroundResponse",
     "GroundResult",
+    "Health",
     "ImageInfo",
     "Overloaded",
     "PayloadTooLarge",

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
+from boxguard.server.schema import Health
 
 from .base import DEFAULT_TIMEOUT, BaseClient, GroundItem, normalize_item
 from .errors import BoxguardError
@@ -66,6 +67,22 @@ class AsyncClient(BaseClient):
         """Close the connection pool."""
         await self._http.aclose()
 
+    async def health(self) -> Health:
+        """Liveness of the server (GET /healthz); raises a BoxguardError if unreachable."""
+        try:
+            response = await self._http.get("/healthz")
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        return self._health(response, ready=False)
+
+    async def ready(self) -> Health:
+        """Readiness (GET /readyz): status 'ready' with the model name, or 'not_ready'."""
+        try:
+            response = await self._http.get("/readyz")
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        return self._health(response, ready=True)
+
     async def ground(
         self,
         image: ImageInput,
@@ -76,6 +93,7 @@ class AsyncClient(BaseClient):
         policy: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         return_raw: bool = False,
+        request_id: str | None = None,
     ) -> GroundResult:
         """Ground `expression` in `image`: verified boxes or an abstention with reasons.
 
@@ -86,10 +104,13 @@ class AsyncClient(BaseClient):
             image, expression, multiple=multiple, think=think, policy=policy, return_raw=return_raw
         )
         request_timeout = self._request_timeout(timeout, self.timeout)
+        headers = self._call_headers(request_id)
         attempt = 0
         while True:
             try:
-                response = await self._http.post("/ground", json=body, timeout=request_timeout)
+                response = await self._http.post(
+                    "/ground", json=body, headers=headers, timeout=request_timeout
+                )
             except httpx.TransportError as exc:
                 outcome: GroundResult | BoxguardError = self._transport_error(exc)
             else:

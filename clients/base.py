@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from boxguard.server.schema import GroundRequest, Health
 from pydantic import ValidationError
-
-from boxguard.server.schema import GroundRequest
 
 from .errors import (
     BoxguardError,
@@ -188,6 +187,23 @@ class BaseClient:
             )
         result._request_id = response.headers.get("X-Request-ID")
         return result
+
+    @staticmethod
+    def _health(response: httpx.Response, *, ready: bool) -> Health:
+        """The Health of /healthz or /readyz (a 503 from /readyz is 'not_ready', not an error)."""
+        if ready and response.status_code == 503:
+            try:
+                return Health.model_validate_json(response.content)
+            except ValidationError:
+                return Health(status="not_ready")
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return Health.model_validate_json(response.content)
+
+    @staticmethod
+    def _call_headers(request_id: str | None) -> dict[str, str]:
+        """Per-call headers: X-Request-ID when the caller picked one."""
+        return {"X-Request-ID": request_id} if request_id else {}
 
     def _retry_delay(self, attempt: int, error: BoxguardError) -> float | None:
         """Seconds to wait before retrying after `error`, or None to give up and raise it."""

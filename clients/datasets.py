@@ -130,7 +130,7 @@ def load_dataset(
 
     Example:
         >>> samples = load_dataset("shapes/val.jsonl")  # doctest: +SKIP
-        >>> samples = load_dataset("refcoco_val.json", image_root="coco/train2014")  # doctest: +SKIP
+        >>> samples = load_dataset("refcoco_val.json", image_root="train2014")  # doctest: +SKIP
     """
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent

@@ -67,7 +67,7 @@ def dashed_rectangle(
     """A rectangle outline drawn with dashes."""
     x1, y1, x2, y2 = box
     corners = [(x1, y1), (x2, y1), (x2, y2), (x1, y2), (x1, y1)]
-    for start, end in zip(corners, corners[1:]):
+    for start, end in zip(corners, corners[1:], strict=False):
         _dashed_line(draw, start, end, color, width, dash)
 
 

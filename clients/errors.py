@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 import httpx
-
 from boxguard.server.schema import Problem
 
 __all__ = [

@@ -21,7 +21,9 @@ from .metrics import IOU_THRESHOLD, Outcome, iou, summarize
 from .results import GroundResult
 from .sync import Client
 
-__all__ = ["SampleRecord", "evaluate", "run_eval", "score_sample"]
+__all__ = ["SampleRecord", "evaluate", "run_eval", "score_sample", "verdict_confidence"]
+
+CONFIDENCE_CHECK = "confidence"
 
 
 @dataclass
@@ -59,6 +61,8 @@ class SampleRecord:
             confidence=self.confidence,
             reasons=tuple(self.reasons),
             error=self.status == "error",
+            other_abstention=self.status == "abstained"
+            and any(r != CONFIDENCE_CHECK for r in self.reasons or ["unspecified"]),
         )
 
     def row(self) -> dict[str, Any]:
@@ -82,6 +86,16 @@ class SampleRecord:
         }
 
 
+def verdict_confidence(result: GroundResult) -> float | None:
+    """The verdict's confidence: the confidence check's score (lowest box confidence, or the
+    no-object answer's), else the top box's confidence, else None (no logprobs)."""
+    for check in result.checks:
+        if check.name == CONFIDENCE_CHECK and check.score is not None:
+            return check.score
+    top = result.top_candidate
+    return top.confidence if top is not None else None
+
+
 def score_sample(sample: Sample, outcome: GroundResult | BoxguardError) -> SampleRecord:
     """Score one answer.
 
@@ -103,7 +117,7 @@ def score_sample(sample: Sample, outcome: GroundResult | BoxguardError) -> Sampl
             sample, "error", False, False, None, None, [f"error:{outcome.code}"], error=outcome
         )
     top = outcome.top_candidate
-    confidence = top.confidence if top is not None else None
+    confidence = verdict_confidence(outcome)
     if sample.bbox is None:
         raw_correct = top is None
         correct = outcome.accepted and not outcome.detections
@@ -148,7 +162,7 @@ def evaluate(
         multiple=multiple,
         policy=policy,
     )
-    return [score_sample(s, o) for s, o in zip(samples, outcomes)]
+    return [score_sample(s, o) for s, o in zip(samples, outcomes, strict=True)]
 
 
 def run_eval(

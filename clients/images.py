@@ -1,7 +1,8 @@
 """Turn the image types the SDK accepts into wire fields, and into PIL images for drawing.
 
 Accepted: a file path (str or PathLike), raw bytes, a ``PIL.Image.Image``, a numpy array
-(H×W, H×W×3 or H×W×4) or an ``http(s)://`` URL string (sent as ``image_url``, fetched by the server).
+(H×W, H×W×3 or H×W×4) or an ``http(s)://`` URL string (sent as ``image_url``, fetched by the
+server).
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ import base64
 import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps
 
 if TYPE_CHECKING:
     import numpy as np
 
-    ImageInput = Union[str, os.PathLike[str], bytes, bytearray, memoryview, Image.Image, np.ndarray]
+    ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
 else:
     ImageInput = Any
 
@@ -110,6 +111,7 @@ def load_image(image: ImageInput) -> Image.Image:
         raise TypeError("draw() needs the image itself (path, bytes, PIL or array), not a URL")
     if isinstance(image, str) and image.startswith("data:"):
         image = base64.b64decode(image.split(",", 1)[1])
+    pil: Image.Image
     if isinstance(image, (str, os.PathLike)):
         pil = Image.open(Path(image))
     elif isinstance(image, (bytes, bytearray, memoryview)):

@@ -19,15 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from boxguard.guards import threshold as guard_threshold
+
 __all__ = [
     "Outcome",
-    "ThresholdPick",
     "aurc",
     "coverage",
     "iou",
     "n_acc",
     "phi",
-    "pick_threshold",
+    "best_threshold",
     "risk_coverage_curve",
     "selective_accuracy",
     "summarize",
@@ -35,7 +36,6 @@ __all__ = [
 ]
 
 IOU_THRESHOLD = 0.5
-_TOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -50,18 +50,7 @@ class Outcome:
     confidence: float | None = None
     reasons: tuple[str, ...] = ()
     error: bool = False
-
-
-@dataclass(frozen=True)
-class ThresholdPick:
-    """The confidence threshold (answer iff confidence >= threshold) maximizing Φc.
-
-    ``threshold=None`` means abstaining on every thresholdable sample scores best.
-    """
-
-    threshold: float | None
-    phi: float
-    coverage: float
+    other_abstention: bool = False  # abstained for a reason a confidence threshold cannot undo
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -87,7 +76,7 @@ def coverage(answered: Sequence[bool]) -> float | None:
 
 def selective_accuracy(answered: Sequence[bool], correct: Sequence[bool]) -> float | None:
     """Accuracy over the answered samples only (None when nothing was answered)."""
-    hits = [c for a, c in zip(answered, correct) if a]
+    hits = [c for a, c in zip(answered, correct, strict=True) if a]
     return sum(hits) / len(hits) if hits else None
 
 
@@ -100,7 +89,7 @@ def phi(answered: Sequence[bool], correct: Sequence[bool], c: float) -> float | 
     """
     if not answered:
         return None
-    total = sum((1.0 if r else -c) for a, r in zip(answered, correct) if a)
+    total = sum((1.0 if r else -c) for a, r in zip(answered, correct, strict=True) if a)
     return total / len(answered)
 
 
@@ -112,7 +101,7 @@ def _rank_key(confidence: float | None) -> float:
 def _groups(confidences: Sequence[float | None], correct: Sequence[bool]) -> list[list[int]]:
     """[confidence-tie group size, errors in it], most confident group first."""
     counts: dict[float, list[int]] = {}
-    for conf, right in zip(confidences, correct):
+    for conf, right in zip(confidences, correct, strict=True):
         group = counts.setdefault(_rank_key(conf), [0, 0])
         group[0] += 1
         group[1] += 0 if right else 1
@@ -165,34 +154,26 @@ def aurc(confidences: Sequence[float | None], correct: Sequence[bool]) -> float 
     return total / n
 
 
-def pick_threshold(
-    confidences: Sequence[float | None], correct: Sequence[bool], c: float = 10.0
-) -> ThresholdPick | None:
-    """The threshold maximizing Φc when answering iff confidence >= threshold.
+def best_threshold(outcomes: Sequence[Outcome], c: float = 10.0) -> dict[str, float] | None:
+    """The min_confidence maximizing Φc, via ``boxguard.guards.threshold.pick_threshold``.
 
-    Candidates are the distinct confidences (and abstaining on all numbered ones); equal Φc
-    prefers the higher threshold. None for no samples.
+    At threshold t a sample is answered iff no other guard abstained and its confidence is
+    >= t (None: always); its correctness is that of the model's raw top answer. Returns
+    ``{"threshold", "phi", "coverage"}`` at the pick, None for no samples.
 
     Example:
-        >>> pick_threshold([0.9, 0.6, 0.3], [True, True, False], c=10)
-        ThresholdPick(threshold=0.6, phi=0.6666666666666666, coverage=0.6666666666666666)
+        >>> best_threshold([Outcome(True, True, True, True, confidence=0.9),
+        ...                 Outcome(True, True, False, False, confidence=0.4)])
+        {'threshold': 0.9, 'phi': 0.5, 'coverage': 0.5}
     """
-    n = len(confidences)
-    if n == 0:
+    if not outcomes:
         return None
-    fixed = [r for conf, r in zip(confidences, correct) if conf is None]
-    score = sum(1.0 if r else -c for r in fixed)
-    taken = len(fixed)
-    best = ThresholdPick(threshold=None, phi=score / n, coverage=taken / n)
-    numbered = _groups([x for x in confidences if x is not None],
-                       [r for x, r in zip(confidences, correct) if x is not None])
-    thresholds = sorted({float(x) for x in confidences if x is not None}, reverse=True)
-    for threshold, (size, errs) in zip(thresholds, numbered):
-        score += (size - errs) - c * errs
-        taken += size
-        if score / n > best.phi + _TOL:
-            best = ThresholdPick(threshold=threshold, phi=score / n, coverage=taken / n)
-    return best
+    rows = [
+        guard_threshold.Outcome(o.confidence, o.raw_correct, o.other_abstention) for o in outcomes
+    ]
+    t = guard_threshold.pick_threshold(rows, "phi", c=c)
+    cov, _ = guard_threshold.coverage_risk(rows, t)
+    return {"threshold": t, "phi": guard_threshold.phi_c(rows, t, c), "coverage": cov}
 
 
 def n_acc(outcomes: Sequence[Outcome]) -> float | None:
@@ -207,9 +188,9 @@ def t_acc(outcomes: Sequence[Outcome]) -> float | None:
     return sum(not (o.answered and o.predicted_empty) for o in rows) / len(rows) if rows else None
 
 
-def summarize(outcomes: Sequence[Outcome], *, phi_costs: Sequence[int] = (1, 10, 100)) -> dict[
-    str, Any
-]:
+def summarize(
+    outcomes: Sequence[Outcome], *, phi_costs: Sequence[int] = (1, 10, 100)
+) -> dict[str, Any]:
     """Every report metric of a list of outcomes (see report.json in docs/client.md).
 
     Abstentions and errors count as wrong in ``accuracy``; the risk–coverage area and the Φ10
@@ -229,7 +210,7 @@ def summarize(outcomes: Sequence[Outcome], *, phi_costs: Sequence[int] = (1, 10,
     for o in outcomes:
         if not o.answered:
             reasons.update(dict.fromkeys(o.reasons or ("unspecified",), 1))
-    pick = pick_threshold(raw_conf, raw_ok, c=10.0)
+    pick = best_threshold(scored, c=10.0)
     return {
         "n": n,
         "accuracy": sum(correct) / n if n else None,
@@ -244,7 +225,7 @@ def summarize(outcomes: Sequence[Outcome], *, phi_costs: Sequence[int] = (1, 10,
         "n_no_target": sum(not o.has_target for o in outcomes),
         "errors": sum(o.error for o in outcomes),
         "abstentions_by_reason": dict(reasons.most_common()),
-        "best_threshold_phi10": None
-        if pick is None
-        else {"threshold": pick.threshold, "phi10": pick.phi, "coverage": pick.coverage},
+        "best_threshold_phi10": None if pick is None else pick["threshold"],
+        "phi10_at_best_threshold": None if pick is None else pick["phi"],
+        "coverage_at_best_threshold": None if pick is None else pick["coverage"],
     }

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import PrivateAttr
-
 from boxguard.server.schema import Detection, GroundResponse
+from pydantic import PrivateAttr
 
 from .images import ImageInput, load_image
 

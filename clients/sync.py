@@ -8,6 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import httpx
+from boxguard.server.schema import Health
 
 from .base import DEFAULT_TIMEOUT, BaseClient, GroundItem, normalize_item
 from .errors import BoxguardError
@@ -69,6 +70,22 @@ class Client(BaseClient):
         """Close the connection pool."""
         self._http.close()
 
+    def health(self) -> Health:
+        """Liveness of the server (GET /healthz); raises a BoxguardError if unreachable."""
+        try:
+            response = self._http.get("/healthz")
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        return self._health(response, ready=False)
+
+    def ready(self) -> Health:
+        """Readiness (GET /readyz): status 'ready' with the model name, or 'not_ready'."""
+        try:
+            response = self._http.get("/readyz")
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        return self._health(response, ready=True)
+
     def ground(
         self,
         image: ImageInput,
@@ -79,11 +96,14 @@ class Client(BaseClient):
         policy: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         return_raw: bool = False,
+        request_id: str | None = None,
     ) -> GroundResult:
         """Ground `expression` in `image`: verified boxes or an abstention with reasons.
 
-        `image` is a path, bytes, PIL image, numpy array or http(s) URL. Raises a
-        ``BoxguardError`` subclass on failure, after retries on connection errors, 429 and 503.
+        `image` is a path, bytes, PIL image, numpy array or http(s) URL; `policy` overrides the
+        server's guard policy within its bounds; `timeout` (seconds) overrides the client's;
+        `request_id` is sent as X-Request-ID (kept across retries). Raises a ``BoxguardError``
+        subclass on failure, after retries on connection errors, 429 and 503.
 
         Example:
             >>> r = client.ground("street.jpg", "every bicycle", multiple=True)  # doctest: +SKIP
@@ -94,10 +114,13 @@ class Client(BaseClient):
             image, expression, multiple=multiple, think=think, policy=policy, return_raw=return_raw
         )
         request_timeout = self._request_timeout(timeout, self.timeout)
+        headers = self._call_headers(request_id)
         attempt = 0
         while True:
             try:
-                response = self._http.post("/ground", json=body, timeout=request_timeout)
+                response = self._http.post(
+                    "/ground", json=body, headers=headers, timeout=request_timeout
+                )
             except httpx.TransportError as exc:
                 outcome: GroundResult | BoxguardError = self._transport_error(exc)
             else:

@@ -7,7 +7,7 @@ from .context import Context, result
 from .lexicon import relation, synonyms
 from .nouns import PhraseInfo, analyze
 from .policy import Policy
-from .think import think_info
+from .think import think_objects
 from .types import CheckResult
 
 _REL_SCORE = {"same": 1.0, "synonym": 0.9, "hypernym": 0.8}
@@ -33,7 +33,7 @@ def _compound(a: str, b: str) -> bool:
     return (len(b) >= 4 and a.endswith(b)) or (len(a) >= 4 and b.endswith(a))
 
 
-def judge_label(label: str, expression: str, think_objects: frozenset[str],
+def judge_label(label: str, expression: str, think: str | None,
                 policy: Policy) -> tuple[bool, float | None, str]:
     """Decide whether one label fits the expression; returns (passed, score, detail)."""
     lab, expr = analyze(label), analyze(expression)
@@ -62,7 +62,7 @@ def judge_label(label: str, expression: str, think_objects: frozenset[str],
     for other in expr.other_nouns:
         if _names(head, other):
             return False, 0.0, f"label '{label}' names '{other}', another noun of the expression"
-    for other in think_objects:
+    for other in think_objects(think) if think else ():
         if _names(head, other) and relation(other, expr.head) not in _REL_SCORE:
             return False, 0.0, f"label '{label}' names '{other}', another object in the " \
                                "think trace"
@@ -85,13 +85,12 @@ def check_label_match(ctx: Context) -> CheckResult:
     labelled = [b for b in ctx.kept_boxes() if b.raw.label]
     if not labelled:
         return result(ctx, "label_match", True, "not applicable: no label")
-    info = think_info(ctx)
-    objects = info.objects if info is not None else frozenset()
     scores: list[float] = []
     fails: list[str] = []
     passes: list[str] = []
     for box in labelled:
-        ok, score, detail = judge_label(box.raw.label or "", ctx.expression, objects, ctx.policy)
+        ok, score, detail = judge_label(box.raw.label or "", ctx.expression, ctx.parsed.think,
+                                        ctx.policy)
         if score is not None:
             scores.append(score)
         (passes if ok else fails).append(detail)

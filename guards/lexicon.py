@@ -43,7 +43,9 @@ BOUNDARY_WORDS = frozenset(
      "or", "but", "is", "are", "was", "were", "be", "being", "been", "has", "have", "had", "as",
      "than", "closer", "nearer", "for", "so", "because", "it", "i", "there", "here", "not",
      "can", "could", "would", "should", "will", "must", "may", "might", "appears", "seems",
-     "looks", "see", "sits", "stands", "lies", "located"}
+     "looks", "see", "sits", "stands", "lies", "located", "anywhere", "everywhere", "somewhere",
+     "nowhere", "either", "too", "also", "again", "anymore", "now", "yet", "though", "however",
+     "instead", "just", "clearly", "exactly", "then", "if", "when", "since", "do", "does", "did"}
 )
 # Nouns ending in -ing that are not verbs (an -ing word is otherwise a chunk boundary).
 ING_NOUNS = frozenset(

@@ -38,6 +38,10 @@ _SELECT_RES = (
         r"expression|referred object|one described)\b"
     ),
 )
+# Cheap substring filters: most clauses select nothing and deny nothing.
+_SELECT_HINTS = ("target", "answer", "object", "one", "it", "this", "that", "select", "choose",
+                 "pick", "go with", "match")
+_ABSENT_HINTS = ("no", "n't", "absent", "missing", "unable")
 _ABSENT_RE = re.compile(
     r"\bthere (?:is|are) no\b|\bno (?:such|matching)\b|"
     r"\b(?:cannot|can't|can not|could not|couldn't|unable to|don't|do not|did not|didn't) "
@@ -52,7 +56,6 @@ _ABSENT_RE = re.compile(
 class ThinkInfo:
     """What the trace mentions and what it finally decides."""
 
-    objects: frozenset[str]
     decision: str | None  # "select" | "absent" | None
     entity: PhraseInfo | None
     clause: str
@@ -73,26 +76,28 @@ def _about_target(clause: str, expr: PhraseInfo) -> bool:
 
 @lru_cache(maxsize=256)
 def analyze_think(think: str, expression: str) -> ThinkInfo:
-    """Objects the trace mentions, its final decision, and the boxes it quotes."""
+    """The trace's final decision and the boxes it quotes."""
     expr = analyze(expression)
     low = think.lower()
-    objects = frozenset(h for h, _ in mentioned_heads(low))
     decision: str | None = None
     entity: PhraseInfo | None = None
     last_clause = ""
     for clause in _CLAUSE_RE.split(low):
         if not clause:
             continue
-        for pat in _SELECT_RES:
-            m = pat.search(clause)
-            if m:
-                info = analyze(m.group("np"))
-                if info.head is not None and not info.generic:
-                    decision, entity, last_clause = "select", info, clause
-                    break
-        else:
-            if _ABSENT_RE.search(clause) and _about_target(clause, expr):
-                decision, entity, last_clause = "absent", None, clause
+        selected = False
+        if any(h in clause for h in _SELECT_HINTS):
+            for pat in _SELECT_RES:
+                m = pat.search(clause)
+                if m:
+                    info = analyze(m.group("np"))
+                    if info.head is not None and not info.generic:
+                        decision, entity, last_clause = "select", info, clause
+                        selected = True
+                        break
+        if (not selected and any(h in clause for h in _ABSENT_HINTS)
+                and _ABSENT_RE.search(clause) and _about_target(clause, expr)):
+            decision, entity, last_clause = "absent", None, clause
     boxes = [
         RawBox((float(m[1]), float(m[2]), float(m[3]), float(m[4])),
                has_float="." in m.group())
@@ -100,7 +105,13 @@ def analyze_think(think: str, expression: str) -> ThinkInfo:
     ]
     boxes += [RawBox((float(m["a"]), float(m["b"]), float(m["c"]), float(m["d"])))
               for m in _BOX_TOKEN_RE.finditer(think)]
-    return ThinkInfo(objects, decision, entity, last_clause.strip(), tuple(boxes))
+    return ThinkInfo(decision, entity, last_clause.strip(), tuple(boxes))
+
+
+@lru_cache(maxsize=256)
+def think_objects(think: str) -> frozenset[str]:
+    """Head nouns of the objects a trace mentions (computed only when a label needs them)."""
+    return frozenset(h for h, _ in mentioned_heads(think.lower()))
 
 
 def think_info(ctx: Context) -> ThinkInfo | None:

@@ -30,7 +30,12 @@ def box_list_schema(max_x: int, max_y: int, *, max_items: int, max_label_chars: 
                 "minItems": 4,
                 "maxItems": 4,
             },
-            "label": {"type": "string", "minLength": 1, "maxLength": max_label_chars},
+            # A pattern rather than maxLength: xgrammar's plain JSON string admits raw control
+            # characters, which json.loads rejects; labels need no quotes or escapes either.
+            "label": {
+                "type": "string",
+                "pattern": f'^[^\\u0000-\\u001f"\\\\]{{1,{max_label_chars}}}$',
+            },
         },
         "required": ["bbox_2d", "label"],
         "additionalProperties": False,

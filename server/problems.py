@@ -36,9 +36,11 @@ def problem_response(
     *,
     headers: dict[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
+    request_id: str | None = None,
 ) -> JSONResponse:
     """A problem+json response carrying the request id."""
-    request_id = getattr(request.state, "request_id", None) if request is not None else None
+    if request is not None:
+        request_id = getattr(request.state, "request_id", None)
     body = Problem(
         title=title, status=status, detail=detail, code=code, request_id=request_id, errors=errors
     )
@@ -124,6 +126,7 @@ class BodyLimitMiddleware:
                     PayloadTooLarge.code,
                     PayloadTooLarge.title,
                     f"the body is {int(value)} bytes; the limit is {self.max_bytes}",
+                    request_id=scope.get("state", {}).get("request_id"),
                 )
                 await response(scope, receive, send)
                 return

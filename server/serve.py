@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .settings import Settings
@@ -31,3 +36,41 @@ def run(overrides: dict[str, Any]) -> None:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.request_timeout_s),
     )
+
+
+@contextmanager
+def serve_in_thread(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 300
+) -> Iterator[str]:
+    """Serve `app` with uvicorn in a background thread until the block exits; yields its URL.
+
+    Example:
+        >>> with serve_in_thread(create_app(Settings())) as url:  # doctest: +SKIP
+        ...     httpx.get(url + "/readyz")
+    """
+    import httpx
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    base_url = f"http://{host}:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                if httpx.get(base_url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the server did not become ready")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        sock.close()

@@ -57,8 +57,8 @@ def server_settings(tiny_checkpoint: Path) -> object:
 def live_server(server_settings: object) -> Iterator[str]:
     """Base URL of a real uvicorn server on loopback serving the tiny checkpoint."""
     from boxguard.server.app import create_app
-    from support import live_uvicorn
+    from support import serve_in_thread
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    with live_uvicorn(create_app(server_settings)) as url:  # type: ignore[arg-type]
+    with serve_in_thread(create_app(server_settings)) as url:  # type: ignore[arg-type]
         yield url

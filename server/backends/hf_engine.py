@@ -218,20 +218,37 @@ class HFEngine:
         self, ids: torch.Tensor, logprobs: torch.Tensor, params: DecodeParams, job: SequenceJob
     ) -> SequenceResult:
         """Cut one row at its stop token and pair each token with its logprob."""
-        tokens: list[TokenChoice] = []
+        kept: list[int] = []
         finish = "length"
-        for step, token_id in enumerate(ids.tolist()):
+        for token_id in ids.tolist():
             if token_id in self.stop_token_ids:
                 finish = "stop"
                 break
-            text = self.tokenizer.decode([token_id], skip_special_tokens=False)
-            tokens.append(TokenChoice(token_id, text, float(logprobs[step, token_id])))
+            kept.append(token_id)
+        tokens = [
+            TokenChoice(token_id, piece, float(logprobs[step, token_id]))
+            for step, (token_id, piece) in enumerate(zip(kept, self._pieces(kept), strict=True))
+        ]
         text = "".join(t.text for t in tokens)
         if finish == "length" and any(s in text for s in params.stop_strings):
             finish = "stop"
         if job.cancelled():
             finish = "abort"
         return SequenceResult(text=text, tokens=tokens, finish_reason=finish)
+
+    def _pieces(self, ids: list[int]) -> list[str]:
+        """Per-token text that concatenates to the full decode (multi-byte chars land whole
+        on the token that completes them)."""
+        pieces: list[str] = []
+        done = ""
+        for i in range(len(ids)):
+            text = self.tokenizer.decode(ids[: i + 1], skip_special_tokens=False)
+            if text.endswith("\ufffd") and i + 1 < len(ids):
+                pieces.append("")
+                continue
+            pieces.append(text[len(done) :])
+            done = text
+        return pieces
 
     def prefill_rope_deltas(self, job: SequenceJob) -> torch.Tensor:
         """Run one forward pass and return the model's M-RoPE deltas (tests check image positions)."""

@@ -193,12 +193,13 @@ def _position_logprob(position: Any, token_id: int) -> tuple[float, str | None]:
 
 
 def completion_from_output(
-    output: CompletionOutputLike, *, decode: Any = None, drop_untexted_tail: bool = False
+    output: CompletionOutputLike, *, decode: Any = None, drop_untexted_tail: bool = True
 ) -> Completion:
     """A boxguard Completion from a vLLM CompletionOutput (duck-typed).
 
     `decode(token_id) -> str` is used for tokens whose logprobs carry no decoded text. With
-    `drop_untexted_tail`, tokens after the end of the text (a stop string's tokens) are dropped.
+    `drop_untexted_tail`, tokens after the end of the text (the EOS token, a stop string's
+    tokens) are dropped, as the transformers backend does.
     """
     token_ids = list(output.token_ids)
     logprobs = output.logprobs
@@ -213,7 +214,7 @@ def completion_from_output(
         pieces.append(piece)
     text = output.text
     texts = align_pieces(text, pieces)
-    tokens = [TokenChoice(t, s, lp) for t, s, lp in zip(token_ids, texts, values)]
+    tokens = [TokenChoice(t, s, lp) for t, s, lp in zip(token_ids, texts, values, strict=True)]
     if drop_untexted_tail:
         while tokens and tokens[-1].text == "":
             tokens.pop()
@@ -232,9 +233,7 @@ def join_think(think: Completion, answer: Completion) -> Completion:
     tokens = [
         forced(THINK_OPEN),
         *think.tokens,
-        forced(THINK_CLOSE),
-        forced("\n"),
-        forced(ANSWER_OPEN),
+        forced(THINK_CLOSE + "\n" + ANSWER_OPEN),
         *answer.tokens,
         forced(ANSWER_CLOSE),
     ]

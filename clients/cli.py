@@ -1,0 +1,305 @@
+"""The ``boxguard`` command: ``ground``, ``eval``, ``serve`` and ``demo``.
+
+``serve`` and ``demo`` import the server lazily, inside the command, so ``boxguard --help`` and
+the client commands work on the light install.
+
+Example:
+    $ boxguard ground street.jpg "the red car on the left" --draw out.png
+    $ boxguard eval shapes/val.jsonl --server http://127.0.0.1:8000 --report eval-out
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from .base import DEFAULT_TIMEOUT
+from .errors import BoxguardError
+from .images import is_url
+from .results import GroundResult
+from .sync import Client
+
+__all__ = ["app", "main", "make_client"]
+
+SERVER_HINT = 'the server is not installed: pip install "boxguard[server]"'
+
+app = typer.Typer(
+    name="boxguard",
+    help="boxguard: grounding for Qwen-VL models that abstains rather than hallucinates.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Tests set this to an httpx.MockTransport so the commands talk to a fake server.
+transport: httpx.BaseTransport | None = None
+
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server", "-s", help="Server URL (env BOXGUARD_URL; default http://127.0.0.1:8000)."
+    ),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option("--api-key", help="API key (env BOXGUARD_API_KEY).", show_default=False),
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per request.")]
+PolicyOpt = Annotated[
+    str | None,
+    typer.Option("--policy", help="Guard policy overrides as JSON: '{\"min_confidence\": 0.5}'"),
+]
+
+
+def make_client(
+    server: str | None, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> Client:
+    """The client the commands use (module-level `transport` injected for tests)."""
+    return Client(server, api_key=api_key, timeout=timeout, transport=transport)
+
+
+def _policy(text: str | None) -> dict[str, Any] | None:
+    """Parse --policy JSON."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--policy") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint="--policy")
+    return value
+
+
+def _fail(error: BoxguardError) -> typer.Exit:
+    """Print an SDK error on stderr and return the exit to raise."""
+    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2 if error.status_code and 400 <= error.status_code < 500 else 1)
+
+
+def _print_result(result: GroundResult, expression: str) -> None:
+    """A readable rich rendering of one result."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    color = "green" if result.accepted else "red"
+    console.print(
+        f"[bold {color}]{result.status.upper()}[/]  “{expression}”  "
+        f"model={result.model}  image={result.image.width}×{result.image.height}  id={result.id}"
+    )
+    if result.abstained:
+        console.print(f"[red]reasons:[/] {', '.join(result.reasons) or 'unspecified'}")
+    shown = result.detections if result.accepted else result.candidates
+    if result.accepted and not shown:
+        console.print("no matching object in the image")
+    if shown:
+        title = "detections" if result.accepted else "rejected candidates"
+        table = Table(title=title, title_justify="left")
+        for column in ("#", "label", "confidence", "x1", "y1", "x2", "y2"):
+            table.add_column(column, justify="left" if column == "label" else "right")
+        for i, det in enumerate(shown, start=1):
+            conf = "—" if det.confidence is None else f"{det.confidence:.3f}"
+            table.add_row(str(i), det.label or "", conf, *(f"{v:.1f}" for v in det.bbox))
+        console.print(table)
+    failed = [c for c in result.checks if not c.passed]
+    for check in failed:
+        console.print(f"[yellow]check {check.name} failed[/]: {check.detail}")
+    if result.think:
+        console.print(f"[dim]think:[/] {result.think}")
+    if result.timings_ms:
+        timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
+        console.print(f"[dim]{timings}[/]")
+
+
+@app.command()
+def ground(
+    image: Annotated[str, typer.Argument(help="Image file or http(s) URL.")],
+    expression: Annotated[str, typer.Argument(help="Referring expression.")],
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    think: Annotated[bool, typer.Option("--think", help="Ask for a think trace.")] = False,
+    multiple: Annotated[bool, typer.Option("--multiple", help="Every matching object.")] = False,
+    draw: Annotated[
+        Path | None,
+        typer.Option("--draw", help="Save the image with the boxes drawn here."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")] = False,
+    policy: PolicyOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+) -> None:
+    """Ground EXPRESSION in IMAGE: print verified boxes or the abstention and its reasons."""
+    if draw is not None and is_url(image):
+        raise typer.BadParameter("--draw needs a local image file", param_hint="--draw")
+    if not is_url(image) and not Path(image).is_file():
+        raise typer.BadParameter(f"no such file: {image}", param_hint="IMAGE")
+    try:
+        with make_client(server, api_key, timeout) as client:
+            result = client.ground(
+                image, expression, multiple=multiple, think=think, policy=_policy(policy)
+            )
+    except BoxguardError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        _print_result(result, expression)
+    if draw is not None:
+        result.draw(image, expression=expression).save(draw)
+        if not as_json:
+            typer.echo(f"drawn: {draw}")
+
+
+@app.command("eval")
+def eval_(
+    dataset: Annotated[Path, typer.Argument(help="boxguard JSONL or VLM-R1 REC JSON file.")],
+    server: ServerOpt = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write samples.jsonl, report.json/.md, PNG, index.html."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 8,
+    image_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--image-root", help="Root of the image paths (default: the dataset's folder)."
+        ),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto | jsonl | vlm-r1")] = "auto",
+    limit: Annotated[int | None, typer.Option(help="Only the first N samples.")] = None,
+    think: Annotated[bool, typer.Option("--think")] = False,
+    multiple: Annotated[bool, typer.Option("--multiple")] = False,
+    policy: PolicyOpt = None,
+    api_key: ApiKeyOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+) -> None:
+    """Evaluate a dataset against a server: accuracy, coverage, Φc, AURC, N-acc/T-acc."""
+    from .evaluation import run_eval
+
+    if fmt not in ("auto", "jsonl", "vlm-r1"):
+        raise typer.BadParameter("auto, jsonl or vlm-r1", param_hint="--format")
+    if not dataset.is_file():
+        raise typer.BadParameter(f"no such file: {dataset}", param_hint="DATASET")
+    try:
+        with make_client(server, api_key, timeout) as client:
+            summary = run_eval(
+                dataset,
+                client,
+                report_dir=report,
+                image_root=image_root,
+                fmt=fmt,  # type: ignore[arg-type]
+                concurrency=concurrency,
+                progress=progress,
+                think=think,
+                multiple=multiple,
+                policy=_policy(policy),
+                limit=limit,
+            )
+    except (ValueError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    _print_summary(summary, report)
+
+
+def _print_summary(summary: dict[str, Any], report: Path | None) -> None:
+    """The headline metrics as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .report import _fmt
+
+    table = Table(title=f"evaluation of {summary['dataset']}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    phi = summary["phi"]
+    for name, value in (
+        ("samples", summary["n"]),
+        ("accuracy", summary["accuracy"]),
+        ("raw accuracy", summary["raw_accuracy"]),
+        ("coverage", summary["coverage"]),
+        ("selective accuracy", summary["selective_accuracy"]),
+        ("AURC", summary["aurc"]),
+        ("Φ1 / Φ10 / Φ100", " / ".join(_fmt(phi[k]) for k in ("1", "10", "100"))),
+        ("N-acc / T-acc", f"{_fmt(summary['n_acc'])} / {_fmt(summary['t_acc'])}"),
+        ("best Φ10 min_confidence", summary["best_threshold_phi10"]),
+        ("errors", summary["errors"]),
+    ):
+        table.add_row(name, _fmt(value))
+    console = Console()
+    console.print(table)
+    if summary["abstentions_by_reason"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in summary["abstentions_by_reason"].items())
+        console.print(f"abstentions: {reasons}")
+    if report is not None:
+        console.print(f"report: {report / 'report.md'}, {report / 'index.html'}")
+
+
+def _server_missing(exc: ImportError) -> typer.Exit:
+    """Print the install hint for a missing server extra."""
+    typer.secho(f"{SERVER_HINT}\n({exc})", fg=typer.colors.RED, err=True)
+    return typer.Exit(1)
+
+
+IntOpt = Annotated[int | None, typer.Option()]
+StrOpt = Annotated[str | None, typer.Option()]
+
+
+@app.command()
+def serve(
+    host: StrOpt = None,
+    port: IntOpt = None,
+    model: Annotated[str | None, typer.Option(help="Local model directory.")] = None,
+    backend: Annotated[str | None, typer.Option(help="transformers | vllm")] = None,
+    device: StrOpt = None,
+    max_pixels: IntOpt = None,
+    min_pixels: IntOpt = None,
+    tensor_parallel_size: IntOpt = None,
+    data_parallel_size: IntOpt = None,
+    gpu_memory_utilization: Annotated[float | None, typer.Option()] = None,
+    max_model_len: IntOpt = None,
+    load_format: StrOpt = None,
+    log_level: StrOpt = None,
+) -> None:
+    """Run the grounding server; flags override BOXGUARD_* env (needs the server extra)."""
+    given = {name: value for name, value in locals().items() if value is not None}
+    try:
+        from boxguard.server.serve import run
+    except ImportError as exc:
+        raise _server_missing(exc) from None
+    run(given)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Where to save the annotated image.")] = Path(
+        "demo.png"
+    ),
+    port: Annotated[int, typer.Option(help="Server port (0 = a free port).")] = 0,
+    model: Annotated[
+        str | None, typer.Option(help="Model directory (default: bundled demo).")
+    ] = None,
+) -> None:
+    """Start a local server on the demo checkpoint, ground a demo scene, save the drawing."""
+    try:
+        from boxguard.demo.cli import run_demo
+    except ImportError as exc:
+        raise _server_missing(exc) from None
+    run_demo(out=out, port=port, model=model)
+
+
+def main() -> None:
+    """Entry point of the ``boxguard`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""Train the demo checkpoint: a small Qwen2.5-VL (``build_tiny_checkpoint``) on the shapes world.
+
+Example (CPU or GPU, resumable)::
+
+    python -m boxguard.demo.train --out runs/demo --minutes 60 \\
+        --ship-dir demo/checkpoint --curve-md bench/results/demo_training.md
+    python -m boxguard.demo.train --out runs/demo --minutes 60 --resume   # continue
+
+``--out`` holds ``base/`` (the built architecture + tokenizer), ``train_state.pt`` (fp32
+weights, optimizer, step, data position: the resume point, never shipped), ``curve.jsonl``,
+``last/`` and ``best/`` (exported float16 HF dirs). When val Acc@0.5 improves, ``best/`` is
+copied into ``--ship-dir`` and the curve page is rewritten; nothing is committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .checkpoint import TinyConfig, build_tiny_checkpoint
+from .train_data import (
+    DataSpec,
+    Encoder,
+    curriculum_max_objects,
+    make_example,
+    model_inputs,
+    shuffle_rng,
+    weighted_loss,
+)
+from .train_eval import (
+    constant_box_acc,
+    eval_set,
+    export,
+    generate_acc,
+    ship,
+    teacher_forced_loss,
+    write_curve_md,
+)
+
+# Flags a resumed run may change; everything else comes from the saved run_args.json.
+RESUME_OVERRIDABLE = ("minutes", "max_steps", "ship_dir", "curve_md", "eval_every_min",
+                      "threads", "resume", "out", "gen_eval", "lr", "schedule", "machine")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """CLI flags."""
+    ap = argparse.ArgumentParser(description="Train the boxguard demo checkpoint.")
+    ap.add_argument("--out", required=True, help="run directory (state, curve, exports)")
+    ap.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget of this call")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: none)")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    # model size (TinyConfig)
+    ap.add_argument("--text-hidden", type=int, default=256)
+    ap.add_argument("--text-layers", type=int, default=4)
+    ap.add_argument("--text-heads", type=int, default=4)
+    ap.add_argument("--text-kv-heads", type=int, default=2)
+    ap.add_argument("--text-intermediate", type=int, default=768)
+    ap.add_argument("--vision-hidden", type=int, default=192)
+    ap.add_argument("--vision-depth", type=int, default=4)
+    ap.add_argument("--vision-heads", type=int, default=3)
+    ap.add_argument("--vision-intermediate", type=int, default=576)
+    ap.add_argument("--min-pixels", type=int, default=56 * 56)
+    ap.add_argument("--max-pixels", type=int, default=224 * 224,
+                    help="model-frame pixel cap stored in the checkpoint (serving uses it too)")
+    # optimisation
+    ap.add_argument("--batch-size", type=int, default=16, help="images per step")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup-steps", type=int, default=100)
+    ap.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
+    ap.add_argument("--horizon-samples", type=int, default=400_000,
+                    help="cosine: samples over which the LR decays to 10%%")
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    # data levers
+    ap.add_argument("--fixed-size", default="", help="render every scene at WxH (e.g. 224x224)")
+    ap.add_argument("--questions-per-image", type=int, default=1)
+    ap.add_argument("--p-think", type=float, default=0.3)
+    ap.add_argument("--p-multiple", type=float, default=0.1)
+    ap.add_argument("--digit-weight", type=float, default=1.0, help="loss weight of digit tokens")
+    ap.add_argument("--think-weight", type=float, default=1.0, help="loss weight of think text")
+    ap.add_argument("--curriculum-samples", type=int, default=0,
+                    help="samples over which max objects grows 1 -> 6 (0: always 1-6)")
+    # eval / outputs
+    ap.add_argument("--eval-every-min", type=float, default=8.0)
+    ap.add_argument("--n-val", type=int, default=50)
+    ap.add_argument("--n-probe", type=int, default=50)
+    ap.add_argument("--no-gen-eval", dest="gen_eval", action="store_false",
+                    help="skip constrained-decoding Acc@0.5 (tests)")
+    ap.add_argument("--ship-dir", default="", help="copy improved checkpoints here")
+    ap.add_argument("--curve-md", default="", help="rewrite this learning-curve page")
+    ap.add_argument("--machine", default="2-core CPU")
+    return ap.parse_args(argv)
+
+
+def tiny_config(args: argparse.Namespace) -> TinyConfig:
+    """The architecture sizes of this run."""
+    return TinyConfig(
+        text_hidden=args.text_hidden, text_layers=args.text_layers, text_heads=args.text_heads,
+        text_kv_heads=args.text_kv_heads, text_intermediate=args.text_intermediate,
+        vision_hidden=args.vision_hidden, vision_depth=args.vision_depth,
+        vision_heads=args.vision_heads, vision_intermediate=args.vision_intermediate,
+        min_pixels=args.min_pixels, max_pixels=args.max_pixels, seed=args.seed,
+    )
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """'224x224' -> (224, 224); '' -> None."""
+    if not text:
+        return None
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def lr_at(args: argparse.Namespace, step: int, samples: int) -> float:
+    """Linear warmup, then constant or cosine (to 10%) over the sample horizon."""
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    if args.schedule == "constant":
+        return args.lr
+    frac = min(1.0, samples / max(args.horizon_samples, 1))
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def load_args(argv: list[str] | None) -> argparse.Namespace:
+    """CLI args; on --resume, the saved run's args with only RESUME_OVERRIDABLE replaced."""
+    args = parse_args(argv)
+    saved = Path(args.out) / "run_args.json"
+    if args.resume and saved.is_file():
+        merged = json.loads(saved.read_text())
+        merged.update({k: getattr(args, k) for k in RESUME_OVERRIDABLE})
+        args = argparse.Namespace(**merged)
+    return args
+
+
+class Trainer:
+    """Holds the model, optimizer and run state; ``run()`` trains until the budget is spent."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from transformers import AutoModelForImageTextToText
+
+        self.args = args
+        torch.set_num_threads(args.threads)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.base = self.out / "base"
+        if not (self.base / "config.json").is_file():
+            build_tiny_checkpoint(self.base, tiny_config(args))
+        (self.out / "run_args.json").write_text(json.dumps(vars(args), indent=2))
+        torch.manual_seed(args.seed)
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            self.base, dtype=torch.float32).to(self.device)
+        self.model.train()
+        self.accepts_mm = "mm_token_type_ids" in inspect.signature(self.model.forward).parameters
+        self.encoder = Encoder(self.base, digit_weight=args.digit_weight,
+                               think_weight=args.think_weight)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr,
+                                     weight_decay=args.weight_decay, betas=(0.9, 0.98))
+        self.spec = DataSpec(seed=args.seed, fixed_size=parse_size(args.fixed_size),
+                             questions_per_image=args.questions_per_image, p_think=args.p_think,
+                             p_multiple=args.p_multiple)
+        self.state = {"step": 0, "samples": 0, "image_index": 0, "train_s": 0.0,
+                      "best": None, "curve": []}
+        state_path = self.out / "train_state.pt"
+        if args.resume and state_path.is_file():
+            saved = torch.load(state_path, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(saved["model"])
+            self.opt.load_state_dict(saved["optimizer"])
+            self.state = saved["state"]
+            print(f"resumed at step {self.state['step']} ({self.state['samples']} samples)")
+        fixed = self.spec.fixed_size
+        self.val = eval_set(self.encoder, args.n_val, seed=args.seed, probe=False,
+                            fixed_size=fixed)
+        self.probe = eval_set(self.encoder, args.n_probe, seed=args.seed + 1, probe=True,
+                              fixed_size=fixed)
+        val_spec = replace(self.spec, split="val", seed=args.seed + 2, questions_per_image=1)
+        self.val_tf = [make_example(i, val_spec, self.encoder) for i in range(48)]
+        self.const_acc = constant_box_acc(self.probe)
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+
+    def max_objects(self) -> int:
+        """Curriculum: the largest scene the generator draws now."""
+        return curriculum_max_objects(self.state["samples"], self.args.curriculum_samples)
+
+    def step(self) -> float:
+        """One optimizer step on a fresh batch; returns the weighted loss."""
+        st = self.state
+        spec = replace(self.spec, max_objects=self.max_objects())
+        rng = shuffle_rng(self.args.seed, st["step"])
+        examples = [make_example(st["image_index"] + i, spec, self.encoder)
+                    for i in range(self.args.batch_size)]
+        rng.shuffle(examples)
+        batch = self.encoder.encode(examples)
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.args, st["step"], st["samples"])
+        out = self.model(**model_inputs(batch, self.device, self.accepts_mm))
+        loss, _ = weighted_loss(out.logits, batch["labels"].to(self.device), batch["weights"])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        st["step"] += 1
+        st["image_index"] += len(examples)
+        st["samples"] += sum(len(ex.questions) for ex in examples)
+        return float(loss)
+
+    def evaluate(self, train_loss: float) -> dict:
+        """Val loss, export, constrained-decoding Acc@0.5; ship when best."""
+        st, args = self.state, self.args
+        val_loss = teacher_forced_loss(self.model, self.encoder, self.val_tf, self.device)
+        last = export(self.model, self.base, self.out / "last")
+        row = {"step": st["step"], "samples": st["samples"], "minutes": st["train_s"] / 60,
+               "max_objects": self.max_objects(), "train_loss": train_loss,
+               "val_loss": val_loss, "val_acc": 0.0, "val_parse": 0.0, "probe_acc": 0.0,
+               "const_acc": self.const_acc}
+        if args.gen_eval:
+            val = generate_acc(last, self.val)
+            probe = generate_acc(last, self.probe)
+            row.update(val_acc=val["acc"], val_parse=val["parse"], val_distinct=val["distinct"],
+                       probe_acc=probe["acc"], probe_distinct=probe["distinct"],
+                       example=probe["example"])
+        key = [row["val_acc"], row["probe_acc"], -val_loss]
+        row["best"] = st["best"] is None or key > st["best"]
+        if row["best"]:
+            st["best"] = key
+            best = self.out / "best"
+            if best.exists():
+                shutil.rmtree(best)
+            shutil.copytree(last, best)
+            if args.ship_dir:
+                ship(best, Path(args.ship_dir))
+        st["curve"].append(row)
+        with (self.out / "curve.jsonl").open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if args.curve_md:
+            meta = {"machine": args.machine, "n_val": args.n_val, "n_probe": args.n_probe,
+                    "const_acc": self.const_acc, "args": self.settings_text(),
+                    "model": f"Qwen2.5-VL architecture, {self.n_params / 1e6:.1f} M parameters"}
+            write_curve_md(Path(args.curve_md), st["curve"], meta)
+        self.save_state()
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
+                          for k, v in row.items()}), flush=True)
+        return row
+
+    def settings_text(self) -> str:
+        """The levers of this run, for the curve page."""
+        a = self.args
+        return (f"text {a.text_hidden}x{a.text_layers}, vision {a.vision_hidden}x{a.vision_depth},"
+                f" max_pixels {a.max_pixels}, fixed size {a.fixed_size or 'no'}, batch "
+                f"{a.batch_size} images x {a.questions_per_image} questions, lr {a.lr} "
+                f"{a.schedule}, digit weight {a.digit_weight}, think {a.p_think} (weight "
+                f"{a.think_weight}), curriculum {a.curriculum_samples} samples")
+
+    def save_state(self) -> None:
+        """Atomically write OUT/train_state.pt (the resume point)."""
+        path = self.out / "train_state.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                    "state": self.state}, tmp)
+        tmp.replace(path)
+
+    def run(self) -> dict:
+        """Train for ``--minutes`` (or ``--max-steps``), evaluating every ``--eval-every-min``."""
+        args, st = self.args, self.state
+        print(f"device {self.device}, {self.n_params / 1e6:.2f} M params, probe constant-box "
+              f"Acc@0.5 {self.const_acc:.1%}", flush=True)
+        deadline = time.time() + args.minutes * 60
+        next_eval = time.time() + args.eval_every_min * 60
+        losses: list[float] = []
+        row: dict = {}
+        steps_here = 0
+        while time.time() < deadline and not (args.max_steps and steps_here >= args.max_steps):
+            t0 = time.time()
+            loss = self.step()
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at step {st['step']}")
+            st["train_s"] += time.time() - t0
+            losses.append(loss)
+            steps_here += 1
+            if st["step"] % 20 == 0:
+                print(f"step {st['step']} samples {st['samples']} loss "
+                      f"{sum(losses[-20:]) / len(losses[-20:]):.4f} "
+                      f"max_obj {self.max_objects()} {time.time() - t0:.2f}s/step", flush=True)
+            if time.time() >= next_eval:
+                row = self.evaluate(sum(losses[-50:]) / len(losses[-50:]))
+                next_eval = time.time() + args.eval_every_min * 60
+        if losses:
+            row = self.evaluate(sum(losses[-50:]) / len(losses[-50:]))
+        return row
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Entry point of ``python -m boxguard.demo.train``."""
+    return Trainer(load_args(argv)).run()
+
+
+if __name__ == "__main__":
+    main()

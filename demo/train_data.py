@@ -1,0 +1,245 @@
+"""Training inputs for the demo checkpoint, built exactly as the server builds its prompts.
+
+One training row = one scene image and K questions about it (K-1 follow-up chat turns). The
+first question is byte-for-byte the prompt the server sends (``adapter.prompt``); the image is
+resized to the model frame with ``resize_to_frame`` as the server does, the ``<|image_pad|>``
+placeholder is expanded like ``HFEngine.encode``, rows are left-padded and carry
+``mm_token_type_ids`` (without it image tokens silently get 1-D positions).
+Answers use Qwen2.5-VL's convention: absolute pixels of the resized model frame, json.dumps
+default separators (the form the server's xgrammar constraint accepts), ``[]`` for no target.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..server.constraints import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
+from ..server.models import adapter_for, resize_to_frame
+from .dataset import scene_rng
+from .expressions import Sample, generate_expressions
+from .scenes import generate_scene, render_scene
+
+IMAGE_PAD = "<|image_pad|>"
+IM_END = "<|im_end|>"
+IGNORE = -100
+
+
+@dataclass
+class Question:
+    """One question about an image and the answer the model should write."""
+
+    expression: str
+    answer: str  # JSON text
+    think: str | None  # think trace when the R1 prompt is used
+    multiple: bool = False
+
+
+@dataclass
+class Example:
+    """One scene image (original pixels) with its questions; ``boxes`` are in frame pixels."""
+
+    image: Image.Image
+    questions: list[Question]
+    boxes: list[list[int] | None] = field(default_factory=list)
+
+
+def frame_box(bbox: tuple[int, int, int, int], size: tuple[int, int],
+              frame: tuple[int, int]) -> list[int]:
+    """Original-pixel box -> integer box in the model frame, clamped to it."""
+    (w, h), (fw, fh) = size, frame
+    x1, y1, x2, y2 = bbox
+    out = [round(x1 * fw / w), round(y1 * fh / h), round(x2 * fw / w), round(y2 * fh / h)]
+    return [min(max(v, 0), fw if i % 2 == 0 else fh) for i, v in enumerate(out)]
+
+
+def answer_json(box: list[int] | None, label: str) -> str:
+    """The answer list: one box with its label, or ``[]`` for no target."""
+    if box is None:
+        return "[]"
+    return json.dumps([{"bbox_2d": box, "label": label}])
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the generator draws; the curriculum changes ``max_objects`` as training goes."""
+
+    seed: int = 0
+    split: str = "train"
+    fixed_size: tuple[int, int] | None = None
+    min_objects: int = 1
+    max_objects: int = 6
+    questions_per_image: int = 1
+    p_think: float = 0.3
+    p_multiple: float = 0.1
+    no_target_rate: float = 0.15
+    p_large: float = 0.4
+
+
+def make_example(index: int, spec: DataSpec, encoder: Encoder) -> Example:
+    """Scene ``index`` of ``spec.split`` with its questions (deterministic in seed and index)."""
+    rng = scene_rng(spec.seed, spec.split, index)
+    scene = generate_scene(rng, min_objects=spec.min_objects, max_objects=spec.max_objects,
+                           fixed_size=spec.fixed_size, p_large=spec.p_large)
+    samples = generate_expressions(scene, rng, spec.questions_per_image, spec.no_target_rate)
+    image = render_scene(scene)
+    frame = encoder.adapter.model_frame(*image.size)
+    questions, boxes = [], []
+    for sample in samples:
+        box = frame_box(sample.bbox, image.size, (frame.width, frame.height)) if sample.bbox else None
+        think = sample.think if rng.random() < spec.p_think else None
+        multiple = rng.random() < spec.p_multiple
+        questions.append(Question(sample.expression, answer_json(box, sample.label), think,
+                                  multiple))
+        boxes.append(box)
+    return Example(image, questions, boxes)
+
+
+def example_from_sample(image: Image.Image, sample: Sample, encoder: Encoder,
+                        think: bool = False) -> Example:
+    """A one-question example from a generator sample (used for eval sets)."""
+    frame = encoder.adapter.model_frame(*image.size)
+    box = frame_box(sample.bbox, image.size, (frame.width, frame.height)) if sample.bbox else None
+    q = Question(sample.expression, answer_json(box, sample.label), sample.think if think else None)
+    return Example(image, [q], [box])
+
+
+class Encoder:
+    """Tokenizer + image processor + adapter of a checkpoint dir; builds training batches."""
+
+    def __init__(self, model_dir: str | Path, *, digit_weight: float = 1.0,
+                 think_weight: float = 1.0) -> None:
+        from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+
+        self.adapter = adapter_for(model_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.image_processor = Qwen2VLImageProcessorPil.from_pretrained(
+            model_dir,
+            size={"shortest_edge": self.adapter.min_pixels,
+                  "longest_edge": self.adapter.max_pixels},
+        )
+        self.image_token_id = int(self.tokenizer.convert_tokens_to_ids(IMAGE_PAD))
+        self.pad_token_id = int(self.tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+        self.digit_weight = digit_weight
+        self.think_weight = think_weight
+        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        self._digit_ids = {i for i, t in enumerate(vocab) if t and t.strip("Ġ").isdigit()}
+
+    def frame_image(self, image: Image.Image) -> Image.Image:
+        """Resize to the model frame exactly as the server does."""
+        frame = self.adapter.model_frame(*image.size)
+        return resize_to_frame(image, (frame.width, frame.height))
+
+    def segments(self, ex: Example, n_image_tokens: int) -> list[tuple[str, float]]:
+        """(text, weight) pieces of one row; weight 0 = prompt (no loss)."""
+        out: list[tuple[str, float]] = []
+        for k, q in enumerate(ex.questions):
+            think = q.think is not None
+            if k == 0:
+                prompt = self.adapter.prompt(q.expression, multiple=q.multiple, think=think)
+                prompt = prompt.replace(IMAGE_PAD, IMAGE_PAD * n_image_tokens, 1)
+            else:
+                user = self.adapter.user_text(q.expression, multiple=q.multiple, think=think)
+                prompt = f"\n<|im_start|>user\n{user}{IM_END}\n<|im_start|>assistant\n"
+            out.append((prompt, 0.0))
+            if think:
+                out.append((f"{THINK_OPEN}{q.think}{THINK_CLOSE}\n{ANSWER_OPEN}", -1.0))
+                out.append((q.answer, 1.0))
+                out.append((f"{ANSWER_CLOSE}{IM_END}", 1.0))
+            else:
+                out.append((q.answer, 1.0))
+                out.append((IM_END, 1.0))
+        return out
+
+    def encode(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        """Left-padded batch: input_ids, attention_mask, mm_token_type_ids, pixel inputs,
+        labels (-100 on prompt tokens) and per-token loss weights."""
+        images = [self.frame_image(ex.image) for ex in examples]
+        pix = dict(self.image_processor(images=images, return_tensors="pt"))
+        merge = self.image_processor.merge_size
+        patch = self.image_processor.patch_size
+        rows: list[tuple[list[int], list[int], list[float]]] = []
+        for ex, img, (t, h, w) in zip(examples, images, pix["image_grid_thw"].tolist(),
+                                      strict=True):
+            if (w * patch, h * patch) != img.size:
+                raise ValueError(f"processor resized {img.size} to {(w * patch, h * patch)}")
+            ids: list[int] = []
+            labels: list[int] = []
+            weights: list[float] = []
+            for text, weight in self.segments(ex, t * h * w // (merge * merge)):
+                piece = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                ids += piece
+                if weight == 0.0:
+                    labels += [IGNORE] * len(piece)
+                    weights += [0.0] * len(piece)
+                    continue
+                labels += piece
+                if weight < 0:  # think text
+                    weights += [self.think_weight] * len(piece)
+                else:
+                    weights += [self.digit_weight if i in self._digit_ids else 1.0 for i in piece]
+            rows.append((ids, labels, weights))
+        width = max(len(r[0]) for r in rows)
+        n = len(rows)
+        input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((n, width), dtype=torch.long)
+        labels_t = torch.full((n, width), IGNORE, dtype=torch.long)
+        weights_t = torch.zeros((n, width), dtype=torch.float32)
+        for i, (ids, labels, weights) in enumerate(rows):
+            s = width - len(ids)
+            input_ids[i, s:] = torch.tensor(ids)
+            attention[i, s:] = 1
+            labels_t[i, s:] = torch.tensor(labels)
+            weights_t[i, s:] = torch.tensor(weights)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            # Without this, image tokens silently get 1-D positions instead of M-RoPE ones.
+            "mm_token_type_ids": (input_ids == self.image_token_id).to(torch.int),
+            "pixel_values": pix["pixel_values"],
+            "image_grid_thw": pix["image_grid_thw"],
+            "labels": labels_t,
+            "weights": weights_t,
+        }
+
+
+def weighted_loss(logits: torch.Tensor, labels: torch.Tensor,
+                  weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted mean CE, unweighted mean CE) of next-token prediction on labelled tokens."""
+    logits = logits[:, :-1].float()
+    labels = labels[:, 1:]
+    weights = weights[:, 1:].to(logits.device)
+    ce = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE,
+        reduction="none",
+    ).view(labels.shape)
+    mask = (labels != IGNORE).float()
+    plain = (ce * mask).sum() / mask.sum().clamp(min=1)
+    weighted = (ce * weights).sum() / weights.sum().clamp(min=1e-6)
+    return weighted, plain
+
+
+def model_inputs(batch: dict[str, torch.Tensor], device: torch.device,
+                 accepts_mm_types: bool = True) -> dict[str, torch.Tensor]:
+    """The tensors the model's forward takes, on ``device``."""
+    keys = ["input_ids", "attention_mask", "pixel_values", "image_grid_thw"]
+    if accepts_mm_types:
+        keys.append("mm_token_type_ids")
+    return {k: batch[k].to(device) for k in keys}
+
+
+def curriculum_max_objects(samples_seen: int, ramp_samples: int, final: int = 6) -> int:
+    """1 object until the first step of the ramp, then one more every ramp/(final-1) samples."""
+    if ramp_samples <= 0:
+        return final
+    return min(final, 1 + samples_seen * (final - 1) // ramp_samples)
+
+
+def shuffle_rng(seed: int, step: int) -> random.Random:
+    """RNG for per-step choices, reproducible across resumes."""
+    return random.Random(f"boxguard-train/{seed}/{step}")

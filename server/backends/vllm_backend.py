@@ -1,0 +1,260 @@
+"""The vLLM backend: an in-process `AsyncLLM` (vLLM 0.20.x V1 engine) with structured outputs.
+
+vLLM is imported only when a `VLLMBackend` is built; without it the constructor raises an
+ImportError that says how to install it. The request translation lives in `vllm_translate`
+(pure, testable without vLLM); this module builds the vLLM objects and drives the engine.
+
+Metrics: with `disable_log_stats=False`, AsyncLLM's StatLoggerManager creates vLLM's
+PrometheusStatLogger in this process; it registers its `vllm:*` metrics in prometheus_client's
+default REGISTRY (vLLM switches to a multiprocess registry only when PROMETHEUS_MULTIPROC_DIR
+is set, which `vllm serve` does for several API servers, not AsyncLLM), so the server's
+/metrics shows them next to the `boxguard_*` ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from .base import BackendDead, BackendError, Completion, Generation, GenerationRequest, QueueFull
+from .vllm_translate import (
+    FINAL_ONLY,
+    answer_kwargs,
+    completion_from_output,
+    continuation_kwargs,
+    continuation_prompt,
+    engine_args_dict,
+    join_think,
+    prompt_input,
+    replicate,
+    think_kwargs,
+    think_prompt,
+)
+
+if TYPE_CHECKING:
+    from ..models import ModelAdapter
+    from ..settings import Settings
+
+log = logging.getLogger("boxguard.vllm")
+
+VLLM_INSTALL_HINT = 'the vllm backend needs vLLM: pip install "boxguard[vllm]"'
+STATS_INTERVAL_S = 10.0
+
+
+def _import_vllm() -> SimpleNamespace:
+    """Import the vLLM names this backend uses, or fail with the install hint."""
+    try:
+        import vllm
+        from vllm.config import StructuredOutputsConfig
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.sampling_params import (
+            RequestOutputKind,
+            SamplingParams,
+            StructuredOutputsParams,
+        )
+        from vllm.v1.engine.async_llm import AsyncLLM
+        from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+    except ImportError as exc:
+        raise ImportError(VLLM_INSTALL_HINT) from exc
+    return SimpleNamespace(
+        version=getattr(vllm, "__version__", "unknown"),
+        AsyncEngineArgs=AsyncEngineArgs,
+        AsyncLLM=AsyncLLM,
+        EngineDeadError=EngineDeadError,
+        EngineGenerateError=EngineGenerateError,
+        RequestOutputKind=RequestOutputKind,
+        SamplingParams=SamplingParams,
+        StructuredOutputsConfig=StructuredOutputsConfig,
+        StructuredOutputsParams=StructuredOutputsParams,
+    )
+
+
+def build_engine_args(args: dict[str, Any], vllm: SimpleNamespace | None = None) -> Any:
+    """vLLM's AsyncEngineArgs from `engine_args_dict` output."""
+    vllm = vllm or _import_vllm()
+    kwargs = dict(args)
+    so = kwargs.pop("structured_outputs_config", None)
+    if so is not None:  # EngineArgs does not turn this dict into its config class itself
+        kwargs["structured_outputs_config"] = vllm.StructuredOutputsConfig(**so)
+    return vllm.AsyncEngineArgs(**kwargs)
+
+
+def build_sampling_params(kwargs: dict[str, Any], vllm: SimpleNamespace | None = None) -> Any:
+    """vLLM's SamplingParams from one of the `*_kwargs` dicts of vllm_translate."""
+    vllm = vllm or _import_vllm()
+    kw = dict(kwargs)
+    so = kw.pop("structured_outputs", None)
+    if kw.get("output_kind") == FINAL_ONLY:
+        kw["output_kind"] = vllm.RequestOutputKind.FINAL_ONLY
+    params = vllm.SamplingParams(**kw)
+    if so is not None:
+        params.structured_outputs = vllm.StructuredOutputsParams(**so)
+    return params
+
+
+class VLLMBackend:
+    """Backend over an in-process vLLM AsyncLLM; one engine per server process."""
+
+    name = "vllm"
+
+    def __init__(self, settings: Settings, model_dir: str, adapter: ModelAdapter) -> None:
+        self._vllm = _import_vllm()
+        self.settings = settings
+        self.model_dir = str(model_dir)
+        self.adapter = adapter
+        self.engine: Any = None
+        self._dead = False
+        self._inflight = 0
+        self._max_inflight = 0
+        self._stats_task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine is bound to
+
+    @property
+    def ready(self) -> bool:
+        """True once the engine is up and has not died."""
+        return self.engine is not None and not self._dead and not self.engine.errored
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests beyond what the engine runs at once (an estimate from in-flight count)."""
+        return max(0, self._inflight - (self._max_inflight - self.settings.queue_size))
+
+    def engine_args(self) -> dict[str, Any]:
+        """The engine arguments this backend starts vLLM with (a plain dict)."""
+        return engine_args_dict(self.settings, self.model_dir, self.adapter)
+
+    async def start(self) -> None:
+        """Build the AsyncLLM (loads the model, profiles memory, captures CUDA graphs)."""
+        if self.engine is not None:
+            return
+        args = build_engine_args(self.engine_args(), self._vllm)
+        log.info("starting vLLM %s AsyncLLM for %s", self._vllm.version, self.model_dir)
+        # Built on the event loop's thread, as vLLM's own API server does.
+        self.engine = self._vllm.AsyncLLM.from_engine_args(args)
+        self.loop = asyncio.get_running_loop()
+        self._dead = False
+        scheduler = self.engine.vllm_config.scheduler_config
+        per_engine = int(getattr(scheduler, "max_num_seqs", 0) or 256)
+        # The engine runs max_num_seqs at once per DP rank; queue_size more may wait.
+        self._max_inflight = per_engine * self.settings.data_parallel_size
+        self._max_inflight += self.settings.queue_size
+        self._stats_task = asyncio.create_task(self._log_stats_forever())
+
+    async def stop(self) -> None:
+        """Shut the engine down; in-flight requests fail with BackendDead."""
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._stats_task
+            self._stats_task = None
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.shutdown()
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """Generate `request.n` completions under the constraint (think in two engine calls)."""
+        if self.engine is None:
+            raise BackendError("the vLLM engine is not started")
+        if not self.ready:
+            self._dead = True
+            raise BackendDead("the vLLM engine has died; restart the server")
+        if self._inflight >= self._max_inflight:
+            raise QueueFull(f"{self._inflight} requests in flight; try again later")
+        self._inflight += 1
+        try:
+            if request.constraint.think:
+                completions, prompt_tokens = await self._generate_think(request)
+            else:
+                completions, prompt_tokens = await self._generate_answer(request)
+        finally:
+            self._inflight -= 1
+        return Generation(replicate(completions, max(1, request.n)), prompt_tokens)
+
+    async def _generate_answer(self, request: GenerationRequest) -> tuple[list[Completion], int]:
+        """One constrained engine call."""
+        out = await self._call(
+            prompt_input(request.prompt, request.image), answer_kwargs(request), request, "a"
+        )
+        return [self._completion(o) for o in out.outputs], len(out.prompt_token_ids or ())
+
+    async def _generate_think(self, request: GenerationRequest) -> tuple[list[Completion], int]:
+        """Phase 1: free think under its budget; phase 2: the JSON answer after each think."""
+        first = await self._call(
+            prompt_input(think_prompt(request.prompt), request.image),
+            think_kwargs(request),
+            request,
+            "t",
+        )
+        thinks = [self._completion(o) for o in first.outputs]
+        answers = await asyncio.gather(
+            *(
+                self._call(
+                    prompt_input(continuation_prompt(request.prompt, t.text), request.image),
+                    continuation_kwargs(request, i),
+                    request,
+                    f"a{i}",
+                )
+                for i, t in enumerate(thinks)
+            )
+        )
+        pairs = zip(thinks, answers, strict=True)
+        completions = [join_think(t, self._completion(a.outputs[0])) for t, a in pairs]
+        return completions, len(first.prompt_token_ids or ())
+
+    def _completion(self, output: Any) -> Completion:
+        """Translate one CompletionOutput, decoding token text when logprobs are off."""
+        tokenizer = getattr(self.engine, "tokenizer", None)
+
+        def decode(token_id: int) -> str:
+            return tokenizer.decode([token_id]) if tokenizer is not None else ""
+
+        return completion_from_output(output, decode=decode)
+
+    async def _call(
+        self, prompt: dict[str, Any], kwargs: dict[str, Any], request: GenerationRequest, tag: str
+    ) -> Any:
+        """Run one engine request to its final output; abort it if the caller is cancelled."""
+        engine = self.engine
+        if engine is None:
+            raise BackendDead("the vLLM engine was stopped")
+        params = build_sampling_params(kwargs, self._vllm)
+        request_id = f"{request.request_id or 'req'}-{uuid.uuid4().hex[:12]}-{tag}"
+        final = None
+        try:
+            async for out in engine.generate(prompt, params, request_id):
+                final = out
+        except asyncio.CancelledError:
+            # AsyncLLM.generate aborts when its consumer is cancelled; abort again to be sure.
+            await self._abort(engine, request_id)
+            raise
+        except self._vllm.EngineDeadError as exc:
+            self._dead = True
+            raise BackendDead("the vLLM engine died; restart the server") from exc
+        except self._vllm.EngineGenerateError as exc:
+            if engine.errored:
+                self._dead = True
+                raise BackendDead("the vLLM engine died; restart the server") from exc
+            raise BackendError(f"vLLM failed the request: {exc.__cause__ or exc}") from exc
+        except ValueError as exc:  # vLLM's validation (e.g. the prompt is over max_model_len)
+            raise BackendError(f"vLLM refused the request: {exc}") from exc
+        if final is None or not final.outputs:
+            raise BackendError("vLLM returned no output")
+        return final
+
+    @staticmethod
+    async def _abort(engine: Any, request_id: str) -> None:
+        """Abort one engine request, ignoring failures (it may be finished already)."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(engine.abort(request_id))
+
+    async def _log_stats_forever(self) -> None:
+        """Log vLLM's throughput line periodically, as `vllm serve` does."""
+        while self.engine is not None:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            with contextlib.suppress(Exception):
+                if self.engine is not None:
+                    await self.engine.do_log_stats()

@@ -1,0 +1,177 @@
+"""POST /ground against a real uvicorn server with the built-in checkpoint."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import httpx
+import pytest
+from support import b64, png_bytes
+
+from boxguard.server.schema import GroundResponse
+
+GOOD = {"expression": "the red circle"}
+
+
+def _good_request(url: str) -> None:
+    """A valid request after a bad one: the server keeps serving."""
+    r = httpx.post(url + "/ground", json={"image": b64(png_bytes()), **GOOD}, timeout=60)
+    assert r.status_code == 200, r.text
+    GroundResponse.model_validate(r.json())
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares width x height."""
+    data = bytearray(png_bytes((8, 8)))
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def test_ground_json_answers_in_original_pixels(live_server: str) -> None:
+    image = png_bytes((640, 480))
+    r = httpx.post(
+        live_server + "/ground",
+        json={"image": b64(image), "expression": "the red circle", "return_raw": True},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = GroundResponse.model_validate(r.json())
+    assert (body.image.width, body.image.height) == (640, 480)
+    assert body.image.model_width % 28 == 0 and body.image.model_height % 28 == 0
+    assert body.status in ("accepted", "abstained")
+    names = [c.name for c in body.checks]
+    assert "format" in names and "geometry" in names
+    assert body.raw_output is not None
+    assert set(body.timings_ms) >= {"decode", "generate", "verify"}
+    assert r.headers["x-request-id"] == body.id
+    # The raw answer is in the model frame; candidates must be it mapped to original pixels.
+    raw = json.loads(body.raw_output)
+    assert isinstance(raw, list)
+    for item, cand in zip(raw, body.candidates, strict=False):
+        x1, y1, x2, y2 = item["bbox_2d"]
+        sx, sy = 640 / body.image.model_width, 480 / body.image.model_height
+        expected = sorted([x1 * sx, x2 * sx]), sorted([y1 * sy, y2 * sy])
+        got = cand.bbox
+        assert got[0] == pytest.approx(expected[0][0], abs=1.0)
+        assert got[2] == pytest.approx(expected[0][1], abs=1.0)
+        assert got[1] == pytest.approx(expected[1][0], abs=1.0)
+        assert got[3] == pytest.approx(expected[1][1], abs=1.0)
+    for det in body.detections + body.candidates:
+        x1, y1, x2, y2 = det.bbox
+        assert 0 <= x1 <= x2 <= 640 and 0 <= y1 <= y2 <= 480
+
+
+def test_ground_multipart_and_think(live_server: str) -> None:
+    r = httpx.post(
+        live_server + "/ground",
+        files={"image": ("scene.png", png_bytes((300, 200)), "image/png")},
+        data={"expression": "the blue star", "think": "true", "multiple": "false"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    body = GroundResponse.model_validate(r.json())
+    assert (body.image.width, body.image.height) == (300, 200)
+    assert body.think is not None
+
+
+def test_ground_multiple(live_server: str) -> None:
+    r = httpx.post(
+        live_server + "/ground",
+        json={"image": b64(png_bytes()), "expression": "every star", "multiple": True},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_health_ready_metrics(live_server: str) -> None:
+    assert httpx.get(live_server + "/healthz").json()["status"] == "ok"
+    ready = httpx.get(live_server + "/readyz").json()
+    assert ready["status"] == "ready" and ready["backend"] == "transformers"
+    _good_request(live_server)
+    text = httpx.get(live_server + "/metrics").text
+    for name in (
+        "boxguard_requests_total",
+        'boxguard_stage_duration_seconds_bucket{le="0.005",stage="decode"}',
+        'stage="generate"',
+        'stage="verify"',
+        "boxguard_requests_in_flight",
+        "boxguard_queue_depth",
+        "boxguard_generated_tokens_total",
+        "boxguard_checks_total",
+    ):
+        assert name in text, name
+
+
+def test_openapi_docs_served(live_server: str) -> None:
+    schema = httpx.get(live_server + "/openapi.json").json()
+    assert "/ground" in schema["paths"]
+    content = schema["paths"]["/ground"]["post"]["requestBody"]["content"]
+    assert {"application/json", "multipart/form-data"} <= set(content)
+    assert httpx.get(live_server + "/docs").status_code == 200
+
+
+BAD_INPUTS = [
+    ("not_an_image", {"json": {"image": b64(b"hello, not an image"), **GOOD}}, 400, "invalid_image"),
+    ("truncated", {"json": {"image": b64(png_bytes((64, 64))[:60]), **GOOD}}, 400, "invalid_image"),
+    ("one_pixel", {"json": {"image": b64(png_bytes((1, 1))), **GOOD}}, 400, "image_too_small"),
+    (
+        "aspect_ratio",
+        {"json": {"image": b64(png_bytes((2010, 10))), **GOOD}},
+        400,
+        "aspect_ratio_too_large",
+    ),
+    ("pixel_bomb", {"json": {"image": b64(_bomb_png(60000, 60000)), **GOOD}}, 413, "image_too_many_pixels"),
+    (
+        "body_too_large",
+        {"content": b"{" + b" " * (3 * 1024 * 1024) + b"}", "headers": {"content-type": "application/json"}},
+        413,
+        "payload_too_large",
+    ),
+    ("malformed_json", {"content": b'{"image": ', "headers": {"content-type": "application/json"}}, 400, "malformed_json"),
+    ("empty_expression", {"json": {"image": b64(png_bytes()), "expression": ""}}, 422, "validation_error"),
+    ("long_expression", {"json": {"image": b64(png_bytes()), "expression": "x" * 1001}}, 422, "validation_error"),
+    ("wrong_type", {"json": {"image": b64(png_bytes()), "expression": 42}}, 422, "validation_error"),
+    ("wrong_bool", {"json": {"image": b64(png_bytes()), **GOOD, "multiple": "maybe"}}, 422, "validation_error"),
+    ("unknown_field", {"json": {"image": b64(png_bytes()), **GOOD, "colour": "red"}}, 422, "validation_error"),
+    ("missing_image", {"json": GOOD}, 400, "missing_image"),
+    ("bad_base64", {"json": {"image": "!!!not base64!!!", **GOOD}}, 400, "invalid_base64"),
+    ("not_an_object", {"json": ["image", "expression"]}, 422, "validation_error"),
+    ("wrong_media_type", {"content": b"image=1", "headers": {"content-type": "text/plain"}}, 415, "unsupported_media_type"),
+    ("image_url_disabled", {"json": {"image_url": "http://example.com/a.png", **GOOD}}, 403, "image_url_disabled"),
+    ("policy_out_of_range", {"json": {"image": b64(png_bytes()), **GOOD, "policy": {"min_confidence": 7}}}, 422, "invalid_policy"),
+    ("policy_unknown_field", {"json": {"image": b64(png_bytes()), **GOOD, "policy": {"nope": 1}}}, 422, "invalid_policy"),
+    (
+        "multipart_missing_expression",
+        {"files": {"image": ("a.png", png_bytes(), "image/png")}},
+        422,
+        "validation_error",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "status", "code"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_a_problem_and_server_keeps_serving(
+    live_server: str, name: str, kwargs: dict, status: int, code: str
+) -> None:
+    r = httpx.post(live_server + "/ground", timeout=60, **kwargs)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    problem = r.json()
+    assert problem["code"] == code
+    assert problem["status"] == status
+    assert problem["title"]
+    assert "Traceback" not in r.text
+    assert problem.get("request_id") == r.headers["x-request-id"]
+    _good_request(live_server)
+
+
+def test_unknown_route_is_a_problem(live_server: str) -> None:
+    r = httpx.get(live_server + "/nope")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "not_found"

@@ -1,0 +1,328 @@
+"""The vLLM backend on CPU: request translation, engine driving with a fake engine, registry."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from boxguard.server.backends import (
+    BackendDead,
+    Completion,
+    GenerationRequest,
+    QueueFull,
+    TokenChoice,
+    create_backend,
+)
+from boxguard.server.backends import vllm_backend as vb
+from boxguard.server.backends import vllm_translate as vt
+from boxguard.server.constraints import Constraint, box_list_schema, yes_no_constraint
+from boxguard.server.models.families import Qwen25VLAdapter
+from boxguard.server.settings import Settings
+
+SCHEMA = box_list_schema(644, 476, max_items=1, max_label_chars=32)
+PROMPT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Locate x<|im_end|>\n"
+
+
+def _request(**kw: Any) -> GenerationRequest:
+    constraint = kw.pop("constraint", Constraint(json_schema=SCHEMA, max_tokens=64))
+    return GenerationRequest(prompt=PROMPT, image=None, constraint=constraint, **kw)
+
+
+def _lp(value: float, text: str) -> SimpleNamespace:
+    return SimpleNamespace(logprob=value, decoded_token=text, rank=1)
+
+
+def _output(pieces: list[tuple[int, str, float]], text: str, finish: str = "stop") -> Any:
+    return SimpleNamespace(
+        text=text,
+        token_ids=[t for t, _, _ in pieces],
+        logprobs=[{t: _lp(v, s)} for t, s, v in pieces],
+        finish_reason=finish,
+    )
+
+
+def _concat(c: Completion) -> str:
+    return "".join(t.text for t in c.tokens)
+
+
+# --- engine arguments ------------------------------------------------------------------------
+
+
+def test_engine_args_come_from_settings_and_adapter() -> None:
+    settings = Settings(
+        backend="vllm", tensor_parallel_size=2, data_parallel_size=3, gpu_memory_utilization=0.8,
+        load_format="dummy", enforce_eager=True, seed=7, dtype="bfloat16", max_model_len=4096,
+    )
+    adapter = Qwen25VLAdapter(min_pixels=3136, max_pixels=1_003_520)
+    args = vt.engine_args_dict(settings, "/models/q", adapter)
+    assert args["model"] == "/models/q"
+    assert (args["tensor_parallel_size"], args["data_parallel_size"]) == (2, 3)
+    assert args["gpu_memory_utilization"] == 0.8 and args["load_format"] == "dummy"
+    assert args["enforce_eager"] is True and args["seed"] == 7 and args["dtype"] == "bfloat16"
+    assert args["max_model_len"] == 4096
+    assert args["limit_mm_per_prompt"] == {"image": 1, "video": 0}
+    assert args["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 1_003_520}
+    assert args["logprobs_mode"] == "processed_logprobs"
+    assert args["disable_log_stats"] is False
+    assert args["structured_outputs_config"]["backend"] == "xgrammar"
+    assert "tokenizer" not in args  # None: the model's own
+    json.dumps(args)  # plain data only
+
+
+def test_engine_args_leave_unset_values_to_vllm() -> None:
+    args = vt.engine_args_dict(Settings(tokenizer="/tok"), "/m", Qwen25VLAdapter())
+    assert "max_model_len" not in args and "served_model_name" not in args
+    assert args["tokenizer"] == "/tok"
+
+
+# --- sampling parameters ---------------------------------------------------------------------
+
+
+def test_answer_kwargs_constrain_to_the_schema() -> None:
+    kw = vt.answer_kwargs(_request(temperature=0.0, n=1, seed=3))
+    assert kw["structured_outputs"] == {"json": SCHEMA}
+    assert kw["max_tokens"] == 64 and kw["logprobs"] == 0 and kw["n"] == 1
+    assert kw["output_kind"] == vt.FINAL_ONLY and kw["seed"] == 3
+
+
+def test_choice_constraint_becomes_a_choice() -> None:
+    kw = vt.answer_kwargs(_request(constraint=yes_no_constraint()))
+    assert kw["structured_outputs"] == {"choice": ["yes", "no"]}
+    assert kw["max_tokens"] == 4
+
+
+def test_greedy_asks_for_one_sample_and_sampling_for_n() -> None:
+    assert vt.answer_kwargs(_request(n=4, temperature=0.0))["n"] == 1
+    kw = vt.answer_kwargs(_request(n=4, temperature=0.7, top_p=0.9))
+    assert (kw["n"], kw["temperature"], kw["top_p"]) == (4, 0.7, 0.9)
+    assert vt.answer_kwargs(_request(logprobs=False))["logprobs"] is None
+
+
+def test_think_phases() -> None:
+    req = _request(
+        constraint=Constraint(json_schema=SCHEMA, think=True, think_max_tokens=20, max_tokens=50),
+        n=2, temperature=1.0, seed=10,
+    )
+    first = vt.think_kwargs(req)
+    assert first["stop"] == ["</think>"] and first["max_tokens"] == 20
+    assert first["structured_outputs"] is None and first["n"] == 2
+    second = vt.continuation_kwargs(req, 1)
+    assert second["structured_outputs"] == {"json": SCHEMA}
+    assert (second["n"], second["max_tokens"], second["seed"]) == (1, 50, 11)
+    assert vt.think_prompt("P") == "P<think>"
+    assert vt.continuation_prompt("P", "hmm") == "P<think>hmm</think>\n<answer>"
+
+
+def test_prompt_input_carries_the_image() -> None:
+    assert vt.prompt_input("p", None) == {"prompt": "p"}
+    image = object()
+    assert vt.prompt_input("p", image)["multi_modal_data"] == {"image": image}  # type: ignore
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+
+def test_align_pieces() -> None:
+    assert vt.align_pieces("ab", ["a", "b", "<|im_end|>"]) == ["a", "b", ""]
+    assert vt.align_pieces("x </", ["x", " </", "think>"]) == ["x", " </", ""]
+    assert vt.align_pieces("abc", ["a", "bcd"]) == ["a", "bc"]
+    assert vt.align_pieces("aé", ["a", "", "é"]) == ["a", "", "é"]
+    assert vt.align_pieces("abz", ["a", "?"]) == ["a", "bz"]
+
+
+def test_completion_tokens_concatenate_to_text() -> None:
+    out = _output([(1, "[", -0.1), (2, "]", -0.2), (151645, "<|im_end|>", -0.01)], "[]")
+    c = vt.completion_from_output(out)
+    assert c.text == "[]" and _concat(c) == "[]" and c.finish_reason == "stop"
+    assert [t.logprob for t in c.tokens] == [-0.1, -0.2]  # EOS dropped, as transformers does
+    kept = vt.completion_from_output(out, drop_untexted_tail=False)
+    assert [t.text for t in kept.tokens] == ["[", "]", ""]
+    assert c.tokens[0] == TokenChoice(1, "[", -0.1)
+
+
+def test_completion_without_logprobs_decodes_tokens() -> None:
+    out = SimpleNamespace(text="ab", token_ids=[5, 6], logprobs=None, finish_reason="length")
+    c = vt.completion_from_output(out, decode={5: "a", 6: "b"}.get)
+    assert _concat(c) == "ab" and c.finish_reason == "length"
+    assert all(t.logprob == 0.0 for t in c.tokens)
+
+
+def test_think_stop_tokens_are_dropped_and_tags_forced() -> None:
+    think = vt.completion_from_output(
+        _output([(1, "red", -0.5), (2, "</", -0.1), (3, "think>", -0.1)], "red")
+    )
+    assert [t.token_id for t in think.tokens] == [1]
+    answer = vt.completion_from_output(_output([(4, "[]", -0.3)], "[]"))
+    joined = vt.join_think(think, answer)
+    assert joined.text == "<think>red</think>\n<answer>[]</answer>"
+    assert _concat(joined) == joined.text
+    forced = [t for t in joined.tokens if t.token_id == vt.FORCED_TOKEN_ID]
+    assert forced and all(t.logprob == 0.0 for t in forced)
+
+
+def test_replicate_greedy_samples() -> None:
+    c = Completion("x", [TokenChoice(1, "x", -1.0)])
+    copies = vt.replicate([c], 3)
+    assert len(copies) == 3 and all(k.text == "x" for k in copies)
+    assert copies[1].tokens is not c.tokens
+
+
+# --- with vLLM installed: the real vLLM objects ----------------------------------------------
+
+
+def test_real_vllm_objects() -> None:
+    pytest.importorskip("vllm")
+    params = vb.build_sampling_params(vt.answer_kwargs(_request()))
+    assert params.structured_outputs is not None and params.structured_outputs.json == SCHEMA
+    assert params.output_kind.name == "FINAL_ONLY" and params.logprobs == 0 and params.n == 1
+    think = vb.build_sampling_params(vt.think_kwargs(_request(temperature=0.5, n=2)))
+    assert think.stop == ["</think>"] and think.structured_outputs is None
+    choice = vb.build_sampling_params(vt.answer_kwargs(_request(constraint=yes_no_constraint())))
+    assert choice.structured_outputs.choice == ["yes", "no"]
+    settings = Settings(backend="vllm", load_format="dummy", max_model_len=2048)
+    args = vb.build_engine_args(vt.engine_args_dict(settings, "/m", Qwen25VLAdapter()))
+    assert args.logprobs_mode == "processed_logprobs" and args.load_format == "dummy"
+    assert args.limit_mm_per_prompt == {"image": 1, "video": 0}
+    assert args.structured_outputs_config.backend == "xgrammar"
+
+
+# --- the registry without vLLM ---------------------------------------------------------------
+
+
+def test_registry_without_vllm_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+    with pytest.raises(ImportError, match=r'pip install "boxguard\[vllm\]"'):
+        create_backend(Settings(backend="vllm"), "/m", Qwen25VLAdapter())
+
+
+# --- engine driving, with a fake engine (failure handling and the two think phases) ----------
+
+
+class _DeadError(Exception):
+    pass
+
+
+class _GenerateError(Exception):
+    pass
+
+
+class _FakeParams:
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+        self.structured_outputs = None
+
+
+class _FakeEngine:
+    """Answers from a script; records prompts, params and aborts."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+        self.calls: list[tuple[dict, Any, str]] = []
+        self.aborted: list[str] = []
+        self.errored = False
+        self.tokenizer = None
+
+    async def generate(self, prompt: dict, params: Any, request_id: str) -> Any:
+        self.calls.append((prompt, params, request_id))
+        step = self.script.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        if step == "hang":
+            await asyncio.sleep(3600)
+        yield step
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+
+def _fake_vllm() -> SimpleNamespace:
+    return SimpleNamespace(
+        version="fake", EngineDeadError=_DeadError, EngineGenerateError=_GenerateError,
+        RequestOutputKind=SimpleNamespace(FINAL_ONLY="FINAL"), SamplingParams=_FakeParams,
+        StructuredOutputsParams=lambda **kw: kw,
+    )
+
+
+def _backend(monkeypatch: pytest.MonkeyPatch, script: list[Any]) -> vb.VLLMBackend:
+    monkeypatch.setattr(vb, "_import_vllm", _fake_vllm)
+    backend = vb.VLLMBackend(Settings(backend="vllm"), "/m", Qwen25VLAdapter())
+    backend.engine = _FakeEngine(script)
+    backend._max_inflight = 4
+    return backend
+
+
+def _final(*outs: Any) -> Any:
+    return SimpleNamespace(outputs=list(outs), prompt_token_ids=[0] * 9)
+
+
+async def test_generate_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = _backend(monkeypatch, [_final(_output([(1, "[]", -0.2)], "[]"))])
+    gen = await backend.generate(_request(n=2, temperature=0.0))
+    assert [c.text for c in gen.completions] == ["[]", "[]"] and gen.prompt_tokens == 9
+    _, params, _ = backend.engine.calls[0]
+    assert params.structured_outputs == {"json": SCHEMA} and params.output_kind == "FINAL"
+
+
+async def test_generate_think_in_two_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    think = _final(_output([(1, "hm", -0.3)], "hm"))
+    answer = _final(_output([(2, "[]", -0.1)], "[]"))
+    backend = _backend(monkeypatch, [think, answer])
+    req = _request(constraint=Constraint(json_schema=SCHEMA, think=True, think_max_tokens=8))
+    gen = await backend.generate(req)
+    (first, p1, _), (second, p2, _) = backend.engine.calls
+    assert first["prompt"] == PROMPT + "<think>" and p1.structured_outputs is None
+    assert second["prompt"] == PROMPT + "<think>hm</think>\n<answer>"
+    assert p2.structured_outputs == {"json": SCHEMA}
+    text = gen.completions[0].text
+    assert text == "<think>hm</think>\n<answer>[]</answer>" == _concat(gen.completions[0])
+
+
+async def test_cancel_aborts_the_engine_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = _backend(monkeypatch, ["hang"])
+    task = asyncio.create_task(backend.generate(_request()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert backend.engine.aborted == [backend.engine.calls[0][2]]
+    assert backend._inflight == 0
+
+
+async def test_engine_death_marks_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = _backend(monkeypatch, [_DeadError("dead")])
+    assert backend.ready
+    with pytest.raises(BackendDead):
+        await backend.generate(_request())
+    assert not backend.ready
+
+
+async def test_queue_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = _backend(monkeypatch, [])
+    backend._inflight = backend._max_inflight
+    with pytest.raises(QueueFull):
+        await backend.generate(_request())
+
+
+# --- the benchmark's FLOPs arithmetic --------------------------------------------------------
+
+
+def test_bench_flops_estimate_for_qwen25vl_7b() -> None:
+    path = Path(__file__).resolve().parents[4] / "bench" / "bench_vllm.py"
+    spec = importlib.util.spec_from_file_location("bench_vllm", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    est = bench.flops_per_image(bench.QWEN25_VL_7B, 640, 480, decode_tokens=40)
+    assert est["model_width"] == 644 and est["model_height"] == 476
+    assert est["vision_tokens"] == 391
+    # ~8-9 TFLOPs per 640x480 image: vision ~2, prefill ~6, decode ~0.6
+    assert 6e12 < est["total"] < 12e12
+    assert est["vision"] < est["prefill"]
+    big = bench.flops_per_image(bench.QWEN25_VL_7B, 1280, 960, decode_tokens=40)
+    assert big["total"] > 2 * est["total"]
