@@ -32,9 +32,11 @@ def _font(size: int) -> Font:
 
 
 def _scaled(bbox: Sequence[float], sx: float, sy: float) -> Box:
-    """A box scaled from the result's pixel frame to the drawn image's."""
+    """A box scaled from the result's pixel frame to the drawn image's (corners ordered)."""
     x1, y1, x2, y2 = (float(v) for v in bbox)
-    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+    x1, x2 = sorted((x1 * sx, x2 * sx))
+    y1, y2 = sorted((y1 * sy, y2 * sy))
+    return (x1, y1, x2, y2)
 
 
 def _dashed_line(

@@ -45,13 +45,21 @@ from .train_eval import (
     write_curve_md,
 )
 
-# Flags a resumed run may change; everything else comes from the saved run_args.json.
-RESUME_OVERRIDABLE = ("minutes", "max_steps", "ship_dir", "curve_md", "eval_every_min",
-                      "threads", "resume", "out", "gen_eval", "lr", "schedule", "machine")
+# Always taken from the command line on --resume; other flags only when given explicitly.
+RESUME_ALWAYS = ("minutes", "max_steps", "resume", "out")
+# Never changed on --resume: they define the architecture and the data stream.
+RESUME_FIXED = ("text_hidden", "text_layers", "text_heads", "text_kv_heads", "text_intermediate",
+                "vision_hidden", "vision_depth", "vision_heads", "vision_intermediate",
+                "min_pixels", "max_pixels", "seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """CLI flags."""
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI parser."""
     ap = argparse.ArgumentParser(description="Train the boxguard demo checkpoint.")
     ap.add_argument("--out", required=True, help="run directory (state, curve, exports)")
     ap.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget of this call")
@@ -81,7 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="cosine: samples over which the LR decays to 10%%")
     ap.add_argument("--weight-decay", type=float, default=0.01)
     # data levers
-    ap.add_argument("--fixed-size", default="", help="render every scene at WxH (e.g. 224x224)")
+    ap.add_argument("--fixed-size", default="", help="render training scenes at WxH (e.g. 224x224)")
+    ap.add_argument("--fixed-size-samples", type=int, default=0,
+                    help="use --fixed-size only for the first N samples (0: always)")
     ap.add_argument("--questions-per-image", type=int, default=1)
     ap.add_argument("--p-think", type=float, default=0.3)
     ap.add_argument("--p-multiple", type=float, default=0.1)
@@ -98,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ship-dir", default="", help="copy improved checkpoints here")
     ap.add_argument("--curve-md", default="", help="rewrite this learning-curve page")
     ap.add_argument("--machine", default="2-core CPU")
-    return ap.parse_args(argv)
+    return ap
 
 
 def tiny_config(args: argparse.Namespace) -> TinyConfig:
@@ -131,12 +141,16 @@ def lr_at(args: argparse.Namespace, step: int, samples: int) -> float:
 
 
 def load_args(argv: list[str] | None) -> argparse.Namespace:
-    """CLI args; on --resume, the saved run's args with only RESUME_OVERRIDABLE replaced."""
-    args = parse_args(argv)
+    """CLI args; on --resume, the saved run args, overridden by flags given explicitly."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     saved = Path(args.out) / "run_args.json"
     if args.resume and saved.is_file():
-        merged = json.loads(saved.read_text())
-        merged.update({k: getattr(args, k) for k in RESUME_OVERRIDABLE})
+        merged = {**vars(args), **json.loads(saved.read_text())}
+        for key, value in vars(args).items():
+            explicit = value != parser.get_default(key) and key not in RESUME_FIXED
+            if key in RESUME_ALWAYS or explicit:
+                merged[key] = value
         args = argparse.Namespace(**merged)
     return args
 
@@ -177,12 +191,12 @@ class Trainer:
             self.opt.load_state_dict(saved["optimizer"])
             self.state = saved["state"]
             print(f"resumed at step {self.state['step']} ({self.state['samples']} samples)")
-        fixed = self.spec.fixed_size
-        self.val = eval_set(self.encoder, args.n_val, seed=args.seed, probe=False,
-                            fixed_size=fixed)
+        # Val images have the generator's natural sizes (what a user sends), whatever training uses.
+        self.val = eval_set(self.encoder, args.n_val, seed=args.seed, probe=False, fixed_size=None)
         self.probe = eval_set(self.encoder, args.n_probe, seed=args.seed + 1, probe=True,
-                              fixed_size=fixed)
-        val_spec = replace(self.spec, split="val", seed=args.seed + 2, questions_per_image=1)
+                              fixed_size=None)
+        val_spec = replace(self.spec, split="val", seed=args.seed + 2, questions_per_image=1,
+                           fixed_size=None)
         self.val_tf = [make_example(i, val_spec, self.encoder) for i in range(48)]
         self.const_acc = constant_box_acc(self.probe)
         self.n_params = sum(p.numel() for p in self.model.parameters())
@@ -195,6 +209,8 @@ class Trainer:
         """One optimizer step on a fresh batch; returns the weighted loss."""
         st = self.state
         spec = replace(self.spec, max_objects=self.max_objects())
+        if self.args.fixed_size_samples and st["samples"] >= self.args.fixed_size_samples:
+            spec = replace(spec, fixed_size=None)
         rng = shuffle_rng(self.args.seed, st["step"])
         examples = [make_example(st["image_index"] + i, spec, self.encoder)
                     for i in range(self.args.batch_size)]
@@ -216,11 +232,14 @@ class Trainer:
     def evaluate(self, train_loss: float) -> dict:
         """Val loss, export, constrained-decoding Acc@0.5; ship when best."""
         st, args = self.state, self.args
-        val_loss = teacher_forced_loss(self.model, self.encoder, self.val_tf, self.device)
+        val_loss, val_digit = teacher_forced_loss(self.model, self.encoder, self.val_tf,
+                                                  self.device)
+        _, probe_digit = teacher_forced_loss(self.model, self.encoder, self.probe, self.device)
         last = export(self.model, self.base, self.out / "last")
         row = {"step": st["step"], "samples": st["samples"], "minutes": st["train_s"] / 60,
                "max_objects": self.max_objects(), "train_loss": train_loss,
-               "val_loss": val_loss, "val_acc": 0.0, "val_parse": 0.0, "probe_acc": 0.0,
+               "val_loss": val_loss, "val_digit_loss": val_digit,
+               "probe_digit_loss": probe_digit, "val_acc": 0.0, "val_parse": 0.0, "probe_acc": 0.0,
                "const_acc": self.const_acc}
         if args.gen_eval:
             val = generate_acc(last, self.val)
@@ -255,7 +274,8 @@ class Trainer:
         """The levers of this run, for the curve page."""
         a = self.args
         return (f"text {a.text_hidden}x{a.text_layers}, vision {a.vision_hidden}x{a.vision_depth},"
-                f" max_pixels {a.max_pixels}, fixed size {a.fixed_size or 'no'}, batch "
+                f" max_pixels {a.max_pixels}, fixed size {a.fixed_size or 'no'} "
+                f"(first {a.fixed_size_samples or 'all'} samples), batch "
                 f"{a.batch_size} images x {a.questions_per_image} questions, lr {a.lr} "
                 f"{a.schedule}, digit weight {a.digit_weight}, think {a.p_think} (weight "
                 f"{a.think_weight}), curriculum {a.curriculum_samples} samples")

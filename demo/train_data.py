@@ -129,6 +129,7 @@ class Encoder:
         self.think_weight = think_weight
         vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
         self._digit_ids = {i for i, t in enumerate(vocab) if t and t.strip("Ġ").isdigit()}
+        self._text = [t or "" for t in vocab]
 
     def frame_image(self, image: Image.Image) -> Image.Image:
         """Resize to the model frame exactly as the server does."""
@@ -146,9 +147,10 @@ class Encoder:
             else:
                 user = self.adapter.user_text(q.expression, multiple=q.multiple, think=think)
                 prompt = f"\n<|im_start|>user\n{user}{IM_END}\n<|im_start|>assistant\n"
-            out.append((prompt, 0.0))
+            # The server appends <think> to the prompt and lets the model write the rest.
+            out.append((prompt + THINK_OPEN if think else prompt, 0.0))
             if think:
-                out.append((f"{THINK_OPEN}{q.think}{THINK_CLOSE}\n{ANSWER_OPEN}", -1.0))
+                out.append((f"{q.think}{THINK_CLOSE}\n{ANSWER_OPEN}", -1.0))
                 out.append((q.answer, 1.0))
                 out.append((f"{ANSWER_CLOSE}{IM_END}", 1.0))
             else:
@@ -171,9 +173,12 @@ class Encoder:
             ids: list[int] = []
             labels: list[int] = []
             weights: list[float] = []
+            coord: list[bool] = []
             for text, weight in self.segments(ex, t * h * w // (merge * merge)):
                 piece = self.tokenizer(text, add_special_tokens=False)["input_ids"]
                 ids += piece
+                flags = self._coord_flags(piece) if weight > 0 else [False] * len(piece)
+                coord += flags
                 if weight == 0.0:
                     labels += [IGNORE] * len(piece)
                     weights += [0.0] * len(piece)
@@ -182,20 +187,22 @@ class Encoder:
                 if weight < 0:  # think text
                     weights += [self.think_weight] * len(piece)
                 else:
-                    weights += [self.digit_weight if i in self._digit_ids else 1.0 for i in piece]
-            rows.append((ids, labels, weights))
+                    weights += [self.digit_weight if f else 1.0 for f in flags]
+            rows.append((ids, labels, weights, coord))
         width = max(len(r[0]) for r in rows)
         n = len(rows)
         input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((n, width), dtype=torch.long)
         labels_t = torch.full((n, width), IGNORE, dtype=torch.long)
         weights_t = torch.zeros((n, width), dtype=torch.float32)
-        for i, (ids, labels, weights) in enumerate(rows):
+        coord_t = torch.zeros((n, width), dtype=torch.bool)
+        for i, (ids, labels, weights, coord) in enumerate(rows):
             s = width - len(ids)
             input_ids[i, s:] = torch.tensor(ids)
             attention[i, s:] = 1
             labels_t[i, s:] = torch.tensor(labels)
             weights_t[i, s:] = torch.tensor(weights)
+            coord_t[i, s:] = torch.tensor(coord, dtype=torch.bool)
         return {
             "input_ids": input_ids,
             "attention_mask": attention,
@@ -205,7 +212,30 @@ class Encoder:
             "image_grid_thw": pix["image_grid_thw"],
             "labels": labels_t,
             "weights": weights_t,
+            "coord": coord_t,  # coordinate digits of the answers (for the digit loss metric)
         }
+
+    def _coord_flags(self, piece: list[int]) -> list[bool]:
+        """True for digit tokens inside a ``"bbox_2d": [...]`` list."""
+        flags, inside = [], False
+        for tid in piece:
+            text = self._text[tid]
+            flags.append(inside and tid in self._digit_ids)
+            if text.endswith("["):
+                inside = True
+            elif "]" in text:
+                inside = False
+        return flags
+
+
+def token_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-position next-token CE (B, L-1); 0 where the label is ignored."""
+    logits = logits[:, :-1].float()
+    labels = labels[:, 1:]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE,
+        reduction="none",
+    ).view(labels.shape)
 
 
 def weighted_loss(logits: torch.Tensor, labels: torch.Tensor,

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .dataset import iter_samples
-from .train_data import Encoder, Example, example_from_sample, model_inputs, weighted_loss
+from .train_data import Encoder, Example, example_from_sample, model_inputs, token_ce
 
 SHIP_FILES = (
     "config.json",
@@ -56,18 +56,21 @@ def constant_box_acc(examples: list[Example]) -> float:
 
 @torch.no_grad()
 def teacher_forced_loss(model: torch.nn.Module, encoder: Encoder, examples: list[Example],
-                        device: torch.device, batch_size: int = 16) -> float:
-    """Mean unweighted answer-token CE over ``examples``."""
+                        device: torch.device, batch_size: int = 16) -> tuple[float, float]:
+    """(mean CE over answer tokens, mean CE over coordinate-digit tokens) on ``examples``."""
     model.eval()
-    total, count = 0.0, 0
+    tot = [0.0, 0.0]
+    cnt = [0.0, 0.0]
     for i in range(0, len(examples), batch_size):
         batch = encoder.encode(examples[i : i + batch_size])
         out = model(**model_inputs(batch, device))
-        _, plain = weighted_loss(out.logits, batch["labels"].to(device), batch["weights"])
-        total += float(plain) * len(examples[i : i + batch_size])
-        count += len(examples[i : i + batch_size])
+        ce = token_ce(out.logits, batch["labels"].to(device)).cpu()
+        masks = [(batch["labels"][:, 1:] != -100).float(), batch["coord"][:, 1:].float()]
+        for k, m in enumerate(masks):
+            tot[k] += float((ce * m).sum())
+            cnt[k] += float(m.sum())
     model.train()
-    return total / max(count, 1)
+    return tot[0] / max(cnt[0], 1), tot[1] / max(cnt[1], 1)
 
 
 def export(model: torch.nn.Module, src_dir: Path, out_dir: Path) -> Path:

@@ -18,9 +18,10 @@ from .nouns import PhraseInfo, analyze, mentioned_heads
 from .parse import _BARE_BOX_RE, _BOX_TOKEN_RE, RawBox
 from .types import CheckResult
 
-_CLAUSE_RE = re.compile(
-    r"(?<=[.!?])\s+|\n+|[;:]\s*|,\s+(?:so|but|and)\s+|,\s*|\s+(?:so|but|therefore|thus|hence)\s+"
-)
+# Sentences and comma clauses first (one fast split), then connectives when present.
+_SENTENCE_RE = re.compile(r"[.!?;:\n]+\s*|,\s*")
+_CONNECTIVE_RE = re.compile(r"\s+(?:so|but|therefore|thus|hence)\s+")
+_CONNECTIVES = frozenset({"so", "but", "therefore", "thus", "hence"})
 _NP = r"(?P<np>(?:a|an|the)\s+.+)"
 _SELECT_RES = (
     re.compile(
@@ -38,10 +39,13 @@ _SELECT_RES = (
         r"expression|referred object|one described)\b"
     ),
 )
-# Cheap substring filters: most clauses select nothing and deny nothing.
-_SELECT_HINTS = ("target", "answer", "object", "one", "it", "this", "that", "select", "choose",
-                 "pick", "go with", "match")
-_ABSENT_HINTS = ("no", "n't", "absent", "missing", "unable")
+# Cheap word filters: most clauses select nothing and deny nothing.
+_SELECT_HINTS = frozenset({"target", "answer", "object", "one", "it", "it's", "this", "that",
+                           "select", "choose", "pick", "go", "description", "expression",
+                           "correct"})
+_ABSENT_HINTS = frozenset({"no", "not", "cannot", "can't", "couldn't", "isn't", "aren't",
+                           "doesn't", "don't", "didn't", "absent", "missing", "unable", "none",
+                           "nothing"})
 _ABSENT_RE = re.compile(
     r"\bthere (?:is|are) no\b|\bno (?:such|matching)\b|"
     r"\b(?:cannot|can't|can not|could not|couldn't|unable to|don't|do not|did not|didn't) "
@@ -74,6 +78,19 @@ def _about_target(clause: str, expr: PhraseInfo) -> bool:
     return False
 
 
+def _clauses(low: str) -> list[str]:
+    """Split a lower-cased trace into clauses."""
+    out: list[str] = []
+    for part in _SENTENCE_RE.split(low):
+        if not part:
+            continue
+        if _CONNECTIVES.isdisjoint(part.split()):
+            out.append(part)
+        else:
+            out.extend(p for p in _CONNECTIVE_RE.split(part) if p)
+    return out
+
+
 @lru_cache(maxsize=256)
 def analyze_think(think: str, expression: str) -> ThinkInfo:
     """The trace's final decision and the boxes it quotes."""
@@ -82,11 +99,10 @@ def analyze_think(think: str, expression: str) -> ThinkInfo:
     decision: str | None = None
     entity: PhraseInfo | None = None
     last_clause = ""
-    for clause in _CLAUSE_RE.split(low):
-        if not clause:
-            continue
+    for clause in _clauses(low):
+        words = set(clause.split())
         selected = False
-        if any(h in clause for h in _SELECT_HINTS):
+        if words & _SELECT_HINTS:
             for pat in _SELECT_RES:
                 m = pat.search(clause)
                 if m:
@@ -95,16 +111,17 @@ def analyze_think(think: str, expression: str) -> ThinkInfo:
                         decision, entity, last_clause = "select", info, clause
                         selected = True
                         break
-        if (not selected and any(h in clause for h in _ABSENT_HINTS)
-                and _ABSENT_RE.search(clause) and _about_target(clause, expr)):
+        if (not selected and words & _ABSENT_HINTS and _ABSENT_RE.search(clause)
+                and _about_target(clause, expr)):
             decision, entity, last_clause = "absent", None, clause
-    boxes = [
-        RawBox((float(m[1]), float(m[2]), float(m[3]), float(m[4])),
-               has_float="." in m.group())
-        for m in _BARE_BOX_RE.finditer(think)
-    ]
-    boxes += [RawBox((float(m["a"]), float(m["b"]), float(m["c"]), float(m["d"])))
-              for m in _BOX_TOKEN_RE.finditer(think)]
+    boxes: list[RawBox] = []
+    if "[" in think:
+        boxes += [RawBox((float(m[1]), float(m[2]), float(m[3]), float(m[4])),
+                         has_float="." in m.group())
+                  for m in _BARE_BOX_RE.finditer(think)]
+    if "<|box_start|>" in think:
+        boxes += [RawBox((float(m["a"]), float(m["b"]), float(m["c"]), float(m["d"])))
+                  for m in _BOX_TOKEN_RE.finditer(think)]
     return ThinkInfo(decision, entity, last_clause.strip(), tuple(boxes))
 
 

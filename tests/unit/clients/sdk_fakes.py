@@ -11,7 +11,6 @@ import httpx
 from PIL import Image
 
 
-
 def make_body(
     status: str = "accepted",
     detections: list[dict[str, Any]] | None = None,
@@ -82,10 +81,12 @@ def fail(status: int, code: str, headers: dict[str, str] | None = None) -> httpx
     return httpx.Response(
         status,
         content=json.dumps(problem(status, code)).encode(),
-        headers={"content-type": "application/problem+json", "X-Request-ID": "rid-h", **(headers or {})},
+        headers={
+            "content-type": "application/problem+json",
+            "X-Request-ID": "rid-h",
+            **(headers or {}),
+        },
     )
-
-
 
 
 def png_bytes(size: tuple[int, int] = (64, 48), color: str = "white") -> bytes:

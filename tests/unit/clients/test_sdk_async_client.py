@@ -7,8 +7,6 @@ import json
 
 import httpx
 import pytest
-from sdk_fakes import fail, make_body, ok, png_bytes
-
 from boxguard.clients import (
     AsyncClient,
     BadRequest,
@@ -18,6 +16,7 @@ from boxguard.clients import (
     ServiceUnavailable,
     Unauthorized,
 )
+from sdk_fakes import fail, make_body, ok, png_bytes
 
 
 class AsyncFake:

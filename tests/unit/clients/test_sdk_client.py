@@ -13,9 +13,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-from sdk_fakes import FakeServer, fail, make_body, ok, png_bytes
-
 from boxguard.clients import (
     BadRequest,
     BoxguardError,
@@ -30,6 +27,8 @@ from boxguard.clients import (
     Timeout,
     Unauthorized,
 )
+from PIL import Image
+from sdk_fakes import FakeServer, fail, make_body, ok, png_bytes
 
 
 def client_for(fake: FakeServer, **kwargs: object) -> Client:
@@ -173,7 +172,12 @@ def test_error_statuses_map_to_exceptions(status: int, code: str, cls: type) -> 
         client.ground(png_bytes(), "a")
     err = info.value
     assert isinstance(err, BoxguardError)
-    assert (err.status_code, err.code, err.detail, err.request_id) == (status, code, "nope", "rid-p")
+    assert (err.status_code, err.code, err.detail, err.request_id) == (
+        status,
+        code,
+        "nope",
+        "rid-p",
+    )
     assert err.problem is not None and err.problem.code == code
     assert "rid-p" in str(err)
 

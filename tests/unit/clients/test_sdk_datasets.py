@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from boxguard.clients.datasets import Sample, detect_format, load_dataset
 
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sdk_fakes import EVAL_ROWS, eval_handler, write_eval_set
-
 from boxguard.clients import Client, Overloaded
-from boxguard.clients.evaluation import run_eval, score_sample
 from boxguard.clients.datasets import Sample
+from boxguard.clients.evaluation import run_eval, score_sample
+from sdk_fakes import EVAL_ROWS, eval_handler, write_eval_set
 
 # Hand-computed for EVAL_ROWS / EVAL_ANSWERS:
 #   s1 right (IoU 361/400), s2 wrong, s3 abstained (confidence; raw right), s4 no-target answered
@@ -61,20 +60,38 @@ def test_report_files(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [r["id"] for r in EVAL_ROWS]
     for row in rows:
-        assert {"id", "status", "correct", "raw_correct", "iou", "confidence", "reasons"} <= set(row)
+        assert {"id", "status", "correct", "raw_correct", "iou", "confidence", "reasons"} <= set(
+            row
+        )
     s1, s2, s3, s4, s5 = rows
     assert (s1["status"], s1["correct"], s1["raw_correct"]) == ("accepted", True, True)
     assert s1["iou"] == pytest.approx(361 / 400) and s1["confidence"] == 0.9
     assert (s2["correct"], s2["iou"]) == (False, 0.0)
     assert (s3["status"], s3["correct"], s3["raw_correct"]) == ("abstained", False, True)
     assert s3["reasons"] == ["confidence"] and s3["confidence"] == 0.2
-    assert (s4["correct"], s4["raw_correct"], s4["iou"], s4["confidence"]) == (True, True, None, 0.95)
+    assert (s4["correct"], s4["raw_correct"], s4["iou"], s4["confidence"]) == (
+        True,
+        True,
+        None,
+        0.95,
+    )
     assert (s5["correct"], s5["raw_correct"]) == (False, False)
     assert s1["request_id"] == "right box"
 
     report = json.loads((out / "report.json").read_text())
-    for key in ("n", "accuracy", "raw_accuracy", "coverage", "selective_accuracy", "aurc",
-                "phi", "n_acc", "t_acc", "abstentions_by_reason", "best_threshold_phi10"):
+    for key in (
+        "n",
+        "accuracy",
+        "raw_accuracy",
+        "coverage",
+        "selective_accuracy",
+        "aurc",
+        "phi",
+        "n_acc",
+        "t_acc",
+        "abstentions_by_reason",
+        "best_threshold_phi10",
+    ):
         assert key in report
     assert set(report["phi"]) == {"1", "10", "100"}
     assert report["risk_coverage"][-1] == [1.0, pytest.approx(2 / 5)]
@@ -116,5 +133,8 @@ def test_score_sample_edge_cases() -> None:
     err = Overloaded("busy")
     rec = score_sample(target, err)
     assert (rec.status, rec.correct, rec.raw_correct, rec.reasons) == (
-        "error", False, False, ["error:overloaded"],
+        "error",
+        False,
+        False,
+        ["error:overloaded"],
     )

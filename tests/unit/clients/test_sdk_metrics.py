@@ -6,7 +6,6 @@ import itertools
 import math
 
 import pytest
-
 from boxguard.clients.metrics import (
     Outcome,
     aurc,
@@ -62,9 +61,7 @@ def test_aurc_ties_use_the_expected_risk_and_ignore_input_order() -> None:
     # The tie group {R, W}: expected risk 1/2 at k=1 and k=2; then 1/3 at k=3.
     expected = (0.5 + 0.5 + 1 / 3) / 3
     for order in itertools.permutations(range(3)):
-        assert aurc([confs[i] for i in order], [right[i] for i in order]) == pytest.approx(
-            expected
-        )
+        assert aurc([confs[i] for i in order], [right[i] for i in order]) == pytest.approx(expected)
     # All tied: the risk at every k is the overall error rate.
     assert aurc([0.7] * 4, [True, True, True, False]) == pytest.approx(0.25)
 
@@ -111,8 +108,15 @@ def test_no_target_only_set() -> None:
     outcomes = [
         _o(has_target=False, answered=True, correct=True, empty=True),  # right: no boxes
         _o(has_target=False, answered=True, correct=False, conf=0.8),  # a hallucinated box
-        _o(has_target=False, answered=False, correct=False, raw=False, conf=0.3,
-           reasons=("label_match",), other=True),
+        _o(
+            has_target=False,
+            answered=False,
+            correct=False,
+            raw=False,
+            conf=0.3,
+            reasons=("label_match",),
+            other=True,
+        ),
     ]
     assert n_acc(outcomes) == pytest.approx(1 / 3)
     assert t_acc(outcomes) is None
@@ -146,8 +150,14 @@ def test_t_acc_counts_target_samples_wrongly_answered_as_empty() -> None:
 def test_summarize_all_abstain() -> None:
     outcomes = [
         _o(answered=False, correct=False, raw=True, conf=0.9, reasons=("confidence",)),
-        _o(answered=False, correct=False, raw=False, conf=0.2,
-           reasons=("geometry", "label_match"), other=True),
+        _o(
+            answered=False,
+            correct=False,
+            raw=False,
+            conf=0.2,
+            reasons=("geometry", "label_match"),
+            other=True,
+        ),
     ]
     s = summarize(outcomes)
     assert s["accuracy"] == 0.0 and s["coverage"] == 0.0
@@ -164,7 +174,9 @@ def test_summarize_all_abstain() -> None:
 
 def test_best_threshold_hand_values() -> None:
     # 0.9 R, 0.8 R, 0.4 W, 0.3 R: Φ10 is 1/4, 2/4, -8/4, -7/4 at 0.9, 0.8, 0.4, 0.3.
-    outcomes = [_o(conf=c, correct=r) for c, r in [(0.9, True), (0.8, True), (0.4, False), (0.3, True)]]
+    outcomes = [
+        _o(conf=c, correct=r) for c, r in [(0.9, True), (0.8, True), (0.4, False), (0.3, True)]
+    ]
     assert best_threshold(outcomes) == {
         "threshold": pytest.approx(0.8),
         "phi": pytest.approx(0.5),

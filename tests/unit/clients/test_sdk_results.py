@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
-from sdk_fakes import make_body
-
 from boxguard.clients import GroundResult
 from boxguard.clients.draw import ABSTAIN_COLOR, PALETTE
+from PIL import Image
+from sdk_fakes import make_body
 
 DET = {"bbox": [10.0, 8.0, 40.0, 30.0], "label": "red circle", "confidence": 0.87}
 

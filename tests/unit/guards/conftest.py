@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from boxguard.guards import Policy
 
 CORPUS = Path(__file__).resolve().parents[2] / "data" / "guards" / "corpus.jsonl"

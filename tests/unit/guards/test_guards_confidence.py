@@ -6,7 +6,6 @@ import math
 import re
 
 import pytest
-
 from boxguard.guards import Policy, TokenLogprob, verify
 from boxguard.guards.confidence import TokenIndex, align
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import load_corpus
-
 from boxguard.guards import Policy, TokenLogprob, Verdict, verify
+from conftest import load_corpus
 
 CASES = load_corpus()
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from boxguard.guards import Policy
-from boxguard.guards import embed
+from boxguard.guards import Policy, embed
 from boxguard.guards.label import judge_label
 
 pytestmark = pytest.mark.skipif(not embed.available(), reason="embedding extra not installed")

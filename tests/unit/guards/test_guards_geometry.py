@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from boxguard.guards import Policy, verify
 from boxguard.guards.geometry import iou, map_box, resolve_frame
 from boxguard.guards.parse import parse_output

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from boxguard.guards import Policy, verify
 from boxguard.guards.label import judge_label
 

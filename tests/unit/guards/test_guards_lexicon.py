@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from boxguard.guards.lexicon import lemma, relation
 from boxguard.guards.nouns import analyze, mentioned_heads
 

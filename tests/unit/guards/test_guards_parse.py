@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from boxguard.guards import Verdict, verify
 from boxguard.guards.parse import parse_output
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_fenced_json_with_label_and_spans() -> None:

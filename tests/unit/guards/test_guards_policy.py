@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from boxguard.guards import CheckResult, Detection, Policy, Verdict, verify
 from boxguard.guards.types import CHECK_NAMES
+from pydantic import ValidationError
 
 
 def test_defaults_and_all_checks_fatal() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from boxguard.guards import CheckResult, verify
 from boxguard.guards.think import analyze_think
 

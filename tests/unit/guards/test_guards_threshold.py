@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from boxguard.guards.threshold import (
     Outcome,
     as_outcomes,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import FakeVerifier
-
 from boxguard.guards import Policy, Verifier, verify
 from boxguard.guards.visual import margined, question_for
+from conftest import FakeVerifier
 
 DEMO = "the red circle left of the blue square"
 OUT = '[{"bbox_2d": [100, 100, 200, 200], "label": "red circle"}]'

@@ -1,0 +1,93 @@
+"""The demo trainer: a few real steps on a tiny config, and the shape of its training inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from boxguard.demo.train_data import (  # noqa: E402
+    IGNORE,
+    DataSpec,
+    Encoder,
+    answer_json,
+    frame_box,
+    make_example,
+)
+
+TINY = [
+    "--text-hidden", "64", "--text-layers", "2", "--text-heads", "4", "--text-kv-heads", "2",
+    "--text-intermediate", "128", "--vision-hidden", "32", "--vision-depth", "2",
+    "--vision-heads", "2", "--vision-intermediate", "64", "--batch-size", "2",
+    "--n-val", "2", "--n-probe", "2", "--threads", "1", "--warmup-steps", "2",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_checkpoint: Path) -> Encoder:
+    return Encoder(tiny_checkpoint, digit_weight=4.0, think_weight=0.5)
+
+
+def test_frame_box_scales_rounds_and_clamps() -> None:
+    assert frame_box((10, 20, 110, 220), (200, 400), (100, 200)) == [5, 10, 55, 110]
+    assert frame_box((0, 0, 300, 300), (200, 200), (112, 112)) == [0, 0, 112, 112]
+    assert answer_json(None, "red circle") == "[]"
+    assert answer_json([1, 2, 3, 4], "red circle") == (
+        '[{"bbox_2d": [1, 2, 3, 4], "label": "red circle"}]'
+    )
+
+
+def test_inputs_have_image_token_types_and_masked_prompt(encoder: Encoder) -> None:
+    spec = DataSpec(questions_per_image=2, p_think=0.5)
+    examples = [make_example(i, spec, encoder) for i in range(3)]
+    batch = encoder.encode(examples)
+    ids, types, labels = batch["input_ids"], batch["mm_token_type_ids"], batch["labels"]
+    image_id = encoder.image_token_id
+    assert torch.equal(types.bool(), ids == image_id)
+    t, h, w = batch["image_grid_thw"][0].tolist()
+    assert int(types[0].sum()) == t * h * w // 4
+    for row in range(len(examples)):
+        text = encoder.tokenizer.decode(ids[row][labels[row] != IGNORE])
+        prompt = encoder.tokenizer.decode(ids[row][(labels[row] == IGNORE)
+                                                   & (batch["attention_mask"][row] == 1)])
+        # The answers are labelled; the prompt (system, image, question) is not.
+        assert "bbox_2d" in text or "[]" in text
+        assert "Locate" not in text and "<|image_pad|>" not in text
+        assert "Locate" in prompt and "<|vision_start|>" in prompt
+    first = examples[0].questions[0]
+    rendered = encoder.tokenizer.decode(ids[0][batch["attention_mask"][0] == 1])
+    served = encoder.adapter.prompt(first.expression, multiple=first.multiple,
+                                    think=first.think is not None)
+    head, tail = served.split("<|image_pad|>")
+    assert rendered.startswith(head) and tail in rendered
+    # Coordinates are model-frame pixels and are weighted; the "2" of bbox_2d is not.
+    assert batch["coord"].any() and (batch["weights"][batch["coord"]] == 4.0).all()
+
+
+def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> None:
+    from transformers import AutoModelForImageTextToText
+
+    from boxguard.demo.train import main
+
+    out = tmp_path / "run"
+    row = main(["--out", str(out), "--max-steps", "3", "--minutes", "2", "--no-gen-eval",
+                "--ship-dir", str(tmp_path / "ship"), "--curve-md", str(tmp_path / "c.md"),
+                *TINY])
+    assert row["step"] == 3 and row["samples"] == 6
+    assert torch.isfinite(torch.tensor(row["train_loss"]))
+    assert (out / "train_state.pt").is_file()
+    for d in (out / "best", tmp_path / "ship"):
+        for name in ("config.json", "model.safetensors", "tokenizer.json",
+                     "preprocessor_config.json"):
+            assert (d / name).is_file(), (d, name)
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "ship", dtype=torch.float32)
+    assert next(model.parameters()).dtype == torch.float32
+    assert "| 3 |" in (tmp_path / "c.md").read_text()
+    assert json.loads((out / "curve.jsonl").read_text().splitlines()[-1])["step"] == 3
+    # Resume continues from the saved step.
+    row = main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--resume"])
+    assert row["step"] == 4
