@@ -9,10 +9,9 @@ from typing import Any
 import httpx
 from boxguard.server.schema import Health
 
-from .base import DEFAULT_TIMEOUT, BaseClient, GroundItem, normalize_item
+from .base import DEFAULT_TIMEOUT, BaseClient, GroundItem, normalize_item, progress_bar
 from .errors import BoxguardError
 from .images import ImageInput
-from .progress import progress_bar
 from .results import GroundResult
 
 __all__ = ["AsyncClient"]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,14 @@ from .errors import (
 from .images import ImageInput, encode_image
 from .results import GroundResult
 
-__all__ = ["DEFAULT_URL", "BaseClient", "GroundItem", "RetryPolicy", "normalize_item"]
+__all__ = [
+    "DEFAULT_URL",
+    "BaseClient",
+    "GroundItem",
+    "RetryPolicy",
+    "normalize_item",
+    "progress_bar",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 120.0
@@ -92,6 +100,42 @@ def normalize_item(item: object) -> GroundItem:
     if isinstance(item, tuple) and len(item) == 2:
         return GroundItem(image=item[0], expression=item[1])
     raise TypeError("ground_many items must be (image, expression) pairs, dicts or GroundItems")
+
+
+@contextmanager
+def progress_bar(
+    total: int, *, enabled: bool = True, description: str = "grounding"
+) -> Iterator[Callable[[], None]]:
+    """Yield an `advance()` callable; draws a rich bar on stderr when enabled.
+
+    Example:
+        >>> with progress_bar(2, enabled=False) as advance:
+        ...     advance(); advance()
+    """
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
 
 
 class BaseClient:

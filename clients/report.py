@@ -50,9 +50,13 @@ def _plot(curve: list[tuple[float, float]], summary: dict[str, Any], path: Path)
         return False
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     if curve:
-        xs = [0.0] + [c for c, _ in curve]
-        ys = [curve[0][1]] + [r for _, r in curve]
-        ax.step(xs, ys, where="post", label=f"raw answers (AURC {_fmt(summary.get('aurc'))})")
+        ax.plot(
+            [c for c, _ in curve],
+            [r for _, r in curve],
+            marker="o",
+            markersize=3,
+            label=f"raw answers by confidence (AURC {_fmt(summary.get('aurc'))})",
+        )
     if summary.get("coverage") is not None and summary.get("selective_accuracy") is not None:
         risk = 1.0 - summary["selective_accuracy"]
         ax.scatter([summary["coverage"]], [risk], color="red", zorder=3, label="server verdicts")
@@ -110,26 +114,25 @@ def _markdown(summary: dict[str, Any], has_plot: bool) -> str:
 
 
 def _thumbnail(record: SampleRecord) -> Image.Image:
-    """The sample's image with the answer drawn and the ground truth as a dashed yellow box."""
+    """The sample's image at thumbnail size with the answer drawn and the ground truth dashed
+    yellow (drawn after resizing, so labels stay legible)."""
     image = load_image(record.sample.image)
+    width, height = image.size
+    scale = THUMB_SIDE / max(width, height)
+    image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))))
     if record.result is not None:
-        canvas = draw_result(record.result, image, expression=record.sample.expression)
+        canvas = draw_result(record.result, image, expression=record.sample.expression, width=2)
     else:
         canvas = image.copy()
         draw = ImageDraw.Draw(canvas)
         draw.rectangle([0, 0, canvas.width, 14], fill=ABSTAIN_COLOR)
         draw.text((3, 1), f"ERROR {record.reasons[0] if record.reasons else ''}", fill="white")
     if record.sample.bbox is not None:
-        sx = sy = 1.0
-        if record.result is not None:
-            sx = canvas.width / max(1, record.result.image.width)
-            sy = canvas.height / max(1, record.result.image.height)
+        sx, sy = canvas.width / width, canvas.height / height
         x1, y1, x2, y2 = record.sample.bbox
-        line = max(1, round(min(canvas.size) / 250))
         dashed_rectangle(
-            ImageDraw.Draw(canvas), (x1 * sx, y1 * sy, x2 * sx, y2 * sy), GT_COLOR, line, 4.0
+            ImageDraw.Draw(canvas), (x1 * sx, y1 * sy, x2 * sx, y2 * sy), GT_COLOR, 1, 4.0
         )
-    canvas.thumbnail((THUMB_SIDE, THUMB_SIDE))
     return canvas
 
 

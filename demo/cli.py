@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from boxguard.clients import Client, GroundResult
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
-
-from boxguard.clients import Client, GroundResult
 
 from .dataset import demo_scene
 from .scenes import render_scene

@@ -227,7 +227,7 @@ class Trainer:
         st["step"] += 1
         st["image_index"] += len(examples)
         st["samples"] += sum(len(ex.questions) for ex in examples)
-        return float(loss)
+        return float(loss.detach())
 
     def evaluate(self, train_loss: float) -> dict:
         """Val loss, export, constrained-decoding Acc@0.5; ship when best."""

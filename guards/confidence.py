@@ -29,7 +29,7 @@ class TokenIndex:
         lengths = [len(t.token) for t in tokens]
         self.ends = [offset + e for e in accumulate(lengths)]
         self.starts = [e - n for e, n in zip(self.ends, lengths, strict=True)]
-        self.logprobs = [t.logprob for t in tokens]
+        self.logprobs = [min(float(t.logprob), 0.0) for t in tokens]
         self.offset = offset
 
     def overlapping(self, span: Span) -> range:

@@ -157,6 +157,33 @@ def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool]:
     return box, rft
 
 
+def _structured(region: str) -> list[RawBox] | None:
+    """Boxes of a complete JSON / Python-literal answer with nested objects, or None."""
+    try:
+        data = json.loads(region)
+    except ValueError:
+        try:
+            data = ast.literal_eval(region.strip())
+        except Exception:  # noqa: BLE001 - literal_eval raises many types on odd input
+            return None
+    items = data if isinstance(data, list) else [data]
+    boxes: list[RawBox] = []
+    for item in items:
+        if not isinstance(item, dict):
+            return None
+        keys = {str(k).lower(): v for k, v in item.items()}
+        coords = next((keys[k] for k in _BBOX_KEYS if k in keys), None)
+        if not (isinstance(coords, list) and len(coords) == 4
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                        for v in coords)):
+            return None
+        label = next((keys[k] for k in _LABEL_KEYS if isinstance(keys.get(k), str)), None)
+        boxes.append(RawBox((float(coords[0]), float(coords[1]), float(coords[2]),
+                             float(coords[3])), label=label or None,
+                            has_float=any(isinstance(v, float) for v in coords)))
+    return boxes or None
+
+
 def _branch_after_bracket(text: str, start: int, end: int, first: int) -> Span | None:
     """Span of the first character after the '[' that opens the answer list (object or ']')."""
     open_at = text.rfind("[", start, first) if first >= 0 else text.find("[", start, end)
@@ -222,6 +249,13 @@ def _parse(text: str) -> Parsed:
         fmt = prefix + ("visual-rft" if rft_any else quotes)
         branch = _branch_after_bracket(text, start, end, objs[0].start())
         if bad:
+            # Nested objects ({"attributes": {...}}) defeat the flat scan: try a real parse.
+            nested = _structured(region)
+            if nested:
+                return Parsed(ok=True, fmt=fmt + "-nested", boxes=nested, think=think,
+                              think_span=think_span, branch_span=branch,
+                              native_frame="relative1000" if rft_any else None,
+                              detail=f"{len(nested)} nested object(s), without token spans")
             return Parsed(ok=False, fmt=fmt, boxes=boxes, think=think, think_span=think_span,
                           detail=f"{bad} object(s) without a 4-number box")
         detail = f"{len(boxes)} object(s)" + (", repaired a truncated list" if repaired else "")

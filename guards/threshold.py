@@ -55,6 +55,18 @@ def as_outcomes(results: Iterable[Any]) -> list[Outcome]:
     return out
 
 
+def verdict_confidence(verdict: Any) -> float | None:
+    """The confidence to threshold for one Verdict: the `confidence` check's score.
+
+    That score is the lowest detection confidence, or the branch confidence of a "no object"
+    answer (which has no Detection to carry it); None without token logprobs.
+    """
+    for check in getattr(verdict, "checks", ()):
+        if check.name == "confidence":
+            return None if check.score is None else float(check.score)
+    return None
+
+
 def _answered(o: Outcome, threshold: float) -> bool:
     """Whether this outcome is answered at the threshold."""
     return not o.abstained and (o.confidence is None or o.confidence >= threshold)

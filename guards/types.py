@@ -43,7 +43,9 @@ class TokenLogprob(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     token: str = Field(description="The decoded token text; all tokens concatenate to the output.")
-    logprob: float = Field(le=0.0, description="Natural-log probability of the sampled token.")
+    # Not bounded above: engines can report 0.0 or a rounding-positive value for forced tokens;
+    # the confidence check clamps it to 0.
+    logprob: float = Field(description="Natural-log probability of the sampled token.")
 
 
 class Detection(BaseModel):

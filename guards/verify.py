@@ -8,7 +8,7 @@ from .confidence import check_confidence
 from .context import CheckFn, Context, result
 from .geometry import check_cardinality, check_geometry, clamp, map_boxes, resolve_frame
 from .label import check_label_match
-from .parse import parse_output
+from .parse import Parsed, parse_output
 from .policy import Policy
 from .think import check_think_consistency
 from .types import CheckResult, Detection, Frame, TokenLogprob, Verdict, Verifier
@@ -74,7 +74,10 @@ def verify(
         raise ValueError(f"frame must be one of {_FRAMES}, got {frame!r}")
     img = _size(image_size, "image_size")
     msize = _size(model_size, "model_size") if model_size is not None else img
-    parsed = parse_output(output if isinstance(output, str) else str(output))
+    if isinstance(output, str):
+        parsed = parse_output(output)
+    else:
+        parsed, output = Parsed(ok=False, fmt="error", detail="output is not a string"), ""
     used = resolve_frame(frame, parsed)
     ctx = Context(output=output, expression=expression or "", image_size=img, frame=used,
                   model_size=msize, multiple=multiple, token_logprobs=token_logprobs,

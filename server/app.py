@@ -6,12 +6,12 @@ import asyncio
 import json
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import ValidationError
@@ -21,6 +21,7 @@ from .backends import Backend, create_backend
 from .errors import (
     BadRequest,
     BoxguardServerError,
+    ClientDisconnected,
     ImageUrlDisabled,
     MalformedJSON,
     MissingImage,
@@ -34,6 +35,7 @@ from .model_source import resolve_model_dir
 from .models import adapter_for
 from .problems import PROBLEM_JSON, BodyLimitMiddleware, install_problem_handlers
 from .schema import GroundRequest, GroundResponse, Health, Problem
+from .security import ApiKeyMiddleware, RequestIdMiddleware
 from .settings import Settings
 
 log = logging.getLogger("boxguard.server")
@@ -51,6 +53,8 @@ _PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         504: "Deadline passed",
     }.items()
 }
+
+DISCONNECT_POLL_S = 0.25
 
 _FORM_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -77,10 +81,13 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         app.state.backend = engine
         app.state.service = service
         metrics.backend_ready.set(1)
+        supervisor = asyncio.create_task(_supervise(engine, settings))
         log.info("boxguard ready: model=%s backend=%s", model_dir, engine.name)
         try:
             yield
         finally:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
             metrics.backend_ready.set(0)
             await engine.stop()
 
@@ -92,16 +99,23 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Any) -> Response:
-        supplied = request.headers.get("x-request-id", "")
-        rid = supplied if 0 < len(supplied) <= 128 and supplied.isprintable() else None
-        request.state.request_id = rid or uuid.uuid4().hex
-        response: Response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
+    # Added last = outermost: request id, then CORS, then keys, then the body limit.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        chunk_timeout_s=settings.upload_timeout_s,
+    )
+    app.add_middleware(
+        ApiKeyMiddleware, keys=settings.api_keys, metrics_require_key=settings.metrics_require_key
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+        )
+    app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:
@@ -140,9 +154,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {
-                        "schema": {"$ref": "#/components/schemas/GroundRequest"}
-                    },
+                    "application/json": {"schema": {"$ref": "#/components/schemas/GroundRequest"}},
                     "multipart/form-data": {
                         "schema": {"$ref": "#/components/schemas/GroundRequestForm"}
                     },
@@ -206,7 +218,46 @@ async def _ground(request: Request, settings: Settings) -> GroundResponse:
     )
     timings["decode"] = round((time.perf_counter() - started) * 1000, 3)
     get_metrics().stage_seconds.labels("decode").observe(timings["decode"] / 1000)
-    return await service.ground(image, req, request.state.request_id, timings)
+    return await _unless_disconnected(
+        request, service.ground(image, req, request.state.request_id, timings)
+    )
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[GroundResponse]) -> GroundResponse:
+    """Run `work`, cancelling it (and so its generation) if the client goes away.
+
+    Only called once the body is read: polling for a disconnect consumes receive() messages.
+    """
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            get_metrics().cancelled.labels("client_disconnect").inc()
+            raise ClientDisconnected("the client disconnected")
+
+
+async def _supervise(engine: Backend, settings: Settings) -> None:
+    """Restart a backend that stopped being ready (engine death), then serve again."""
+    metrics = get_metrics()
+    while True:
+        await asyncio.sleep(settings.backend_check_interval_s)
+        if engine.ready:
+            continue
+        metrics.backend_ready.set(0)
+        log.warning("backend %s is not ready; restarting it", engine.name)
+        try:
+            await engine.stop()
+            await engine.start()
+        except Exception:
+            log.exception("backend restart failed; retrying")
+            continue
+        metrics.backend_restarts.inc()
+        metrics.backend_ready.set(1)
+        log.info("backend %s restarted", engine.name)
 
 
 async def _parse_body(request: Request) -> tuple[GroundRequest, bytes | None]:

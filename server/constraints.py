@@ -67,7 +67,9 @@ class Constraint:
         """The EBNF grammar for a choice constraint (None for JSON constraints)."""
         if not self.choices:
             return None
-        alts = " | ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in self.choices)
+        alts = " | ".join(
+            '"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in self.choices
+        )
         return f"root ::= {alts}"
 
 

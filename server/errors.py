@@ -125,3 +125,15 @@ class GenerationTimeout(BoxguardServerError):
     status_code = 504
     code = "generation_timeout"
     title = "The model did not answer within the request deadline"
+
+
+class UploadTimeout(BoxguardServerError):
+    status_code = 408
+    code = "upload_timeout"
+    title = "The request body did not arrive in time"
+
+
+class ClientDisconnected(BoxguardServerError):
+    status_code = 499
+    code = "client_disconnected"
+    title = "The client closed the connection"

@@ -26,8 +26,11 @@ def _is_public(address: str) -> bool:
         or ip.is_multicast
         or ip.is_reserved
         or ip.is_unspecified
-        or (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
-            and not _is_public(str(ip.ipv4_mapped)))
+        or (
+            isinstance(ip, ipaddress.IPv6Address)
+            and ip.ipv4_mapped is not None
+            and not _is_public(str(ip.ipv4_mapped))
+        )
     )
 
 

@@ -6,10 +6,9 @@ import asyncio
 import time
 from typing import Any
 
+from boxguard.guards import Policy, TokenLogprob, Verdict, verify
 from PIL import Image
 from pydantic import ValidationError
-
-from boxguard.guards import Policy, TokenLogprob, Verdict, verify
 
 from .backends import Backend, BackendDead, BackendError, GenerationRequest, QueueFull
 from .errors import (
@@ -44,9 +43,7 @@ def request_policy(base: Policy, overrides: dict[str, Any] | None, settings: Set
     try:
         policy = Policy.model_validate({**base.model_dump(), **overrides})
     except ValidationError as exc:
-        errors = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
-        ]
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         raise InvalidPolicy("the policy override is invalid", errors) from None
     if policy.self_consistency_k > settings.max_policy_samples:
         raise InvalidPolicy(
@@ -105,9 +102,7 @@ class GroundingService:
         started = time.perf_counter()
         needs_verifier = policy.visual_check or policy.self_consistency_k > 0
         verifier = (
-            BackendVerifier(
-                self, image, gen_request, asyncio.get_running_loop(), self.settings
-            )
+            BackendVerifier(self, image, gen_request, asyncio.get_running_loop(), self.settings)
             if needs_verifier
             else None
         )

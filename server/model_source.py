@@ -1,4 +1,4 @@
-"""Where the model comes from: --model DIR, the bundled demo checkpoint, or the built-in tiny one."""
+"""Where the model comes from: --model DIR, the bundled demo checkpoint, or a tiny built one."""
 
 from __future__ import annotations
 

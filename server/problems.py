@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import BoxguardServerError, PayloadTooLarge, ValidationFailed
+from .errors import BoxguardServerError, PayloadTooLarge, UploadTimeout, ValidationFailed
 from .schema import Problem
 
 log = logging.getLogger("boxguard.server")
@@ -58,7 +59,11 @@ def problem_response(
 def _clean_errors(errors: Any) -> list[dict[str, Any]]:
     """Validation errors without echoing the input (it may be megabytes of base64)."""
     return [
-        {"loc": [str(part) for part in e.get("loc", ())], "msg": e.get("msg"), "type": e.get("type")}
+        {
+            "loc": [str(part) for part in e.get("loc", ())],
+            "msg": e.get("msg"),
+            "type": e.get("type"),
+        }
         for e in errors
     ]
 
@@ -94,15 +99,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return problem_response(
-            exc.status_code, code, str(exc.detail), str(exc.detail), request,
+            exc.status_code,
+            code,
+            str(exc.detail),
+            str(exc.detail),
+            request,
             headers=dict(exc.headers or {}),
         )
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception(
-            "unhandled error (request_id=%s)", getattr(request.state, "request_id", None)
-        )
+        log.exception("unhandled error (request_id=%s)", getattr(request.state, "request_id", None))
         return problem_response(
             500, "internal_error", "Internal server error", "an unexpected error occurred", request
         )
@@ -111,9 +118,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 class BodyLimitMiddleware:
     """Refuses bodies over `max_bytes`: by Content-Length at once, else while reading."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, chunk_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.chunk_timeout_s = chunk_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,11 +139,21 @@ class BodyLimitMiddleware:
                 await response(scope, receive, send)
                 return
         received = 0
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:
+                # After the body, receive() waits for a disconnect: no deadline there.
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.chunk_timeout_s)
+            except asyncio.TimeoutError:
+                raise UploadTimeout(
+                    f"no body data for {self.chunk_timeout_s:g} s; the upload was abandoned"
+                ) from None
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise PayloadTooLarge(f"the body is over the limit of {self.max_bytes} bytes")

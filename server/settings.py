@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class Settings(BaseSettings):
@@ -61,6 +62,10 @@ class Settings(BaseSettings):
     sample_temperature: float = Field(0.7, gt=0, le=2, description="For self-consistency.")
     max_policy_samples: int = Field(8, ge=0, le=32, description="Most samples a request may ask.")
     seed: int = Field(0, description="Seed for sampled decoding.")
+    upload_timeout_s: float = Field(30.0, gt=0, description="Longest wait for the next body chunk.")
+    backend_check_interval_s: float = Field(
+        2.0, gt=0, description="How often a dead backend is detected and restarted."
+    )
     log_level: str = Field("info")
     # vLLM engine arguments (the vllm backend only).
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)

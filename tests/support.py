@@ -5,11 +5,8 @@ from __future__ import annotations
 import base64
 import io
 
-from PIL import Image
-
 from boxguard.server.serve import serve_in_thread  # noqa: F401  (re-exported for tests)
-
-
+from PIL import Image
 
 
 def png_bytes(size: tuple[int, int] = (320, 240), color: str = "white", fmt: str = "PNG") -> bytes:

@@ -65,7 +65,9 @@ class _CancelledRows(StoppingCriteria):
     def __init__(self, jobs: Sequence[SequenceJob]) -> None:
         self.jobs = jobs
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kw: object) -> torch.BoolTensor:  # noqa: E501
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kw: object
+    ) -> torch.BoolTensor:  # noqa: E501
         flags = [job.cancelled() for job in self.jobs]
         return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
 
@@ -117,9 +119,9 @@ class HFEngine:
             self.tokenizer, vocab_size=vocab_size, stop_token_ids=self.stop_token_ids
         )
         self.compiler = xgr.GrammarCompiler(info)
-        self._accepts_mm_types = "mm_token_type_ids" in inspect.signature(
-            self.model.forward
-        ).parameters
+        self._accepts_mm_types = (
+            "mm_token_type_ids" in inspect.signature(self.model.forward).parameters
+        )
         self._lock = threading.Lock()
 
     def _token_id(self, token: str) -> int:
@@ -210,9 +212,7 @@ class HFEngine:
         logprobs = torch.stack(
             [torch.log_softmax(s.float(), dim=-1) for s in out.scores], dim=1
         ).cpu()
-        return [
-            self._result(new_tokens[i], logprobs[i], params, jobs[i]) for i in range(len(jobs))
-        ]
+        return [self._result(new_tokens[i], logprobs[i], params, jobs[i]) for i in range(len(jobs))]
 
     def _result(
         self, ids: torch.Tensor, logprobs: torch.Tensor, params: DecodeParams, job: SequenceJob
@@ -251,7 +251,7 @@ class HFEngine:
         return pieces
 
     def prefill_rope_deltas(self, job: SequenceJob) -> torch.Tensor:
-        """Run one forward pass and return the model's M-RoPE deltas (tests check image positions)."""
+        """One forward pass; the model's M-RoPE deltas (non-zero when images get 3-D positions)."""
         inputs = self.encode([job])
         with torch.inference_mode():
             self.model(**inputs)

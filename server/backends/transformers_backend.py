@@ -110,7 +110,9 @@ class TransformersBackend:
             req = pending.item
             for _ in range(req.n):
                 jobs.append(
-                    SequenceJob(req.prompt, req.image, req.constraint, lambda p=pending: p.cancelled)
+                    SequenceJob(
+                        req.prompt, req.image, req.constraint, lambda p=pending: p.cancelled
+                    )
                 )
                 owners.append(index)
         sampled = first.n > 1 or first.temperature > 0
@@ -151,13 +153,9 @@ class TransformersBackend:
         self, engine: HFEngine, jobs: list[SequenceJob], first: GenerationRequest, sampled: bool
     ) -> list[tuple[SequenceResult, list[TokenChoice]]]:
         """Free think text under its own budget, then the forced tags and the JSON answer."""
-        think_jobs = [
-            SequenceJob(j.prompt + THINK_OPEN, j.image, None, j.cancelled) for j in jobs
-        ]
+        think_jobs = [SequenceJob(j.prompt + THINK_OPEN, j.image, None, j.cancelled) for j in jobs]
         think_params = self._params(first, first.constraint.think_max_tokens, sampled)
-        think_params = DecodeParams(
-            **{**think_params.__dict__, "stop_strings": (THINK_CLOSE,)}
-        )
+        think_params = DecodeParams(**{**think_params.__dict__, "stop_strings": (THINK_CLOSE,)})
         thinks = engine.generate(think_jobs, think_params)
         answer_jobs: list[SequenceJob] = []
         prefixes: list[list[TokenChoice]] = []
@@ -174,7 +172,9 @@ class TransformersBackend:
                 SequenceJob(job.prompt + think_text, job.image, job.constraint, job.cancelled)
             )
             prefixes.append(prefix)
-        answers = engine.generate(answer_jobs, self._params(first, first.constraint.max_tokens, sampled))
+        answers = engine.generate(
+            answer_jobs, self._params(first, first.constraint.max_tokens, sampled)
+        )
         for answer in answers:
             answer.tokens.append(_forced(ANSWER_CLOSE))
         return list(zip(answers, prefixes, strict=True))

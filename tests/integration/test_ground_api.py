@@ -8,9 +8,8 @@ import zlib
 
 import httpx
 import pytest
-from support import b64, png_bytes
-
 from boxguard.server.schema import GroundResponse
+from support import b64, png_bytes
 
 GOOD = {"expression": "the red circle"}
 
@@ -116,7 +115,12 @@ def test_openapi_docs_served(live_server: str) -> None:
 
 
 BAD_INPUTS = [
-    ("not_an_image", {"json": {"image": b64(b"hello, not an image"), **GOOD}}, 400, "invalid_image"),
+    (
+        "not_an_image",
+        {"json": {"image": b64(b"hello, not an image"), **GOOD}},
+        400,
+        "invalid_image",
+    ),
     ("truncated", {"json": {"image": b64(png_bytes((64, 64))[:60]), **GOOD}}, 400, "invalid_image"),
     ("one_pixel", {"json": {"image": b64(png_bytes((1, 1))), **GOOD}}, 400, "image_too_small"),
     (
@@ -125,26 +129,84 @@ BAD_INPUTS = [
         400,
         "aspect_ratio_too_large",
     ),
-    ("pixel_bomb", {"json": {"image": b64(_bomb_png(60000, 60000)), **GOOD}}, 413, "image_too_many_pixels"),
+    (
+        "pixel_bomb",
+        {"json": {"image": b64(_bomb_png(60000, 60000)), **GOOD}},
+        413,
+        "image_too_many_pixels",
+    ),
     (
         "body_too_large",
-        {"content": b"{" + b" " * (3 * 1024 * 1024) + b"}", "headers": {"content-type": "application/json"}},
+        {
+            "content": b"{" + b" " * (3 * 1024 * 1024) + b"}",
+            "headers": {"content-type": "application/json"},
+        },
         413,
         "payload_too_large",
     ),
-    ("malformed_json", {"content": b'{"image": ', "headers": {"content-type": "application/json"}}, 400, "malformed_json"),
-    ("empty_expression", {"json": {"image": b64(png_bytes()), "expression": ""}}, 422, "validation_error"),
-    ("long_expression", {"json": {"image": b64(png_bytes()), "expression": "x" * 1001}}, 422, "validation_error"),
-    ("wrong_type", {"json": {"image": b64(png_bytes()), "expression": 42}}, 422, "validation_error"),
-    ("wrong_bool", {"json": {"image": b64(png_bytes()), **GOOD, "multiple": "maybe"}}, 422, "validation_error"),
-    ("unknown_field", {"json": {"image": b64(png_bytes()), **GOOD, "colour": "red"}}, 422, "validation_error"),
+    (
+        "malformed_json",
+        {"content": b'{"image": ', "headers": {"content-type": "application/json"}},
+        400,
+        "malformed_json",
+    ),
+    (
+        "empty_expression",
+        {"json": {"image": b64(png_bytes()), "expression": ""}},
+        422,
+        "validation_error",
+    ),
+    (
+        "long_expression",
+        {"json": {"image": b64(png_bytes()), "expression": "x" * 1001}},
+        422,
+        "validation_error",
+    ),
+    (
+        "wrong_type",
+        {"json": {"image": b64(png_bytes()), "expression": 42}},
+        422,
+        "validation_error",
+    ),
+    (
+        "wrong_bool",
+        {"json": {"image": b64(png_bytes()), **GOOD, "multiple": "maybe"}},
+        422,
+        "validation_error",
+    ),
+    (
+        "unknown_field",
+        {"json": {"image": b64(png_bytes()), **GOOD, "colour": "red"}},
+        422,
+        "validation_error",
+    ),
     ("missing_image", {"json": GOOD}, 400, "missing_image"),
     ("bad_base64", {"json": {"image": "!!!not base64!!!", **GOOD}}, 400, "invalid_base64"),
     ("not_an_object", {"json": ["image", "expression"]}, 422, "validation_error"),
-    ("wrong_media_type", {"content": b"image=1", "headers": {"content-type": "text/plain"}}, 415, "unsupported_media_type"),
-    ("image_url_disabled", {"json": {"image_url": "http://example.com/a.png", **GOOD}}, 403, "image_url_disabled"),
-    ("policy_out_of_range", {"json": {"image": b64(png_bytes()), **GOOD, "policy": {"min_confidence": 7}}}, 422, "invalid_policy"),
-    ("policy_unknown_field", {"json": {"image": b64(png_bytes()), **GOOD, "policy": {"nope": 1}}}, 422, "invalid_policy"),
+    (
+        "wrong_media_type",
+        {"content": b"image=1", "headers": {"content-type": "text/plain"}},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "image_url_disabled",
+        {"json": {"image_url": "http://example.com/a.png", **GOOD}},
+        403,
+        "image_url_disabled",
+    ),
+    (
+        "policy_out_of_range",
+        {"json": {"image": b64(png_bytes()), **GOOD, "policy": {"min_confidence": 7}}},
+        422,
+        "invalid_policy",
+    ),
+    (
+        "policy_unknown_field",
+        {"json": {"image": b64(png_bytes()), **GOOD, "policy": {"nope": 1}}},
+        422,
+        "invalid_policy",
+    ),
     (
         "multipart_missing_expression",
         {"files": {"image": ("a.png", png_bytes(), "image/png")}},
@@ -154,7 +216,9 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "kwargs", "status", "code"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "status", "code"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS]
+)
 def test_bad_input_is_a_problem_and_server_keeps_serving(
     live_server: str, name: str, kwargs: dict, status: int, code: str
 ) -> None:

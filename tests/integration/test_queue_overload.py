@@ -6,22 +6,26 @@ import asyncio
 from pathlib import Path
 
 import httpx
-from support import b64, serve_in_thread, png_bytes
-
 from boxguard.server.app import create_app
 from boxguard.server.settings import Settings
+from support import b64, png_bytes, serve_in_thread
 
 
 def test_full_queue_answers_429_with_retry_after(tiny_checkpoint: Path) -> None:
     settings = Settings(
-        model=str(tiny_checkpoint), queue_size=2, max_batch_size=1, retry_after_s=3,
+        model=str(tiny_checkpoint),
+        queue_size=2,
+        max_batch_size=1,
+        retry_after_s=3,
         max_new_tokens=64,
     )
     body = {"image": b64(png_bytes()), "expression": "the red circle"}
 
     async def burst(url: str) -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=120) as client:
-            return await asyncio.gather(*(client.post(url + "/ground", json=body) for _ in range(12)))
+            return await asyncio.gather(
+                *(client.post(url + "/ground", json=body) for _ in range(12))
+            )
 
     with serve_in_thread(create_app(settings)) as url:
         responses = asyncio.run(burst(url))

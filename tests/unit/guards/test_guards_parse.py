@@ -81,6 +81,11 @@ def test_bare_box_list_and_floats() -> None:
     assert p.ok and p.fmt == "bare-list" and p.boxes[0].has_float
 
 
+def test_nested_objects_fall_back_to_a_real_parse() -> None:
+    p = parse_output('[{"bbox_2d": [1, 2, 30, 40], "label": "dog", "attrs": {"color": "red"}}]')
+    assert p.ok and p.boxes[0].coords == (1, 2, 30, 40) and p.boxes[0].label == "dog"
+
+
 def test_malformed_object_fails() -> None:
     assert not parse_output('[{"bbox_2d": [1, 2, 3], "label": "x"}]').ok
     assert not parse_output("hello").ok

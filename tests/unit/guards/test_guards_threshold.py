@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from boxguard.guards import TokenLogprob, verify
 from boxguard.guards.threshold import (
     Outcome,
     as_outcomes,
@@ -11,6 +12,7 @@ from boxguard.guards.threshold import (
     phi_c,
     pick_threshold,
     risk_coverage_curve,
+    verdict_confidence,
 )
 
 RS = [(0.9, True), (0.8, True), (0.4, False), (0.3, True)]
@@ -65,3 +67,11 @@ def test_curve_and_aurc() -> None:
 def test_unknown_objective() -> None:
     with pytest.raises(ValueError):
         pick_threshold(RS, "accuracy")  # type: ignore[arg-type]
+
+
+def test_verdict_confidence() -> None:
+    out = "[]"
+    v = verify(out, "the dog", (10, 10), token_logprobs=[TokenLogprob(token="[", logprob=-0.1),
+                                                           TokenLogprob(token="]", logprob=-0.5)])
+    assert verdict_confidence(v) == pytest.approx(0.6065, abs=1e-3)
+    assert verdict_confidence(verify(out, "the dog", (10, 10))) is None
