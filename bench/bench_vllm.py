@@ -142,9 +142,11 @@ def write_dummy_7b(out_dir: Path, tiny_dir: Path) -> Path:
     targets = [cfg] + ([cfg["text_config"]] if isinstance(cfg.get("text_config"), dict) else [])
     for target in targets:
         target.update(text)
-        for key in ("rope_scaling", "rope_parameters"):
-            if key in target or target is cfg:
-                target[key] = dict(rope)
+        keys = [k for k in ("rope_scaling", "rope_parameters") if k in target]
+        if not keys and len(targets) == 1:  # flat (older) layout
+            keys = ["rope_scaling"]
+        for key in keys:
+            target[key] = dict(rope)
     vision = dict(cfg.get("vision_config") or {})
     vision.update(QWEN25_VL_7B["vision"])
     cfg["vision_config"] = vision
@@ -306,20 +308,57 @@ def run_vllm_arms(args: argparse.Namespace, model_dir: Path, data: dict) -> dict
     return results
 
 
+def _hf_encode(tok: Any, proc: Any, adapter: Any, batch: list, model: Any) -> dict:
+    """Left-padded prompts with expanded image tokens, pixels and M-RoPE token types."""
+    import inspect
+
+    import torch
+    from boxguard.server.models import resize_to_frame
+
+    images = []
+    for img, _ in batch:
+        frame = adapter.model_frame(*img.size)
+        images.append(resize_to_frame(img, (frame.width, frame.height)))
+    pix = proc(images=images, return_tensors="pt")
+    rows = []
+    for (_, expr), (t, h, w) in zip(batch, pix["image_grid_thw"].tolist(), strict=True):
+        prompt = adapter.prompt(expr).replace("<|image_pad|>", "<|image_pad|>" * (t * h * w // 4))
+        rows.append(tok(prompt, add_special_tokens=False)["input_ids"])
+    width = max(map(len, rows))
+    pad = tok.convert_tokens_to_ids("<|endoftext|>")
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(row)
+        mask[i, width - len(row):] = 1
+    inputs = {"input_ids": ids, "attention_mask": mask,
+              "pixel_values": pix["pixel_values"].to(torch.bfloat16),
+              "image_grid_thw": pix["image_grid_thw"]}
+    if "mm_token_type_ids" in inspect.signature(model.forward).parameters:
+        image_id = tok.convert_tokens_to_ids("<|image_pad|>")
+        inputs["mm_token_type_ids"] = (ids == image_id).to(torch.int)
+    return {k: v.to("cuda") for k, v in inputs.items()}
+
+
 def run_hf_arm(args: argparse.Namespace, model_dir: Path, data: dict) -> dict:
     """Arm (c): HF transformers batched generate, batch = concurrency, random bf16 weights."""
     import torch
     from boxguard.server.models import adapter_for
-    from transformers import AutoConfig, AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers import (
+        AutoConfig,
+        AutoTokenizer,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLImageProcessorPil,
+    )
 
     adapter = adapter_for(model_dir)
-    config = AutoConfig.from_pretrained(model_dir)
     with torch.device("cuda"):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+        model = Qwen2_5_VLForConditionalGeneration._from_config(
+            AutoConfig.from_pretrained(model_dir), dtype=torch.bfloat16)
     model.eval()
-    processor = AutoProcessor.from_pretrained(model_dir, min_pixels=adapter.min_pixels,
-                                              max_pixels=adapter.max_pixels)
-    processor.tokenizer.padding_side = "left"
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    proc = Qwen2VLImageProcessorPil.from_pretrained(
+        model_dir, size={"shortest_edge": adapter.min_pixels, "longest_edge": adapter.max_pixels})
     results: dict = {}
     for size, items in data.items():
         for conc in args.concurrency:
@@ -330,9 +369,7 @@ def run_hf_arm(args: argparse.Namespace, model_dir: Path, data: dict) -> dict:
             for start in range(-conc, len(subset), conc):  # first batch = warm-up
                 batch = subset[max(start, 0): max(start, 0) + conc]
                 t0 = time.perf_counter()
-                inputs = processor(text=[adapter.prompt(e) for _, e in batch],
-                                   images=[i for i, _ in batch], padding=True,
-                                   return_tensors="pt").to("cuda")
+                inputs = _hf_encode(tok, proc, adapter, batch, model)
                 with torch.inference_mode():
                     out = model.generate(**inputs, max_new_tokens=args.max_tokens,
                                          do_sample=False)
@@ -340,11 +377,11 @@ def run_hf_arm(args: argparse.Namespace, model_dir: Path, data: dict) -> dict:
                 if start < 0:
                     t_all = time.perf_counter()
                     continue
-                dt = time.perf_counter() - t0
-                lat += [dt] * len(batch)
+                lat += [time.perf_counter() - t0] * len(batch)
                 toks += [out.shape[1] - inputs["input_ids"].shape[1]] * len(batch)
-            results[f"hf|{size}|{conc}"] = summarize(lat, time.perf_counter() - t_all, toks)
-            print(json.dumps({f"hf|{size}|{conc}": results[f"hf|{size}|{conc}"]}))
+            key = f"hf|{size}|{conc}"
+            results[key] = summarize(lat, time.perf_counter() - t_all, toks)
+            print(json.dumps({key: results[key]}))
     del model
     torch.cuda.empty_cache()
     return results

@@ -56,8 +56,15 @@ def _concat(c: Completion) -> str:
 
 def test_engine_args_come_from_settings_and_adapter() -> None:
     settings = Settings(
-        backend="vllm", tensor_parallel_size=2, data_parallel_size=3, gpu_memory_utilization=0.8,
-        load_format="dummy", enforce_eager=True, seed=7, dtype="bfloat16", max_model_len=4096,
+        backend="vllm",
+        tensor_parallel_size=2,
+        data_parallel_size=3,
+        gpu_memory_utilization=0.8,
+        load_format="dummy",
+        enforce_eager=True,
+        seed=7,
+        dtype="bfloat16",
+        max_model_len=4096,
     )
     adapter = Qwen25VLAdapter(min_pixels=3136, max_pixels=1_003_520)
     args = vt.engine_args_dict(settings, "/models/q", adapter)
@@ -107,7 +114,9 @@ def test_greedy_asks_for_one_sample_and_sampling_for_n() -> None:
 def test_think_phases() -> None:
     req = _request(
         constraint=Constraint(json_schema=SCHEMA, think=True, think_max_tokens=20, max_tokens=50),
-        n=2, temperature=1.0, seed=10,
+        n=2,
+        temperature=1.0,
+        seed=10,
     )
     first = vt.think_kwargs(req)
     assert first["stop"] == ["</think>"] and first["max_tokens"] == 20
@@ -243,8 +252,11 @@ class _FakeEngine:
 
 def _fake_vllm() -> SimpleNamespace:
     return SimpleNamespace(
-        version="fake", EngineDeadError=_DeadError, EngineGenerateError=_GenerateError,
-        RequestOutputKind=SimpleNamespace(FINAL_ONLY="FINAL"), SamplingParams=_FakeParams,
+        version="fake",
+        EngineDeadError=_DeadError,
+        EngineGenerateError=_GenerateError,
+        RequestOutputKind=SimpleNamespace(FINAL_ONLY="FINAL"),
+        SamplingParams=_FakeParams,
         StructuredOutputsParams=lambda **kw: kw,
     )
 
@@ -326,3 +338,33 @@ def test_bench_flops_estimate_for_qwen25vl_7b() -> None:
     assert est["vision"] < est["prefill"]
     big = bench.flops_per_image(bench.QWEN25_VL_7B, 1280, 960, decode_tokens=40)
     assert big["total"] > 2 * est["total"]
+
+
+async def test_start_builds_the_engine_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: dict[str, Any] = {}
+
+    class _AsyncLLM:
+        @staticmethod
+        def from_engine_args(args: Any) -> Any:
+            built["args"] = args
+            engine = _FakeEngine([])
+            engine.vllm_config = SimpleNamespace(scheduler_config=SimpleNamespace(max_num_seqs=8))
+            engine.shutdown = lambda: built.setdefault("shutdown", True)
+            return engine
+
+    def fake() -> SimpleNamespace:
+        ns = _fake_vllm()
+        ns.AsyncLLM = _AsyncLLM
+        ns.AsyncEngineArgs = lambda **kw: kw
+        ns.StructuredOutputsConfig = lambda **kw: ("so", kw)
+        return ns
+
+    monkeypatch.setattr(vb, "_import_vllm", fake)
+    backend = vb.VLLMBackend(Settings(backend="vllm", queue_size=5), "/m", Qwen25VLAdapter())
+    assert not backend.ready
+    await backend.start()
+    assert backend.ready and backend.loop is asyncio.get_running_loop()
+    assert built["args"]["model"] == "/m" and built["args"]["structured_outputs_config"][0] == "so"
+    assert backend._max_inflight == 8 + 5 and backend.queue_depth == 0
+    await backend.stop()
+    assert built["shutdown"] and not backend.ready
