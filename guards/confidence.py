@@ -22,32 +22,38 @@ from .types import CheckResult, TokenLogprob
 class TokenIndex:
     """Character offsets of tokens, to find the tokens that overlap a character span."""
 
-    __slots__ = ("starts", "ends", "logprobs", "offset")
+    __slots__ = ("ends", "tokens", "offset")
 
-    def __init__(self, tokens: Sequence[TokenLogprob], offset: int = 0) -> None:
+    def __init__(self, tokens: Sequence[TokenLogprob], offset: int = 0,
+                 texts: Sequence[str] | None = None) -> None:
         """Index tokens whose concatenation starts at `offset` in the output."""
-        lengths = [len(t.token) for t in tokens]
-        self.ends = [offset + e for e in accumulate(lengths)]
-        self.starts = [e - n for e, n in zip(self.ends, lengths, strict=True)]
-        self.logprobs = [min(float(t.logprob), 0.0) for t in tokens]
+        texts = texts if texts is not None else [t.token for t in tokens]
+        self.ends = list(accumulate(map(len, texts), initial=offset))[1:]
+        self.tokens = tokens
         self.offset = offset
 
     def overlapping(self, span: Span) -> range:
-        """Indices of the (non-empty) tokens that overlap characters [start, end)."""
+        """Indices of the tokens that overlap characters [start, end)."""
         a, b = span
         if b <= a:
             return range(0)
-        first = bisect_right(self.ends, a)
-        last = bisect_left(self.starts, b)
+        first = bisect_right(self.ends, a)  # first token ending after a
+        # Token i starts at ends[i - 1]; the last overlapping one starts before b.
+        last = min(bisect_left(self.ends, b) + 1, len(self.ends))
         return range(first, last)
 
+    def logprob(self, i: int) -> float:
+        """Logprob of token i, clamped to <= 0 (engines may round forced tokens above 0)."""
+        return min(float(self.tokens[i].logprob), 0.0)
 
-def align(output: str, tokens: Sequence[TokenLogprob]) -> int | None:
+
+def align(output: str, tokens: Sequence[TokenLogprob],
+          texts: Sequence[str] | None = None) -> int | None:
     """Offset of the tokens' text in the output (0 when equal), or None if they disagree.
 
     The tokens may cover only the generated suffix when the prompt pre-filled e.g. ``<think>``.
     """
-    text = "".join(t.token for t in tokens)
+    text = "".join(texts if texts is not None else [t.token for t in tokens])
     if text == output:
         return 0
     if text and output.endswith(text):
@@ -59,7 +65,7 @@ def geometric_mean_prob(index: TokenIndex, token_ids: set[int]) -> float | None:
     """exp(mean logprob) of a set of tokens, or None when empty."""
     if not token_ids:
         return None
-    total = math.fsum(index.logprobs[i] for i in token_ids)
+    total = math.fsum(index.logprob(i) for i in token_ids)
     return math.exp(total / len(token_ids))
 
 
@@ -67,11 +73,12 @@ def check_confidence(ctx: Context) -> CheckResult:
     """Attribute token logprobs to each detection; abstain below policy.min_confidence."""
     if not ctx.token_logprobs:
         return result(ctx, "confidence", True, "not applicable: no token logprobs")
-    offset = align(ctx.output, ctx.token_logprobs)
+    texts = [t.token for t in ctx.token_logprobs]
+    offset = align(ctx.output, ctx.token_logprobs, texts)
     if offset is None:
         return result(ctx, "confidence", True,
                       "not applicable: the tokens do not concatenate to the output")
-    index = TokenIndex(ctx.token_logprobs, offset)
+    index = TokenIndex(ctx.token_logprobs, offset, texts)
     parsed = ctx.parsed
     branch: set[int] = set(index.overlapping(parsed.branch_span)) if parsed.branch_span else set()
     minimum = ctx.policy.min_confidence

@@ -109,7 +109,8 @@ class Verifier(Protocol):
         """P("yes") for `question` about the crop of the original image at `bbox`.
 
         `bbox` is in original pixels, already widened by the policy's margin and clipped to the
-        image, so the verifier crops exactly that region.
+        image, so the verifier crops exactly that region. `question` is a bare question ("Is
+        this a red circle?"); the verifier adds its own answer-format instruction.
         """
         ...
 

@@ -18,12 +18,12 @@ def margined(bbox: BBox, margin: float, image_size: tuple[float, float]) -> BBox
 
 
 def question_for(expression: str) -> str:
-    """The yes/no question about the head noun and its attributes ('Is this a red circle?')."""
+    """The yes/no question about the head noun and its attributes: 'Is this a red circle?'."""
     info = analyze(expression)
     phrase = info.phrase if not info.generic else expression.strip()
     phrase = phrase or "the object described"
     article = "an" if phrase[:1].lower() in "aeiou" else "a"
-    return f"Is this {article} {phrase}? Answer yes or no."
+    return f"Is this {article} {phrase}?"
 
 
 def check_visual(ctx: Context) -> CheckResult:

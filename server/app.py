@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from boxguard.guards import embed
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -28,7 +29,7 @@ from .errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from .grounding import GroundingService
+from .grounding import GroundingService, base_policy
 from .imaging import decode_base64_image, open_image
 from .metrics import get_metrics
 from .model_source import resolve_model_dir
@@ -76,6 +77,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         )
         engine = backend or create_backend(settings, model_dir, adapter)
         await engine.start()
+        service_policy = base_policy(settings)
+        if service_policy.label_embeddings:
+            # Load the optional embedding model now rather than on some request's clock.
+            await asyncio.to_thread(embed.warmup)
         service = GroundingService(settings, adapter, engine, metrics)
         service.model_name = settings.model_name or model_name
         app.state.backend = engine

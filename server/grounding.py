@@ -116,11 +116,10 @@ class GroundingService:
             "verifier": verifier,
             "policy": policy,
         }
-        args = (completion.text, req.expression, image.size)
-        if verifier is None:
-            verdict = verify(*args, **kwargs)
-        else:
-            verdict = await asyncio.to_thread(verify, *args, **kwargs)
+        # In a thread: the verifier blocks on the backend, and the embedding extra may load.
+        verdict = await asyncio.to_thread(
+            verify, completion.text, req.expression, image.size, **kwargs
+        )
         timings["verify"] = _ms_since(started)
         self.metrics.stage_seconds.labels("verify").observe(timings["verify"] / 1000)
         self._record(verdict)

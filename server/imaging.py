@@ -8,6 +8,7 @@ import io
 import re
 import warnings
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import (
@@ -91,7 +92,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if image.mode.startswith("I;16") or image.mode == "I":
         # 16/32-bit grey: scale to 8 bits rather than clipping to white.
-        return image.point(lambda v: v / 256).convert("L").convert("RGB")
+        grey = (np.asarray(image).astype(np.float64) / 256).clip(0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
     return image.convert("RGB")

@@ -110,11 +110,18 @@ class BatchQueue(Generic[T]):
             try:
                 results = await self._run_batch(batch)
             except asyncio.CancelledError:
+                # Stopping mid-batch: its callers must not wait forever.
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(asyncio.CancelledError())
                 raise
             except Exception as exc:  # the batch failed as a whole: every caller sees it
                 results = [exc] * len(batch)
             finally:
                 self.in_batch = 0
+            if len(results) != len(batch):
+                error = RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
+                results = [error] * len(batch)
             for pending, result in zip(batch, results, strict=True):
                 if pending.future.done():
                     continue

@@ -57,6 +57,7 @@ class SequenceResult:
     text: str
     tokens: list[TokenChoice]
     finish_reason: str
+    prompt_tokens: int = 0
 
 
 class _CancelledRows(StoppingCriteria):
@@ -212,7 +213,13 @@ class HFEngine:
         logprobs = torch.stack(
             [torch.log_softmax(s.float(), dim=-1) for s in out.scores], dim=1
         ).cpu()
-        return [self._result(new_tokens[i], logprobs[i], params, jobs[i]) for i in range(len(jobs))]
+        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        results = [
+            self._result(new_tokens[i], logprobs[i], params, jobs[i]) for i in range(len(jobs))
+        ]
+        for result, length in zip(results, prompt_lengths, strict=True):
+            result.prompt_tokens = int(length)
+        return results
 
     def _result(
         self, ids: torch.Tensor, logprobs: torch.Tensor, params: DecodeParams, job: SequenceJob
@@ -253,6 +260,8 @@ class HFEngine:
     def prefill_rope_deltas(self, job: SequenceJob) -> torch.Tensor:
         """One forward pass; the model's M-RoPE deltas (non-zero when images get 3-D positions)."""
         inputs = self.encode([job])
+        # transformers only overwrites the deltas when it computes M-RoPE: clear stale ones.
+        self.model.model.rope_deltas = None
         with torch.inference_mode():
             self.model(**inputs)
         return self.model.model.rope_deltas

@@ -87,7 +87,18 @@ class TransformersBackend:
         """Queue the request (QueueFull when full) and wait for its completions."""
         if not self._ready:
             raise BackendDead("backend is not running")
-        key = (request.constraint.think, request.n > 1 or request.temperature > 0)
+        c = request.constraint
+        # Everything the worker passes to generate() as one set of parameters must match.
+        sampled = request.n > 1 or request.temperature > 0
+        key = (
+            c.think,
+            c.max_tokens,
+            c.think_max_tokens,
+            sampled,
+            request.temperature,
+            request.top_p,
+            request.seed,
+        )
         result: Generation = await self._queue.submit(request, key)
         return result
 
@@ -127,9 +138,10 @@ class TransformersBackend:
         except Exception as exc:
             log.exception("generation failed")
             raise BackendError("generation failed") from exc
-        prompt_tokens = 0
         grouped: list[list[Completion]] = [[] for _ in batch]
+        prompt_tokens = [0] * len(batch)
         for owner, (answer, prefix) in zip(owners, results, strict=True):
+            prompt_tokens[owner] = max(prompt_tokens[owner], answer.prompt_tokens)
             tokens = prefix + answer.tokens
             grouped[owner].append(
                 Completion(
@@ -138,7 +150,10 @@ class TransformersBackend:
                     finish_reason=answer.finish_reason,
                 )
             )
-        return [Generation(completions=c, prompt_tokens=prompt_tokens) for c in grouped]
+        return [
+            Generation(completions=c, prompt_tokens=p)
+            for c, p in zip(grouped, prompt_tokens, strict=True)
+        ]
 
     def _params(self, req: GenerationRequest, max_tokens: int, sampled: bool) -> DecodeParams:
         return DecodeParams(

@@ -15,8 +15,8 @@ def test_fake_is_a_verifier() -> None:
 
 
 def test_question_and_margin() -> None:
-    assert question_for(DEMO) == "Is this a red circle? Answer yes or no."
-    assert question_for("the orange hexagon") == "Is this an orange hexagon? Answer yes or no."
+    assert question_for(DEMO) == "Is this a red circle?"
+    assert question_for("the orange hexagon") == "Is this an orange hexagon?"
     assert margined((10, 10, 20, 20), 0.5, (22, 100)) == (5, 5, 22, 25)
 
 
@@ -24,7 +24,7 @@ def test_visual_check_pass_and_fail() -> None:
     fake = FakeVerifier(p_yes=0.9, samples=[OUT] * 4)
     v = verify(OUT, DEMO, (400, 400), verifier=fake)
     assert v.accepted
-    assert fake.questions == [((90, 90, 210, 210), "Is this a red circle? Answer yes or no.")]
+    assert fake.questions == [((90, 90, 210, 210), "Is this a red circle?")]
     v = verify(OUT, DEMO, (400, 400), verifier=FakeVerifier(p_yes=0.2, samples=[OUT] * 4))
     assert v.reasons == ["visual_check"]
 

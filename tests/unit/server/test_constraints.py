@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from boxguard.server.constraints import Constraint, box_list_schema, yes_no_constraint
 
 xgr = pytest.importorskip("xgrammar")

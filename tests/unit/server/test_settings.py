@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from boxguard.server.settings import Settings
+from pydantic import ValidationError
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ from collections.abc import Hashable
 from typing import Any
 
 import pytest
-
 from boxguard.server.backends.base import QueueFull
 from boxguard.server.backends.batching import BatchQueue, Pending
 
@@ -278,12 +277,6 @@ async def test_stop_fails_held_items_too() -> None:
     first[0].cancel()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/backends/batching.py _work/stop: stop() cancels the worker while a batch "
-    "runs; the in-flight batch's futures are never resolved (the CancelledError branch just "
-    "re-raises and stop() only drains the queue and _held), so their callers hang forever",
-)
 async def test_stop_fails_in_flight_items() -> None:
     gate = asyncio.Event()
     rec = Recorder(gate)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from boxguard.server.models import (
     ADAPTERS,
     ModelAdapter,
@@ -24,9 +23,7 @@ from boxguard.server.models.base import (
 from boxguard.server.models.families import Qwen2VLAdapter, Qwen3VLAdapter, Qwen25VLAdapter
 
 # Verbatim from QWEN-FACTS.md ("Prompts that work").
-QWEN25_REC = (
-    "Locate {expression} in this image and output the bbox coordinates in JSON format."
-)
+QWEN25_REC = "Locate {expression} in this image and output the bbox coordinates in JSON format."
 QWEN3_REC = (
     'Locate every object that matches the description "{expression}" in the image. '
     "Report bbox coordinates in JSON format."

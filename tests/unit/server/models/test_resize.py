@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from boxguard.server.models import AspectRatioError, resize_to_frame, smart_resize
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-
-from boxguard.server.models import AspectRatioError, resize_to_frame, smart_resize
 
 HF_MIN = 56 * 56
 HF_MAX = 1280 * 28 * 28  # 1,003,520
