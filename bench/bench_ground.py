@@ -14,11 +14,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support import b64, png_bytes  # noqa: E402
-
 from boxguard.server.app import create_app  # noqa: E402
 from boxguard.server.serve import serve_in_thread  # noqa: E402
 from boxguard.server.settings import Settings  # noqa: E402
+from support import b64, png_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     backend: str = Field("transformers", description="transformers | vllm")
     device: str = Field("auto", description="transformers backend device: auto, cpu, cuda.")
     dtype: str = Field("auto", description="auto, float32, bfloat16, float16.")
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads; None = 1 for models under 50 M parameters."
+    )
     min_pixels: int | None = Field(None, ge=1, description="None = the checkpoint's value.")
     max_pixels: int | None = Field(
         None, ge=1, description="None = the checkpoint's value, else 1,003,520."

@@ -72,6 +72,7 @@ class TransformersBackend:
             device=self.settings.device,
             dtype=self.settings.dtype,
             tokenizer_dir=self.settings.tokenizer,
+            cpu_threads=self.settings.cpu_threads,
         )
 
     async def stop(self) -> None:
