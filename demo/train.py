@@ -208,10 +208,15 @@ class Trainer:
     def step(self) -> float:
         """One optimizer step on a fresh batch; returns the weighted loss."""
         st = self.state
-        spec = replace(self.spec, max_objects=self.max_objects())
+        # Several questions per image only once scenes have several objects (one object has
+        # one positive expression: repeats would teach copying the previous answer).
+        spec = replace(self.spec, max_objects=self.max_objects(),
+                       questions_per_image=min(self.spec.questions_per_image, self.max_objects()))
         if self.args.fixed_size_samples and st["samples"] >= self.args.fixed_size_samples:
             spec = replace(spec, fixed_size=None)
         rng = shuffle_rng(self.args.seed, st["step"])
+        # One prompt style per batch: a think row would pad every plain row to its length.
+        spec = replace(spec, p_think=float(rng.random() < self.spec.p_think))
         examples = [make_example(st["image_index"] + i, spec, self.encoder)
                     for i in range(self.args.batch_size)]
         rng.shuffle(examples)
@@ -295,6 +300,7 @@ class Trainer:
               f"Acc@0.5 {self.const_acc:.1%}", flush=True)
         deadline = time.time() + args.minutes * 60
         next_eval = time.time() + args.eval_every_min * 60
+        next_save = time.time() + 300
         losses: list[float] = []
         row: dict = {}
         steps_here = 0
@@ -313,6 +319,10 @@ class Trainer:
             if time.time() >= next_eval:
                 row = self.evaluate(sum(losses[-50:]) / len(losses[-50:]))
                 next_eval = time.time() + args.eval_every_min * 60
+                next_save = time.time() + 300
+            elif time.time() >= next_save:  # bound what a killed run loses
+                self.save_state()
+                next_save = time.time() + 300
         if losses:
             row = self.evaluate(sum(losses[-50:]) / len(losses[-50:]))
         return row

@@ -90,8 +90,9 @@ def make_example(index: int, spec: DataSpec, encoder: Encoder) -> Example:
     image = render_scene(scene)
     frame = encoder.adapter.model_frame(*image.size)
     questions, boxes = [], []
+    size = (frame.width, frame.height)
     for sample in samples:
-        box = frame_box(sample.bbox, image.size, (frame.width, frame.height)) if sample.bbox else None
+        box = frame_box(sample.bbox, image.size, size) if sample.bbox else None
         think = sample.think if rng.random() < spec.p_think else None
         multiple = rng.random() < spec.p_multiple
         questions.append(Question(sample.expression, answer_json(box, sample.label), think,

@@ -37,7 +37,8 @@ def iou(a: list[float], b: list[float]) -> float:
 
 def eval_set(encoder: Encoder, n: int, *, seed: int, probe: bool,
              fixed_size: tuple[int, int] | None, think: bool = False) -> list[Example]:
-    """Fixed val examples. ``probe``: one object, always present (answer depends on the image only)."""
+    """Fixed val examples; ``probe``: one object, always present (the answer depends only on
+    the image)."""
     kw = {"min_objects": 1, "max_objects": 1, "no_target_rate": 0.0} if probe else {}
     return [
         example_from_sample(img, s, encoder, think=think)
@@ -96,7 +97,6 @@ def generate_acc(model_dir: Path, examples: list[Example], *, batch_size: int = 
     A no-target example is right only with an empty list.
     """
     from ..server.backends.hf_engine import DecodeParams, HFEngine, SequenceJob
-
     from ..server.models import adapter_for, resize_to_frame
 
     encoder_adapter = adapter_for(model_dir)

@@ -69,9 +69,8 @@ def test_inputs_have_image_token_types_and_masked_prompt(encoder: Encoder) -> No
 
 
 def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> None:
-    from transformers import AutoModelForImageTextToText
-
     from boxguard.demo.train import main
+    from transformers import AutoModelForImageTextToText
 
     out = tmp_path / "run"
     row = main(["--out", str(out), "--max-steps", "3", "--minutes", "2", "--no-gen-eval",
