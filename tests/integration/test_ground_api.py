@@ -239,3 +239,15 @@ def test_unknown_route_is_a_problem(live_server: str) -> None:
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "not_found"
+
+
+def test_policy_override_is_applied_and_abstentions_are_counted(live_server: str) -> None:
+    body = {"image": b64(png_bytes()), **GOOD, "policy": {"fatal": ["format"]}}
+    r = httpx.post(live_server + "/ground", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    fatal = {c["name"]: c["fatal"] for c in r.json()["checks"]}
+    assert fatal["format"] is True
+    assert all(not v for name, v in fatal.items() if name != "format")
+    text = httpx.get(live_server + "/metrics").text
+    assert "boxguard_abstentions_total" in text
+    assert "boxguard_detection_confidence_bucket" in text
