@@ -161,28 +161,28 @@ def object_mask(obj: SceneObject, width: int, height: int) -> np.ndarray:
     return np.asarray(canvas) > 0
 
 
-def _background_array(bg: Background, width: int, height: int) -> np.ndarray:
-    """Float (height, width, 3) background pixels."""
-    base = np.asarray(bg.base, dtype=np.float32)
+def render_background(bg: Background, width: int, height: int) -> Image.Image:
+    """Render the background alone (no full-size float arrays, for speed)."""
     if bg.kind == "gradient":
         n = width if bg.direction == "x" else height
         t = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]
-        ramp = base[None, :] * (1 - t) + np.asarray(bg.other, np.float32)[None, :] * t
+        a, b = np.asarray(bg.base, np.float32), np.asarray(bg.other, np.float32)
+        ramp = np.clip(a[None, :] * (1 - t) + b[None, :] * t, BACKGROUND_MIN, 255).astype(np.uint8)
         arr = ramp[None, :, :] if bg.direction == "x" else ramp[:, None, :]
-        return np.broadcast_to(arr, (height, width, 3))
-    arr = np.broadcast_to(base, (height, width, 3))
+        arr = np.ascontiguousarray(np.broadcast_to(arr, (height, width, 3)))
+        return Image.fromarray(arr, "RGB")
+    base = tuple(min(255, max(BACKGROUND_MIN, c)) for c in bg.base)
     if bg.kind == "noise" and bg.noise_amp > 0:
         nrng = np.random.default_rng(bg.noise_seed)
         noise = nrng.integers(-bg.noise_amp, bg.noise_amp + 1, (height, width, 1), dtype=np.int16)
-        arr = arr + noise.astype(np.float32)
-    return arr
+        arr = np.clip(noise + np.asarray(base, np.int16), BACKGROUND_MIN, 255).astype(np.uint8)
+        return Image.fromarray(arr, "RGB")
+    return Image.new("RGB", (width, height), base)
 
 
 def render_scene(scene: Scene) -> Image.Image:
     """Render ``scene`` to an RGB image (deterministic; no randomness involved)."""
-    arr = _background_array(scene.background, scene.width, scene.height)
-    arr = np.clip(arr, BACKGROUND_MIN, 255).astype(np.uint8)
-    img = Image.fromarray(np.ascontiguousarray(arr), "RGB")
+    img = render_background(scene.background, scene.width, scene.height)
     for obj in scene.objects:
         ox, oy, patch = shape_patch(obj.shape, obj.cx, obj.cy, obj.diameter)
         img.paste(obj.rgb, (ox, oy, ox + patch.width, oy + patch.height), mask=patch)
@@ -194,7 +194,8 @@ def random_background(rng: random.Random) -> Background:
 
     def light() -> tuple[int, int, int]:
         lvl = rng.randint(222, 252)
-        return tuple(min(255, max(BACKGROUND_MIN, lvl + rng.randint(-6, 6))) for _ in range(3))
+        r, g, b = (min(255, max(BACKGROUND_MIN, lvl + rng.randint(-6, 6))) for _ in range(3))
+        return r, g, b
 
     kind = rng.choices(("plain", "gradient", "noise"), weights=(0.4, 0.3, 0.3))[0]
     if kind == "gradient":
@@ -217,9 +218,10 @@ def random_size(rng: random.Random, fixed_size: tuple[int, int] | None = None) -
 
 def _jitter_rgb(rng: random.Random, color: str) -> tuple[int, int, int]:
     """Canonical colour plus a tiny per-channel jitter."""
-    return tuple(
+    r, g, b = (
         min(255, max(0, c + rng.randint(-COLOR_JITTER, COLOR_JITTER))) for c in COLOR_RGB[color]
     )
+    return r, g, b
 
 
 def _plan_objects(rng: random.Random, n: int, p_large: float) -> list[tuple[str, str, str]]:
@@ -310,6 +312,7 @@ __all__ = [
     "object_mask",
     "random_background",
     "random_size",
+    "render_background",
     "render_scene",
     "shape_patch",
 ]
