@@ -5,7 +5,7 @@ All result types are pydantic models so that the server's wire schema can reuse 
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,16 +25,7 @@ CheckName = Literal[
     "visual_check",
     "self_consistency",
 ]
-CHECK_NAMES: tuple[str, ...] = (
-    "format",
-    "geometry",
-    "cardinality",
-    "label_match",
-    "think_consistency",
-    "confidence",
-    "visual_check",
-    "self_consistency",
-)
+CHECK_NAMES: tuple[str, ...] = get_args(CheckName)
 
 
 class TokenLogprob(BaseModel):
