@@ -195,6 +195,9 @@ def build_tiny_checkpoint(out_dir: str | Path, config: TinyConfig | None = None)
         merge_size=2,
     )
     processor.save_pretrained(out)
+    # safetensors writes 0600; a non-root container serving a mounted copy must read it.
+    for path in out.iterdir():
+        path.chmod(0o644)
     return out
 
 
