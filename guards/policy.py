@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .types import CHECK_NAMES, CheckName
 
@@ -95,5 +95,12 @@ class Policy(BaseModel):
         default=0.5, gt=0.0, le=1.0, description="IoU a sampled box needs to agree."
     )
     fatal: frozenset[CheckName] = Field(
-        default=ALL_CHECKS, description="Checks whose failure abstains; others only report."
+        default=ALL_CHECKS,
+        description="Checks whose failure abstains; others only report. `format` is always "
+        "fatal: an answer that does not parse has no boxes to verify.",
     )
+
+    @field_validator("fatal")
+    @classmethod
+    def _format_is_fatal(cls, value: frozenset[CheckName]) -> frozenset[CheckName]:
+        return value | {"format"}

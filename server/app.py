@@ -46,6 +46,8 @@ _PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, text in {
         400: "Bad input (image, base64, expression)",
         401: "Missing or wrong API key",
+        403: "image_url disabled or refused",
+        408: "The body did not arrive in time",
         413: "Body or image too large",
         415: "Unsupported media type",
         422: "Schema or policy validation failed",
@@ -272,12 +274,14 @@ async def _parse_body(request: Request) -> tuple[GroundRequest, bytes | None]:
         raw = await request.body()
         try:
             data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise MalformedJSON("the body is not valid JSON") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            raise MalformedJSON("the body is not valid JSON (or nested too deeply)") from None
         return _validate(data), None
     if content_type == "multipart/form-data":
         try:
             form = await request.form(max_files=1, max_fields=16)
+        except BoxguardServerError:
+            raise  # body limit or upload timeout, raised while the form was read
         except Exception:
             raise BadRequest("the multipart body could not be parsed") from None
         fields: dict[str, Any] = {}

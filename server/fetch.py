@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -18,20 +18,12 @@ _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 
 
 def _is_public(address: str) -> bool:
+    """Globally routable unicast only: private, loopback, link-local, multicast, reserved and
+    shared (100.64/10, where some clouds put metadata services) addresses are refused."""
     ip = ipaddress.ip_address(address)
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or (
-            isinstance(ip, ipaddress.IPv6Address)
-            and ip.ipv4_mapped is not None
-            and not _is_public(str(ip.ipv4_mapped))
-        )
-    )
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
 
 
 async def _resolve_public(host: str, port: int) -> str:
@@ -60,18 +52,36 @@ def check_url(url: str, settings: Settings) -> tuple[str, str, int]:
     return parts.scheme, host, parts.port or (443 if parts.scheme == "https" else 80)
 
 
+def _pinned_url(url: str, address: str) -> str:
+    """The URL with its host replaced by the checked address (port, path and query kept)."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+
+
 async def fetch_image(url: str, settings: Settings, *, timeout_s: float = 10.0) -> bytes:
-    """Download an image within the body limit, following at most a few checked redirects."""
+    """Download an image within the body limit and `timeout_s` in total, following at most a
+    few redirects, each checked like the first URL."""
+    try:
+        return await asyncio.wait_for(_fetch(url, settings, timeout_s), timeout_s)
+    except asyncio.TimeoutError:
+        raise ImageFetchFailed(f"image_url did not answer within {timeout_s:g} s") from None
+
+
+async def _fetch(url: str, settings: Settings, timeout_s: float) -> bytes:
     async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             scheme, host, port = check_url(url, settings)
             address = await _resolve_public(host, port)
-            # Connect to the address we checked; Host header and SNI keep the name.
-            target = url.replace(host, address if ":" not in address else f"[{address}]", 1)
+            # Connect to the address we checked (no second lookup); Host and SNI keep the name.
             extensions = {"sni_hostname": host} if scheme == "https" else {}
             try:
                 async with client.stream(
-                    "GET", target, headers={"Host": host}, extensions=extensions
+                    "GET",
+                    _pinned_url(url, address),
+                    headers={"Host": host},
+                    extensions=extensions,
                 ) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))

@@ -116,7 +116,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over `max_bytes`: by Content-Length at once, else while reading."""
+    """Refuses bodies over `max_bytes` (by Content-Length at once, else while reading) and
+    bodies that do not arrive in full within `chunk_timeout_s`."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, chunk_timeout_s: float = 30.0) -> None:
         self.app = app
@@ -140,17 +141,20 @@ class BodyLimitMiddleware:
                 return
         received = 0
         body_done = False
+        deadline = asyncio.get_running_loop().time() + self.chunk_timeout_s
 
         async def limited_receive() -> Message:
             nonlocal received, body_done
             if body_done:
                 # After the body, receive() waits for a disconnect: no deadline there.
                 return await receive()
+            # One deadline for the whole body: a trickle of bytes cannot hold a slot forever.
+            remaining = deadline - asyncio.get_running_loop().time()
             try:
-                message = await asyncio.wait_for(receive(), self.chunk_timeout_s)
+                message = await asyncio.wait_for(receive(), max(remaining, 0.0))
             except asyncio.TimeoutError:
                 raise UploadTimeout(
-                    f"no body data for {self.chunk_timeout_s:g} s; the upload was abandoned"
+                    f"the body did not arrive within {self.chunk_timeout_s:g} s"
                 ) from None
             if message["type"] == "http.request":
                 body_done = not message.get("more_body", False)

@@ -14,7 +14,6 @@ from .problems import problem_response
 log = logging.getLogger("boxguard.server")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-DOC_PATHS = frozenset({"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
 
 
 class RequestIdMiddleware:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +28,8 @@ def run(overrides: dict[str, Any]) -> None:
     from .app import create_app
 
     settings = build_settings(overrides)
+    # uvicorn re-raises SIGTERM after draining; exit 0 then, as a clean shutdown should.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

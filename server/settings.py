@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     sample_temperature: float = Field(0.7, gt=0, le=2, description="For self-consistency.")
     max_policy_samples: int = Field(8, ge=0, le=32, description="Most samples a request may ask.")
     seed: int = Field(0, description="Seed for sampled decoding.")
-    upload_timeout_s: float = Field(30.0, gt=0, description="Longest wait for the next body chunk.")
+    upload_timeout_s: float = Field(
+        60.0, gt=0, description="The whole request body must arrive within this (408)."
+    )
     backend_check_interval_s: float = Field(
         2.0, gt=0, description="How often a dead backend is detected and restarted."
     )

@@ -137,7 +137,7 @@ class TransformersBackend:
         except BackendError:
             raise
         except Exception as exc:
-            log.exception("generation failed")
+            log.exception("generation failed (request_ids=%s)", [p.item.request_id for p in batch])
             raise BackendError("generation failed") from exc
         grouped: list[list[Completion]] = [[] for _ in batch]
         prompt_tokens = [0] * len(batch)

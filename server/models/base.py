@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -9,6 +10,8 @@ from ..constraints import Constraint, box_list_schema
 from .resize import smart_resize
 
 Frame = Literal["pixels", "relative1000"]
+
+SPECIAL_TOKEN = re.compile(r"<\|[^<>|\s]{0,40}\|>")
 
 DEFAULT_MIN_PIXELS = 56 * 56
 DEFAULT_MAX_PIXELS = 1280 * 28 * 28
@@ -53,13 +56,18 @@ class ModelAdapter:
 
     def model_frame(self, width: int, height: int) -> ModelFrame:
         """smart_resize the original (width, height) into this family's model frame."""
+        f = self.patch_factor
         h_in, w_in = smart_resize(
-            height,
-            width,
-            factor=self.patch_factor,
-            min_pixels=self.min_pixels,
-            max_pixels=self.max_pixels,
+            height, width, factor=f, min_pixels=self.min_pixels, max_pixels=self.max_pixels
         )
+        # smart_resize keeps each side >= factor, so for very elongated images it can exceed
+        # max_pixels; the processor would then resize our frame again. Trim the long side so
+        # the frame is a fixed point of the processor's own smart_resize.
+        if h_in * w_in > self.max_pixels:
+            if h_in >= w_in:
+                h_in = max(f, self.max_pixels // w_in // f * f)
+            else:
+                w_in = max(f, self.max_pixels // h_in // f * f)
         return ModelFrame(width=w_in, height=h_in, frame=self.frame)
 
     def question(self, expression: str, *, multiple: bool) -> str:
@@ -73,7 +81,8 @@ class ModelAdapter:
 
     def user_text(self, expression: str, *, multiple: bool, think: bool) -> str:
         """The user-turn text: the plain question, or the R1 think/answer form."""
-        text = self.question(expression, multiple=multiple)
+        # User text must not smuggle chat or vision control tokens into the prompt.
+        text = self.question(SPECIAL_TOKEN.sub("", expression), multiple=multiple)
         return text + R1_SUFFIX if think else text
 
     def prompt(self, expression: str, *, multiple: bool = False, think: bool = False) -> str:
