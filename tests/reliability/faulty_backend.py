@@ -14,6 +14,7 @@ Faults are injected where they happen in production: inside the generation worke
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,8 @@ class FaultyBackend:
         self.starts = 0
         self.stops = 0
         self.generations = 0
+        self.restart_allowed = threading.Event()  # set from the test thread
+        self.restart_allowed.set()
         self.hangs_entered = threading.Event()
         self.hangs_released = threading.Event()
         self._failures = 0
@@ -53,8 +56,16 @@ class FaultyBackend:
             self._fail_before = before_model
 
     def kill(self) -> None:
-        """Engine death: the real backend stops being ready (as a crashed worker would)."""
+        """Engine death: the real backend stops being ready (as a crashed worker would).
+
+        The restart waits for `allow_restart()` so a test can observe the dead state first.
+        """
+        self.restart_allowed.clear()
         self.real._ready = False
+
+    def allow_restart(self) -> None:
+        """Let the server's supervisor bring the backend back."""
+        self.restart_allowed.set()
 
     def reset(self) -> None:
         with self._lock:
@@ -81,6 +92,8 @@ class FaultyBackend:
         return int(self.real.queue_depth)
 
     async def start(self) -> None:
+        while not self.restart_allowed.is_set():
+            await asyncio.sleep(0.05)
         await self.real.start()
         self.starts += 1
         engine = self.real.engine

@@ -323,6 +323,7 @@ def test_dead_backend_fails_readyz_and_is_restarted(server: tuple[str, FaultyBac
     assert r.status_code == 503 and r.json()["status"] == "not_ready", r.text
     dead = httpx.post(url + "/ground", json=BODY, timeout=30)
     assert_problem(dead, 503, "backend_unavailable")
+    backend.allow_restart()
     assert wait_for(lambda: httpx.get(url + "/readyz", timeout=10).status_code == 200, 120, 0.1)
     assert metric("boxguard_backend_restarts_total") == restarts + 1, (restarts, backend.starts)
     assert backend.starts == starts + 1, (starts, backend.starts)
