@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: none)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-from", default="",
+                    help="start from these weights (e.g. demo/checkpoint), fresh optimizer")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     # model size (TinyConfig)
     ap.add_argument("--text-hidden", type=int, default=256)
@@ -168,7 +170,11 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.base = self.out / "base"
         if not (self.base / "config.json").is_file():
-            build_tiny_checkpoint(self.base, tiny_config(args))
+            if args.init_from:
+                # Continue from shipped weights (e.g. demo/checkpoint) when no run state exists.
+                shutil.copytree(args.init_from, self.base)
+            else:
+                build_tiny_checkpoint(self.base, tiny_config(args))
         (self.out / "run_args.json").write_text(json.dumps(vars(args), indent=2))
         torch.manual_seed(args.seed)
         self.model = AutoModelForImageTextToText.from_pretrained(
