@@ -6,8 +6,6 @@ import asyncio
 import json
 from pathlib import Path
 
-from PIL import Image
-
 from boxguard.guards import Policy, verify
 from boxguard.server.backends import GenerationRequest
 from boxguard.server.backends.transformers_backend import TransformersBackend
@@ -16,6 +14,7 @@ from boxguard.server.metrics import get_metrics
 from boxguard.server.models import adapter_for, resize_to_frame
 from boxguard.server.settings import Settings
 from boxguard.server.verifier import BackendVerifier
+from PIL import Image
 
 
 async def test_verifier_runs_real_yes_no_and_sampling_calls(tiny_checkpoint: Path) -> None:

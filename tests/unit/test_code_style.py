@@ -1,0 +1,30 @@
+"""House style is enforced: ruff on the tree, mypy on the light packages."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ruff_is_clean() -> None:
+    if shutil.which("ruff") is None:
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    out = subprocess.run(["ruff", "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-4000:]
+
+
+def test_mypy_is_clean_on_guards_and_clients() -> None:
+    pytest.importorskip("mypy")
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "guards", "clients"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout[-4000:]
