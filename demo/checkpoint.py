@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Qwen2 special tokens in their original order; here they sit right after the base vocabulary.
 SPECIAL_TOKENS = [
@@ -124,19 +125,19 @@ def build_tokenizer(out_dir: Path, merges: int = 700) -> dict[str, int]:
     return {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
 
 
-def build_tiny_checkpoint(out_dir: str | Path, config: TinyConfig | None = None) -> Path:
-    """Write a random-weight Qwen2.5-VL checkpoint with tokenizer and image processor config.
+def build_tiny_checkpoint(
+    out_dir: str | Path, config: TinyConfig | None = None, *, family: str = "qwen2_5_vl"
+) -> Path:
+    """Write a random-weight Qwen-VL checkpoint with tokenizer and image processor config.
+
+    `family` is qwen2_5_vl (the default, what the demo trains), qwen2_vl or qwen3_vl.
 
     Example:
         >>> build_tiny_checkpoint("/tmp/tiny-qwen25vl")  # doctest: +SKIP
         PosixPath('/tmp/tiny-qwen25vl')
     """
     import torch
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2VLImageProcessorPil,
-    )
+    from transformers import AutoModelForImageTextToText, Qwen2VLImageProcessorPil
 
     cfg = config or TinyConfig()
     out = Path(out_dir)
@@ -145,52 +146,15 @@ def build_tiny_checkpoint(out_dir: str | Path, config: TinyConfig | None = None)
     vocab_size = max(ids.values()) + 1
     # Round up so the embedding has headroom, as real checkpoints do.
     vocab_size = (vocab_size + 63) // 64 * 64
-    model_config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": vocab_size,
-            "hidden_size": cfg.text_hidden,
-            "intermediate_size": cfg.text_intermediate,
-            "num_hidden_layers": cfg.text_layers,
-            "num_attention_heads": cfg.text_heads,
-            "num_key_value_heads": cfg.text_kv_heads,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 1000000.0,
-                "mrope_section": _mrope_section(cfg.text_hidden // cfg.text_heads),
-            },
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "tie_word_embeddings": False,
-        },
-        vision_config={
-            "depth": cfg.vision_depth,
-            "hidden_size": cfg.vision_hidden,
-            "intermediate_size": cfg.vision_intermediate,
-            "num_heads": cfg.vision_heads,
-            "out_hidden_size": cfg.text_hidden,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": [cfg.vision_depth - 1],
-        },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
-    )
-    model_config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
+    model_config = _model_config(family, cfg, ids, vocab_size)
     torch.manual_seed(cfg.seed)
-    model = Qwen2_5_VLForConditionalGeneration(model_config)
+    model = AutoModelForImageTextToText.from_config(model_config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out, safe_serialization=True)
     processor = Qwen2VLImageProcessorPil(
         size={"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels},
-        patch_size=14,
+        patch_size=PATCH_SIZE[family],
         temporal_patch_size=2,
         merge_size=2,
     )
@@ -199,6 +163,76 @@ def build_tiny_checkpoint(out_dir: str | Path, config: TinyConfig | None = None)
     for path in out.iterdir():
         path.chmod(0o644)
     return out
+
+
+PATCH_SIZE = {"qwen2_vl": 14, "qwen2_5_vl": 14, "qwen3_vl": 16}
+
+
+def _model_config(family: str, cfg: TinyConfig, ids: dict[str, int], vocab_size: int) -> Any:
+    """The transformers config of one family at the tiny sizes of `cfg`."""
+    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
+
+    if family not in PATCH_SIZE:
+        raise ValueError(f"family must be one of {sorted(PATCH_SIZE)}")
+    head_dim = cfg.text_hidden // cfg.text_heads
+    text = {
+        "vocab_size": vocab_size,
+        "hidden_size": cfg.text_hidden,
+        "intermediate_size": cfg.text_intermediate,
+        "num_hidden_layers": cfg.text_layers,
+        "num_attention_heads": cfg.text_heads,
+        "num_key_value_heads": cfg.text_kv_heads,
+        "max_position_embeddings": 4096,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 1000000.0,
+            "mrope_section": _mrope_section(head_dim),
+        },
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "tie_word_embeddings": False,
+    }
+    vision: dict[str, Any] = {
+        "depth": cfg.vision_depth,
+        "num_heads": cfg.vision_heads,
+        "patch_size": PATCH_SIZE[family],
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
+    if family == "qwen2_vl":
+        vision.update(embed_dim=cfg.vision_hidden, hidden_size=cfg.text_hidden, mlp_ratio=2)
+        config_cls, arch = Qwen2VLConfig, "Qwen2VLForConditionalGeneration"
+    elif family == "qwen2_5_vl":
+        vision.update(
+            hidden_size=cfg.vision_hidden,
+            intermediate_size=cfg.vision_intermediate,
+            out_hidden_size=cfg.text_hidden,
+            window_size=112,
+            fullatt_block_indexes=[cfg.vision_depth - 1],
+        )
+        config_cls, arch = Qwen2_5_VLConfig, "Qwen2_5_VLForConditionalGeneration"
+    else:
+        text["head_dim"] = head_dim
+        vision.update(
+            hidden_size=cfg.vision_hidden,
+            intermediate_size=cfg.vision_intermediate,
+            out_hidden_size=cfg.text_hidden,
+            num_position_embeddings=256,
+            deepstack_visual_indexes=[cfg.vision_depth - 1],
+        )
+        config_cls, arch = Qwen3VLConfig, "Qwen3VLForConditionalGeneration"
+    config = config_cls(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    config.architectures = [arch]
+    return config
 
 
 def _mrope_section(head_dim: int) -> list[int]:

@@ -1,0 +1,40 @@
+"""Qwen2-VL and Qwen3-VL checkpoints load and serve through the same code, in their own frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from boxguard.demo.checkpoint import build_tiny_checkpoint
+from boxguard.server.app import create_app
+from boxguard.server.schema import GroundResponse
+from boxguard.server.settings import Settings
+from support import b64, png_bytes, serve_in_thread
+
+
+@pytest.mark.parametrize(("family", "factor"), [("qwen2_vl", 28), ("qwen3_vl", 32)])
+def test_family_serves_in_its_relative_frame(tmp_path: Path, family: str, factor: int) -> None:
+    model_dir = build_tiny_checkpoint(tmp_path / family, family=family)
+    settings = Settings(model=str(model_dir), max_new_tokens=64, max_label_chars=8)
+    with serve_in_thread(create_app(settings)) as url:
+        r = httpx.post(
+            url + "/ground",
+            json={
+                "image": b64(png_bytes((640, 480))),
+                "expression": "the red circle",
+                "return_raw": True,
+            },
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        body = GroundResponse.model_validate(r.json())
+        assert body.image.model_width % factor == 0 and body.image.model_height % factor == 0
+        raw = json.loads(body.raw_output or "")
+        for item, cand in zip(raw, body.candidates, strict=False):
+            x1, y1, x2, y2 = item["bbox_2d"]
+            assert max(x1, y1, x2, y2) <= 1000  # bounded to 0..1000, not to the model frame
+            xs = sorted([x1 / 1000 * 640, x2 / 1000 * 640])
+            ys = sorted([y1 / 1000 * 480, y2 / 1000 * 480])
+            assert cand.bbox == pytest.approx([xs[0], ys[0], xs[1], ys[1]], abs=1.0)
