@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .dataset import demo_scene
+from .expressions import Sample
 from .scenes import render_scene
 
 # One expression the guards must reject whatever the model says: its label cannot match.
@@ -61,7 +62,9 @@ def run_demo(
         return _ground_all(url, image, samples, out, console)
 
 
-def _ground_all(url, image, samples, out, console: Console) -> list[GroundResult]:  # type: ignore[no-untyped-def]
+def _ground_all(
+    url: str, image: Image.Image, samples: list[Sample], out: str | Path, console: Console
+) -> list[GroundResult]:
     """Ground every demo expression plus one guard probe; print JSON, a table and the image."""
     results: list[GroundResult] = []
     with Client(url, retries=2) as client:
