@@ -14,7 +14,7 @@ from .dataset import demo_scene
 from .expressions import Sample
 from .scenes import render_scene
 
-# One expression the guards must reject whatever the model says: its label cannot match.
+# A request that tightens the policy: only near-certain answers pass, so the guards reject it.
 GUARD_PROBE_POLICY = {"min_confidence": 0.99}
 
 
