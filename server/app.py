@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 
 from .backends import Backend, create_backend
 from .errors import (
+    BackendUnavailable,
     BadRequest,
     BoxguardServerError,
     ClientDisconnected,
@@ -28,6 +29,7 @@ from .errors import (
     MissingImage,
     UnsupportedMediaType,
     ValidationFailed,
+    validation_errors,
 )
 from .grounding import GroundingService, base_policy
 from .imaging import decode_base64_image, open_image
@@ -195,8 +197,6 @@ async def _ground(request: Request, settings: Settings) -> GroundResponse:
     """Parse the body (JSON or multipart), decode the image, run the service."""
     service: GroundingService | None = getattr(request.app.state, "service", None)
     if service is None or not request.app.state.backend.ready:
-        from .errors import BackendUnavailable
-
         raise BackendUnavailable(
             "the backend is not ready", headers={"Retry-After": str(settings.retry_after_s)}
         )
@@ -311,11 +311,9 @@ def _validate(data: Any) -> GroundRequest:
     try:
         return GroundRequest.model_validate(data)
     except ValidationError as exc:
-        errors = [
-            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors()
-        ]
-        raise ValidationFailed("the request does not match the schema", errors) from None
+        raise ValidationFailed(
+            "the request does not match the schema", validation_errors(exc.errors())
+        ) from None
 
 
 def _register_form_schema(app: FastAPI) -> None:

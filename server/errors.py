@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def validation_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic/FastAPI errors without the input (it may be megabytes of base64)."""
+    return [
+        {
+            "loc": [str(part) for part in e.get("loc", ())],
+            "msg": e.get("msg"),
+            "type": e.get("type"),
+        }
+        for e in errors
+    ]
+
 
 class BoxguardServerError(Exception):
     """Base of errors the server answers with a problem detail."""

@@ -17,6 +17,7 @@ from .errors import (
     GenerationTimeout,
     InvalidPolicy,
     Overloaded,
+    validation_errors,
 )
 from .metrics import Metrics
 from .models import AspectRatioError, ModelAdapter, resize_to_frame
@@ -43,8 +44,9 @@ def request_policy(base: Policy, overrides: dict[str, Any] | None, settings: Set
     try:
         policy = Policy.model_validate({**base.model_dump(), **overrides})
     except ValidationError as exc:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        raise InvalidPolicy("the policy override is invalid", errors) from None
+        raise InvalidPolicy(
+            "the policy override is invalid", validation_errors(exc.errors())
+        ) from None
     if policy.self_consistency_k > settings.max_policy_samples:
         raise InvalidPolicy(
             f"self_consistency_k may be at most {settings.max_policy_samples} on this server"

@@ -12,7 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import BoxguardServerError, PayloadTooLarge, UploadTimeout, ValidationFailed
+from .errors import (
+    BoxguardServerError,
+    PayloadTooLarge,
+    UploadTimeout,
+    ValidationFailed,
+    validation_errors,
+)
 from .schema import Problem
 
 log = logging.getLogger("boxguard.server")
@@ -56,18 +62,6 @@ def problem_response(
     )
 
 
-def _clean_errors(errors: Any) -> list[dict[str, Any]]:
-    """Validation errors without echoing the input (it may be megabytes of base64)."""
-    return [
-        {
-            "loc": [str(part) for part in e.get("loc", ())],
-            "msg": e.get("msg"),
-            "type": e.get("type"),
-        }
-        for e in errors
-    ]
-
-
 def install_problem_handlers(app: FastAPI) -> None:
     """Map boxguard errors, validation errors, HTTP errors and crashes to problem+json."""
 
@@ -92,7 +86,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             "The request does not match the schema",
             "see errors",
             request,
-            errors=_clean_errors(exc.errors()),
+            errors=validation_errors(exc.errors()),
         )
 
     @app.exception_handler(StarletteHTTPException)

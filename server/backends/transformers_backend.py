@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..constraints import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
@@ -171,7 +172,7 @@ class TransformersBackend:
         """Free think text under its own budget, then the forced tags and the JSON answer."""
         think_jobs = [SequenceJob(j.prompt + THINK_OPEN, j.image, None, j.cancelled) for j in jobs]
         think_params = self._params(first, first.constraint.think_max_tokens, sampled)
-        think_params = DecodeParams(**{**think_params.__dict__, "stop_strings": (THINK_CLOSE,)})
+        think_params = replace(think_params, stop_strings=(THINK_CLOSE,))
         thinks = engine.generate(think_jobs, think_params)
         answer_jobs: list[SequenceJob] = []
         prefixes: list[list[TokenChoice]] = []

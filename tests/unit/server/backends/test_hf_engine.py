@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -17,27 +16,11 @@ from boxguard.server.backends.hf_engine import (  # noqa: E402
     SequenceJob,
 )
 from boxguard.server.constraints import yes_no_constraint  # noqa: E402
-from boxguard.server.models import ModelAdapter, adapter_for  # noqa: E402
+from boxguard.server.models import ModelAdapter  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 PATCH = 14
 MERGE = 2
-
-
-@pytest.fixture(scope="module")
-def adapter(tiny_checkpoint: Path) -> ModelAdapter:
-    return adapter_for(tiny_checkpoint)
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_checkpoint: Path, adapter: ModelAdapter) -> HFEngine:
-    return HFEngine(
-        str(tiny_checkpoint),
-        min_pixels=adapter.min_pixels,
-        max_pixels=adapter.max_pixels,
-        device="cpu",
-        dtype="float32",
-    )
 
 
 def frame_image(adapter: ModelAdapter, width: int = 168, height: int = 112) -> Image.Image:

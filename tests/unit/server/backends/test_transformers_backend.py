@@ -31,28 +31,11 @@ from boxguard.server.backends.transformers_backend import (  # noqa: E402
     _tokens_covering,
 )
 from boxguard.server.constraints import yes_no_constraint  # noqa: E402
-from boxguard.server.models import ADAPTERS, ModelAdapter, adapter_for  # noqa: E402
+from boxguard.server.models import ADAPTERS, ModelAdapter  # noqa: E402
 from boxguard.server.settings import Settings  # noqa: E402
 from PIL import Image  # noqa: E402
 
 THINK_ANSWER = re.compile(r"\A<think>(.*)</think>\n<answer>(.*)</answer>\Z", re.S)
-
-
-@pytest.fixture(scope="module")
-def adapter(tiny_checkpoint: Path) -> ModelAdapter:
-    return adapter_for(tiny_checkpoint)
-
-
-@pytest.fixture(scope="module")
-def shared_engine(tiny_checkpoint: Path, adapter: ModelAdapter) -> HFEngine:
-    """One model load for the module; backends below reuse it instead of loading again."""
-    return HFEngine(
-        str(tiny_checkpoint),
-        min_pixels=adapter.min_pixels,
-        max_pixels=adapter.max_pixels,
-        device="cpu",
-        dtype="float32",
-    )
 
 
 def settings(**kw: object) -> Settings:
@@ -145,9 +128,9 @@ async def test_start_generate_stop_with_a_real_load(
 
 
 async def test_think_answer_shape(
-    tiny_checkpoint: Path, adapter: ModelAdapter, shared_engine: HFEngine
+    tiny_checkpoint: Path, adapter: ModelAdapter, engine: HFEngine
 ) -> None:
-    async with running(tiny_checkpoint, adapter, shared_engine) as backend:
+    async with running(tiny_checkpoint, adapter, engine) as backend:
         generation = await backend.generate(request(adapter, think=True))
     (completion,) = generation.completions
     match = THINK_ANSWER.match(completion.text)
@@ -169,9 +152,9 @@ async def test_think_answer_shape(
 
 
 async def test_think_sampled_n3(
-    tiny_checkpoint: Path, adapter: ModelAdapter, shared_engine: HFEngine
+    tiny_checkpoint: Path, adapter: ModelAdapter, engine: HFEngine
 ) -> None:
-    async with running(tiny_checkpoint, adapter, shared_engine) as backend:
+    async with running(tiny_checkpoint, adapter, engine) as backend:
         generation = await backend.generate(
             request(adapter, think=True, n=3, temperature=1.0, seed=5)
         )
@@ -228,9 +211,9 @@ def test_tokens_covering() -> None:
 
 
 async def test_n3_sampled_completions(
-    tiny_checkpoint: Path, adapter: ModelAdapter, shared_engine: HFEngine
+    tiny_checkpoint: Path, adapter: ModelAdapter, engine: HFEngine
 ) -> None:
-    async with running(tiny_checkpoint, adapter, shared_engine) as backend:
+    async with running(tiny_checkpoint, adapter, engine) as backend:
         generation = await backend.generate(request(adapter, n=3, temperature=1.0, seed=11))
     assert len(generation.completions) == 3
     for completion in generation.completions:
@@ -241,9 +224,9 @@ async def test_n3_sampled_completions(
 
 
 async def test_concurrent_requests_are_all_answered(
-    tiny_checkpoint: Path, adapter: ModelAdapter, shared_engine: HFEngine
+    tiny_checkpoint: Path, adapter: ModelAdapter, engine: HFEngine
 ) -> None:
-    async with running(tiny_checkpoint, adapter, shared_engine, max_batch_size=8) as backend:
+    async with running(tiny_checkpoint, adapter, engine, max_batch_size=8) as backend:
         results = await asyncio.gather(*(backend.generate(request(adapter)) for _ in range(6)))
         assert backend.queue_depth == 0
     texts = {r.completions[0].text for r in results}
@@ -253,9 +236,9 @@ async def test_concurrent_requests_are_all_answered(
 
 
 async def test_small_queue_rejects_the_overflow(
-    tiny_checkpoint: Path, adapter: ModelAdapter, shared_engine: HFEngine
+    tiny_checkpoint: Path, adapter: ModelAdapter, engine: HFEngine
 ) -> None:
-    async with running(tiny_checkpoint, adapter, shared_engine, queue_size=2) as backend:
+    async with running(tiny_checkpoint, adapter, engine, queue_size=2) as backend:
         results = await asyncio.gather(
             *(backend.generate(request(adapter)) for _ in range(6)), return_exceptions=True
         )
@@ -268,14 +251,14 @@ async def test_small_queue_rejects_the_overflow(
 
 
 async def test_each_request_keeps_its_own_token_budget_in_a_batch(
-    tiny_checkpoint: Path, adapter: ModelAdapter, shared_engine: HFEngine
+    tiny_checkpoint: Path, adapter: ModelAdapter, engine: HFEngine
 ) -> None:
     yes_no = GenerationRequest(
         prompt=adapter.chat("Is it red? Answer yes or no."),
         image=image_for(adapter),
         constraint=yes_no_constraint(),
     )
-    async with running(tiny_checkpoint, adapter, shared_engine) as backend:
+    async with running(tiny_checkpoint, adapter, engine) as backend:
         check, grounding = await asyncio.gather(
             backend.generate(yes_no), backend.generate(request(adapter))
         )
@@ -284,8 +267,8 @@ async def test_each_request_keeps_its_own_token_budget_in_a_batch(
 
 
 async def test_prompt_tokens_are_counted(
-    tiny_checkpoint: Path, adapter: ModelAdapter, shared_engine: HFEngine
+    tiny_checkpoint: Path, adapter: ModelAdapter, engine: HFEngine
 ) -> None:
-    async with running(tiny_checkpoint, adapter, shared_engine) as backend:
+    async with running(tiny_checkpoint, adapter, engine) as backend:
         generation = await backend.generate(request(adapter, max_tokens=16))
     assert generation.prompt_tokens > 0
