@@ -62,6 +62,10 @@ class TinyConfig:
     vision_intermediate: int = 64
     min_pixels: int = 56 * 56
     max_pixels: int = 224 * 224
+    # Qwen's theta (1e6) gives the width axis only the lowest rotary frequencies; a smaller theta
+    # or another split is a training lever (demo/train.py --rope-theta, --mrope-section).
+    rope_theta: float = 1000000.0
+    mrope_section: tuple[int, int, int] | None = None
     seed: int = 0
 
 
@@ -185,8 +189,8 @@ def _model_config(family: str, cfg: TinyConfig, ids: dict[str, int], vocab_size:
         "max_position_embeddings": 4096,
         "rope_parameters": {
             "rope_type": "default",
-            "rope_theta": 1000000.0,
-            "mrope_section": _mrope_section(head_dim),
+            "rope_theta": cfg.rope_theta,
+            "mrope_section": list(cfg.mrope_section or _mrope_section(head_dim)),
         },
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],

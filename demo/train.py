@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import TinyConfig, build_tiny_checkpoint
+from .train_aux import PositionProbe, position_loss
 from .train_data import (
     DataSpec,
     Encoder,
@@ -50,7 +51,7 @@ RESUME_ALWAYS = ("minutes", "max_steps", "resume", "out")
 # Never changed on --resume: they define the architecture and the data stream.
 RESUME_FIXED = ("text_hidden", "text_layers", "text_heads", "text_kv_heads", "text_intermediate",
                 "vision_hidden", "vision_depth", "vision_heads", "vision_intermediate",
-                "min_pixels", "max_pixels", "seed")
+                "rope_theta", "mrope_section", "min_pixels", "max_pixels", "seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--vision-depth", type=int, default=4)
     ap.add_argument("--vision-heads", type=int, default=3)
     ap.add_argument("--vision-intermediate", type=int, default=576)
+    ap.add_argument("--rope-theta", type=float, default=1000000.0, help="text rotary base")
+    ap.add_argument("--mrope-section", default="",
+                    help="rotary frequencies per (t,h,w) axis, e.g. 2,15,15 (default 1:1.5:1.5)")
     ap.add_argument("--min-pixels", type=int, default=56 * 56)
     ap.add_argument("--max-pixels", type=int, default=224 * 224,
                     help="model-frame pixel cap stored in the checkpoint (serving uses it too)")
@@ -99,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--p-multiple", type=float, default=0.1)
     ap.add_argument("--digit-weight", type=float, default=1.0, help="loss weight of digit tokens")
     ap.add_argument("--think-weight", type=float, default=1.0, help="loss weight of think text")
+    ap.add_argument("--position-weight", type=float, default=0.0,
+                    help="weight of the auxiliary image-token position loss (0: off)")
+    ap.add_argument("--position-layer", type=int, default=1,
+                    help="text-model layer whose output the position probe reads")
     ap.add_argument("--curriculum-samples", type=int, default=0,
                     help="samples over which max objects grows 1 -> 6 (0: always 1-6)")
     # eval / outputs
@@ -121,7 +129,16 @@ def tiny_config(args: argparse.Namespace) -> TinyConfig:
         vision_hidden=args.vision_hidden, vision_depth=args.vision_depth,
         vision_heads=args.vision_heads, vision_intermediate=args.vision_intermediate,
         min_pixels=args.min_pixels, max_pixels=args.max_pixels, seed=args.seed,
+        rope_theta=args.rope_theta, mrope_section=parse_section(args.mrope_section),
     )
+
+
+def parse_section(text: str) -> tuple[int, int, int] | None:
+    """'2,15,15' -> (2, 15, 15); '' -> None (Qwen's default split)."""
+    if not text:
+        return None
+    t, h, w = (int(v) for v in text.split(","))
+    return t, h, w
 
 
 def parse_size(text: str) -> tuple[int, int] | None:
@@ -183,7 +200,9 @@ class Trainer:
         self.accepts_mm = "mm_token_type_ids" in inspect.signature(self.model.forward).parameters
         self.encoder = Encoder(self.base, digit_weight=args.digit_weight,
                                think_weight=args.think_weight)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr,
+        self.probe_head = PositionProbe(self.model.config.text_config.hidden_size).to(self.device)
+        params = list(self.model.parameters()) + list(self.probe_head.parameters())
+        self.opt = torch.optim.AdamW(params, lr=args.lr,
                                      weight_decay=args.weight_decay, betas=(0.9, 0.98))
         self.spec = DataSpec(seed=args.seed, fixed_size=parse_size(args.fixed_size),
                              questions_per_image=args.questions_per_image, p_think=args.p_think,
@@ -194,6 +213,7 @@ class Trainer:
         if args.resume and state_path.is_file():
             saved = torch.load(state_path, map_location=self.device, weights_only=False)
             self.model.load_state_dict(saved["model"])
+            self.probe_head.load_state_dict(saved["probe_head"])
             self.opt.load_state_dict(saved["optimizer"])
             self.state = saved["state"]
             print(f"resumed at step {self.state['step']} ({self.state['samples']} samples)")
@@ -205,6 +225,7 @@ class Trainer:
                            fixed_size=None)
         self.val_tf = [make_example(i, val_spec, self.encoder) for i in range(48)]
         self.const_acc = constant_box_acc(self.probe)
+        self.last_position_loss = torch.zeros(())
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     def max_objects(self) -> int:
@@ -229,8 +250,17 @@ class Trainer:
         batch = self.encoder.encode(examples)
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.args, st["step"], st["samples"])
-        out = self.model(**model_inputs(batch, self.device, self.accepts_mm))
+        use_probe = self.args.position_weight > 0
+        out = self.model(**model_inputs(batch, self.device, self.accepts_mm),
+                         output_hidden_states=use_probe)
         loss, _ = weighted_loss(out.logits, batch["labels"].to(self.device), batch["weights"])
+        if use_probe:
+            pos_loss = position_loss(
+                self.probe_head, out.hidden_states[self.args.position_layer],
+                batch["input_ids"], batch["image_grid_thw"], self.encoder.image_token_id,
+                self.encoder.image_processor.merge_size)
+            loss = loss + self.args.position_weight * pos_loss
+            self.last_position_loss = pos_loss.detach()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -289,13 +319,16 @@ class Trainer:
                 f"(first {a.fixed_size_samples or 'all'} samples), batch "
                 f"{a.batch_size} images x {a.questions_per_image} questions, lr {a.lr} "
                 f"{a.schedule}, digit weight {a.digit_weight}, think {a.p_think} (weight "
-                f"{a.think_weight}), curriculum {a.curriculum_samples} samples")
+                f"{a.think_weight}), curriculum {a.curriculum_samples} samples, text rope theta "
+                f"{a.rope_theta} sections {a.mrope_section or 'default'}, position loss "
+                f"{a.position_weight} at layer {a.position_layer}")
 
     def save_state(self) -> None:
         """Atomically write OUT/train_state.pt (the resume point)."""
         path = self.out / "train_state.pt"
         tmp = path.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                    "probe_head": self.probe_head.state_dict(),
                     "state": self.state}, tmp)
         tmp.replace(path)
 
@@ -321,6 +354,7 @@ class Trainer:
             if st["step"] % 20 == 0:
                 print(f"step {st['step']} samples {st['samples']} loss "
                       f"{sum(losses[-20:]) / len(losses[-20:]):.4f} "
+                      f"position {float(self.last_position_loss):.4f} "
                       f"max_obj {self.max_objects()} {time.time() - t0:.2f}s/step", flush=True)
             if time.time() >= next_eval:
                 row = self.evaluate(sum(losses[-50:]) / len(losses[-50:]))

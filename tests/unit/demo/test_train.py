@@ -75,6 +75,7 @@ def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> Non
     out = tmp_path / "run"
     row = main(["--out", str(out), "--max-steps", "3", "--minutes", "2", "--no-gen-eval",
                 "--ship-dir", str(tmp_path / "ship"), "--curve-md", str(tmp_path / "c.md"),
+                "--position-weight", "1", "--rope-theta", "100", "--mrope-section", "2,3,3",
                 *TINY])
     assert row["step"] == 3 and row["samples"] == 6
     assert torch.isfinite(torch.tensor(row["train_loss"]))
@@ -85,6 +86,10 @@ def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> Non
             assert (d / name).is_file(), (d, name)
     model = AutoModelForImageTextToText.from_pretrained(tmp_path / "ship", dtype=torch.float32)
     assert next(model.parameters()).dtype == torch.float32
+    rope = json.loads((tmp_path / "ship" / "config.json").read_text())["text_config"]
+    assert rope["rope_parameters"]["rope_theta"] == 100
+    assert rope["rope_parameters"]["mrope_section"] == [2, 3, 3]
+    assert "position loss 1.0" in (tmp_path / "c.md").read_text()
     assert "| 3 |" in (tmp_path / "c.md").read_text()
     assert json.loads((out / "curve.jsonl").read_text().splitlines()[-1])["step"] == 3
     # Resume continues from the saved step.
