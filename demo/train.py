@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import TinyConfig, build_tiny_checkpoint
-from .train_aux import PositionProbe, position_loss
+from .train_aux import AuxHeads, box_loss, position_loss
 from .train_data import (
     DataSpec,
     Encoder,
@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weight of the auxiliary image-token position loss (0: off)")
     ap.add_argument("--position-layer", type=int, default=1,
                     help="text-model layer whose output the position probe reads")
+    ap.add_argument("--box-weight", type=float, default=0.0,
+                    help="weight of the auxiliary target-box regression loss (0: off)")
+    ap.add_argument("--box-layer", type=int, default=-2,
+                    help="text-model hidden state the box probe reads (-2: input of last layer)")
     ap.add_argument("--curriculum-samples", type=int, default=0,
                     help="samples over which max objects grows 1 -> 6 (0: always 1-6)")
     # eval / outputs
@@ -165,11 +169,13 @@ def load_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     saved = Path(args.out) / "run_args.json"
     if args.resume and saved.is_file():
+        # argparse fills only attributes the namespace lacks: what stays unset was not given.
+        unset = object()
+        given = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(vars(args), unset)))
         merged = {**vars(args), **json.loads(saved.read_text())}
-        for key, value in vars(args).items():
-            explicit = value != parser.get_default(key) and key not in RESUME_FIXED
-            if key in RESUME_ALWAYS or explicit:
-                merged[key] = value
+        for key, value in vars(given).items():
+            if key in RESUME_ALWAYS or (value is not unset and key not in RESUME_FIXED):
+                merged[key] = getattr(args, key)
         args = argparse.Namespace(**merged)
     return args
 
@@ -200,8 +206,8 @@ class Trainer:
         self.accepts_mm = "mm_token_type_ids" in inspect.signature(self.model.forward).parameters
         self.encoder = Encoder(self.base, digit_weight=args.digit_weight,
                                think_weight=args.think_weight)
-        self.probe_head = PositionProbe(self.model.config.text_config.hidden_size).to(self.device)
-        params = list(self.model.parameters()) + list(self.probe_head.parameters())
+        self.aux = AuxHeads(self.model.config.text_config.hidden_size).to(self.device)
+        params = list(self.model.parameters()) + list(self.aux.parameters())
         self.opt = torch.optim.AdamW(params, lr=args.lr,
                                      weight_decay=args.weight_decay, betas=(0.9, 0.98))
         self.spec = DataSpec(seed=args.seed, fixed_size=parse_size(args.fixed_size),
@@ -213,7 +219,7 @@ class Trainer:
         if args.resume and state_path.is_file():
             saved = torch.load(state_path, map_location=self.device, weights_only=False)
             self.model.load_state_dict(saved["model"])
-            self.probe_head.load_state_dict(saved["probe_head"])
+            self.aux.load_state_dict(saved["aux"])
             self.opt.load_state_dict(saved["optimizer"])
             self.state = saved["state"]
             print(f"resumed at step {self.state['step']} ({self.state['samples']} samples)")
@@ -225,7 +231,7 @@ class Trainer:
                            fixed_size=None)
         self.val_tf = [make_example(i, val_spec, self.encoder) for i in range(48)]
         self.const_acc = constant_box_acc(self.probe)
-        self.last_position_loss = torch.zeros(())
+        self.last_aux = (0.0, 0.0)
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     def max_objects(self) -> int:
@@ -250,17 +256,20 @@ class Trainer:
         batch = self.encoder.encode(examples)
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.args, st["step"], st["samples"])
-        use_probe = self.args.position_weight > 0
+        args = self.args
+        use_aux = args.position_weight > 0 or args.box_weight > 0
         out = self.model(**model_inputs(batch, self.device, self.accepts_mm),
-                         output_hidden_states=use_probe)
+                         output_hidden_states=use_aux)
         loss, _ = weighted_loss(out.logits, batch["labels"].to(self.device), batch["weights"])
-        if use_probe:
+        if use_aux:
             pos_loss = position_loss(
-                self.probe_head, out.hidden_states[self.args.position_layer],
-                batch["input_ids"], batch["image_grid_thw"], self.encoder.image_token_id,
+                self.aux.position, out.hidden_states[args.position_layer], batch["input_ids"],
+                batch["image_grid_thw"], self.encoder.image_token_id,
                 self.encoder.image_processor.merge_size)
-            loss = loss + self.args.position_weight * pos_loss
-            self.last_position_loss = pos_loss.detach()
+            b_loss = box_loss(self.aux.box, out.hidden_states[args.box_layer],
+                              batch["box_index"], batch["box_target"])
+            loss = loss + args.position_weight * pos_loss + args.box_weight * b_loss
+            self.last_aux = (float(pos_loss), float(b_loss))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -321,14 +330,15 @@ class Trainer:
                 f"{a.schedule}, digit weight {a.digit_weight}, think {a.p_think} (weight "
                 f"{a.think_weight}), curriculum {a.curriculum_samples} samples, text rope theta "
                 f"{a.rope_theta} sections {a.mrope_section or 'default'}, position loss "
-                f"{a.position_weight} at layer {a.position_layer}")
+                f"{a.position_weight} at layer {a.position_layer}, box loss {a.box_weight} at "
+                f"layer {a.box_layer}")
 
     def save_state(self) -> None:
         """Atomically write OUT/train_state.pt (the resume point)."""
         path = self.out / "train_state.pt"
         tmp = path.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                    "probe_head": self.probe_head.state_dict(),
+                    "aux": self.aux.state_dict(),
                     "state": self.state}, tmp)
         tmp.replace(path)
 
@@ -354,7 +364,7 @@ class Trainer:
             if st["step"] % 20 == 0:
                 print(f"step {st['step']} samples {st['samples']} loss "
                       f"{sum(losses[-20:]) / len(losses[-20:]):.4f} "
-                      f"position {float(self.last_position_loss):.4f} "
+                      f"position {self.last_aux[0]:.4f} box {self.last_aux[1]:.4f} "
                       f"max_obj {self.max_objects()} {time.time() - t0:.2f}s/step", flush=True)
             if time.time() >= next_eval:
                 row = self.evaluate(sum(losses[-50:]) / len(losses[-50:]))

@@ -1,35 +1,37 @@
-"""A training-only auxiliary loss: each image token must know where it sits in the grid.
+"""Training-only auxiliary losses that teach the text model where things are.
 
-Boxes are written as absolute frame pixels, so the answer needs each image token's column and
-row in its hidden state; nothing in the data says so directly, and from-scratch runs answered
-one box for every image. A linear probe on an early text-model layer regresses each image
-token's (column, row); its gradient teaches that layer to derive position from M-RoPE. The
-probe is discarded at export: the shipped checkpoint is the plain Qwen2.5-VL architecture.
+Boxes are written as absolute frame pixels, yet from-scratch runs answered one box for every
+image: nothing in the data ties an image token to its place in the grid, and the digit loss
+alone is a sparse signal for the answer to read it. Two linear probes add dense signals:
+
+* ``position``: on an early layer, every image token regresses its own (column, row), so that
+  layer learns to derive position from M-RoPE;
+* ``box``: on a late layer, the token before a box's first digit regresses the target box,
+  so attention learns to fetch the target's position before the digits are written.
+
+The probes are discarded at export: the shipped checkpoint is the plain Qwen2.5-VL model.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Grid positions are scaled by this so targets stay near [0, 1] for the frames we train on.
+# Scales keep regression targets near [0, 1] for the frames we train on (<= 224 px a side).
 GRID_SCALE = 8.0
+BOX_SCALE = 224.0
 
 
-class PositionProbe(torch.nn.Module):
-    """Linear map from a hidden state to the (column, row) of an image token."""
+class AuxHeads(torch.nn.Module):
+    """The two probes: hidden -> (column, row) and hidden -> (x1, y1, x2, y2)."""
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
-        self.linear = torch.nn.Linear(hidden_size, 2)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(N, hidden) -> (N, 2)."""
-        return self.linear(hidden)
+        self.position = torch.nn.Linear(hidden_size, 2)
+        self.box = torch.nn.Linear(hidden_size, 4)
 
 
-def position_targets(
-    input_ids: torch.Tensor, grid_thw: torch.Tensor, image_token_id: int, merge_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def position_targets(input_ids: torch.Tensor, grid_thw: torch.Tensor, image_token_id: int,
+                     merge_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(mask of image tokens (B, L), their (column, row) / GRID_SCALE in row-major order)."""
     mask = input_ids == image_token_id
     targets = []
@@ -42,17 +44,21 @@ def position_targets(
     return mask, torch.cat(targets) / GRID_SCALE
 
 
-def position_loss(
-    probe: PositionProbe,
-    hidden: torch.Tensor,
-    input_ids: torch.Tensor,
-    grid_thw: torch.Tensor,
-    image_token_id: int,
-    merge_size: int,
-) -> torch.Tensor:
+def position_loss(head: torch.nn.Linear, hidden: torch.Tensor, input_ids: torch.Tensor,
+                  grid_thw: torch.Tensor, image_token_id: int, merge_size: int) -> torch.Tensor:
     """Mean squared error of the probe's (column, row) over every image token in the batch."""
     mask, targets = position_targets(input_ids.cpu(), grid_thw.cpu(), image_token_id, merge_size)
     picked = hidden[mask.to(hidden.device)]
     if picked.shape[0] != targets.shape[0]:
         raise ValueError(f"{picked.shape[0]} image tokens but {targets.shape[0]} grid cells")
-    return torch.nn.functional.mse_loss(probe(picked), targets.to(hidden.device))
+    return torch.nn.functional.mse_loss(head(picked), targets.to(hidden.device))
+
+
+def box_loss(head: torch.nn.Linear, hidden: torch.Tensor, box_index: torch.Tensor,
+             box_target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the box probe at each box's predicting token (0 if no boxes)."""
+    if box_index.shape[0] == 0:
+        return hidden.sum() * 0.0
+    index = box_index.to(hidden.device)
+    picked = hidden[index[:, 0], index[:, 1]]
+    return torch.nn.functional.mse_loss(head(picked), box_target.to(hidden.device) / BOX_SCALE)

@@ -197,13 +197,23 @@ class Encoder:
         labels_t = torch.full((n, width), IGNORE, dtype=torch.long)
         weights_t = torch.zeros((n, width), dtype=torch.float32)
         coord_t = torch.zeros((n, width), dtype=torch.bool)
-        for i, (ids, labels, weights, coord) in enumerate(rows):
+        box_index: list[tuple[int, int]] = []
+        box_target: list[list[int]] = []
+        for i, ((ids, labels, weights, coord), ex) in enumerate(zip(rows, examples, strict=True)):
             s = width - len(ids)
             input_ids[i, s:] = torch.tensor(ids)
             attention[i, s:] = 1
             labels_t[i, s:] = torch.tensor(labels)
             weights_t[i, s:] = torch.tensor(weights)
             coord_t[i, s:] = torch.tensor(coord, dtype=torch.bool)
+            # Each box is 4 runs of digit tokens; the token before a box's first digit predicts it.
+            starts = [k for k, f in enumerate(coord) if f and (k == 0 or not coord[k - 1])]
+            boxes = [b for b in ex.boxes if b is not None]
+            if len(starts) != 4 * len(boxes):
+                raise ValueError(f"{len(starts)} coordinate runs for {len(boxes)} boxes")
+            for start, box in zip(starts[::4], boxes, strict=True):
+                box_index.append((i, s + start - 1))
+                box_target.append(box)
         return {
             "input_ids": input_ids,
             "attention_mask": attention,
@@ -214,6 +224,9 @@ class Encoder:
             "labels": labels_t,
             "weights": weights_t,
             "coord": coord_t,  # coordinate digits of the answers (for the digit loss metric)
+            # (row, position) whose next token is a box's first digit, and that box (frame px).
+            "box_index": torch.tensor(box_index, dtype=torch.long).view(-1, 2),
+            "box_target": torch.tensor(box_target, dtype=torch.float32).view(-1, 4),
         }
 
     def _coord_flags(self, piece: list[int]) -> list[bool]:

@@ -75,7 +75,8 @@ def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> Non
     out = tmp_path / "run"
     row = main(["--out", str(out), "--max-steps", "3", "--minutes", "2", "--no-gen-eval",
                 "--ship-dir", str(tmp_path / "ship"), "--curve-md", str(tmp_path / "c.md"),
-                "--position-weight", "1", "--rope-theta", "100", "--mrope-section", "2,3,3",
+                "--position-weight", "1", "--box-weight", "1", "--rope-theta", "100",
+                "--mrope-section", "2,3,3",
                 *TINY])
     assert row["step"] == 3 and row["samples"] == 6
     assert torch.isfinite(torch.tensor(row["train_loss"]))
@@ -89,9 +90,36 @@ def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> Non
     rope = json.loads((tmp_path / "ship" / "config.json").read_text())["text_config"]
     assert rope["rope_parameters"]["rope_theta"] == 100
     assert rope["rope_parameters"]["mrope_section"] == [2, 3, 3]
-    assert "position loss 1.0" in (tmp_path / "c.md").read_text()
+    assert "position loss 1.0 at layer 1, box loss 1.0" in (tmp_path / "c.md").read_text()
     assert "| 3 |" in (tmp_path / "c.md").read_text()
     assert json.loads((out / "curve.jsonl").read_text().splitlines()[-1])["step"] == 3
     # Resume continues from the saved step.
     row = main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--resume"])
     assert row["step"] == 4
+
+
+def test_box_index_points_at_the_token_before_each_boxes_first_digit(encoder: Encoder) -> None:
+    spec = DataSpec(questions_per_image=3, p_think=0.5, min_objects=3)
+    examples = [make_example(i, spec, encoder) for i in range(4)]
+    batch = encoder.encode(examples)
+    boxes = [b for ex in examples for b in ex.boxes if b is not None]
+    assert boxes and batch["box_target"].tolist() == boxes
+    for (row, pos), box in zip(batch["box_index"].tolist(), boxes, strict=True):
+        ids = batch["input_ids"][row]
+        assert encoder.tokenizer.decode(ids[pos]).endswith("[")
+        after = encoder.tokenizer.decode(ids[pos + 1 : pos + 24])
+        assert after.startswith(f"{box[0]}, {box[1]}, {box[2]}, {box[3]}]")
+
+
+def test_resume_keeps_saved_args_unless_given_even_when_given_value_is_the_default(
+    tmp_path: Path,
+) -> None:
+    from boxguard.demo.train import load_args
+
+    saved = {"threads": 1, "lr": 0.5, "text_hidden": 99, "minutes": 3.0, "out": "elsewhere"}
+    (tmp_path / "run_args.json").write_text(json.dumps(saved))
+    args = load_args(["--out", str(tmp_path), "--resume", "--threads", "2", "--text-hidden", "7"])
+    assert args.threads == 2  # given explicitly, although 2 is the default
+    assert args.lr == 0.5  # not given: the saved run's value
+    assert args.text_hidden == 99  # architecture never changes on resume
+    assert args.minutes == 30.0 and args.out == str(tmp_path)  # always from the command line

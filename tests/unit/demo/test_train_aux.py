@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from boxguard.demo.train_aux import (  # noqa: E402
     GRID_SCALE,
-    PositionProbe,
+    AuxHeads,
     position_loss,
     position_targets,
 )
@@ -31,10 +31,10 @@ def test_loss_is_zero_for_a_perfect_probe_and_rejects_a_grid_mismatch() -> None:
     ids = torch.tensor([[IMG, IMG, IMG, IMG]])
     grid = torch.tensor([[1, 4, 4]])
     _, targets = position_targets(ids, grid, IMG, merge_size=2)
-    probe = PositionProbe(2)
+    probe = AuxHeads(2).position
     with torch.no_grad():
-        probe.linear.weight.copy_(torch.eye(2))
-        probe.linear.bias.zero_()
+        probe.weight.copy_(torch.eye(2))
+        probe.bias.zero_()
     hidden = targets.view(1, 4, 2)
     assert position_loss(probe, hidden, ids, grid, IMG, 2).item() == pytest.approx(0.0)
     assert position_loss(probe, hidden + 0.1, ids, grid, IMG, 2).item() == pytest.approx(0.01)
