@@ -6,8 +6,8 @@ alone is a sparse signal for the answer to read it. Two linear probes add dense 
 
 * ``position``: on an early layer, every image token regresses its own (column, row), so that
   layer learns to derive position from M-RoPE;
-* ``box``: on a late layer, the token before a box's first digit regresses the target box,
-  so attention learns to fetch the target's position before the digits are written.
+* ``box``: on a late layer, every token that predicts a digit of a box regresses that box,
+  so attention learns to fetch the target's position and keep it while digits are written.
 
 The probes are discarded at export: the shipped checkpoint is the plain Qwen2.5-VL model.
 """
@@ -56,7 +56,7 @@ def position_loss(head: torch.nn.Linear, hidden: torch.Tensor, input_ids: torch.
 
 def box_loss(head: torch.nn.Linear, hidden: torch.Tensor, box_index: torch.Tensor,
              box_target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the box probe at each box's predicting token (0 if no boxes)."""
+    """Mean squared error of the box probe at each box digit's predicting token (0 if none)."""
     if box_index.shape[0] == 0:
         return hidden.sum() * 0.0
     index = box_index.to(hidden.device)

@@ -206,14 +206,16 @@ class Encoder:
             labels_t[i, s:] = torch.tensor(labels)
             weights_t[i, s:] = torch.tensor(weights)
             coord_t[i, s:] = torch.tensor(coord, dtype=torch.bool)
-            # Each box is 4 runs of digit tokens; the token before a box's first digit predicts it.
-            starts = [k for k, f in enumerate(coord) if f and (k == 0 or not coord[k - 1])]
+            # Each box is 4 runs of digit tokens; every position that predicts one of its digits
+            # should hold the whole box while the digits are written.
+            runs = digit_runs(coord)
             boxes = [b for b in ex.boxes if b is not None]
-            if len(starts) != 4 * len(boxes):
-                raise ValueError(f"{len(starts)} coordinate runs for {len(boxes)} boxes")
-            for start, box in zip(starts[::4], boxes, strict=True):
-                box_index.append((i, s + start - 1))
-                box_target.append(box)
+            if len(runs) != 4 * len(boxes):
+                raise ValueError(f"{len(runs)} coordinate runs for {len(boxes)} boxes")
+            for k, box in enumerate(boxes):
+                for pos in (p for run in runs[4 * k : 4 * k + 4] for p in run):
+                    box_index.append((i, s + pos - 1))
+                    box_target.append(box)
         return {
             "input_ids": input_ids,
             "attention_mask": attention,
@@ -224,7 +226,7 @@ class Encoder:
             "labels": labels_t,
             "weights": weights_t,
             "coord": coord_t,  # coordinate digits of the answers (for the digit loss metric)
-            # (row, position) whose next token is a box's first digit, and that box (frame px).
+            # (row, position) whose next token is a digit of a box, and that box (frame px).
             "box_index": torch.tensor(box_index, dtype=torch.long).view(-1, 2),
             "box_target": torch.tensor(box_target, dtype=torch.float32).view(-1, 4),
         }
@@ -240,6 +242,17 @@ class Encoder:
             elif "]" in text:
                 inside = False
         return flags
+
+
+def digit_runs(flags: list[bool]) -> list[list[int]]:
+    """Positions of each maximal run of True in ``flags`` (one run per coordinate)."""
+    runs: list[list[int]] = []
+    for k, flag in enumerate(flags):
+        if flag:
+            if k == 0 or not flags[k - 1]:
+                runs.append([])
+            runs[-1].append(k)
+    return runs
 
 
 def token_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -98,17 +98,23 @@ def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> Non
     assert row["step"] == 4
 
 
-def test_box_index_points_at_the_token_before_each_boxes_first_digit(encoder: Encoder) -> None:
+def test_box_index_points_at_each_token_that_predicts_a_box_digit(encoder: Encoder) -> None:
     spec = DataSpec(questions_per_image=3, p_think=0.5, min_objects=3)
     examples = [make_example(i, spec, encoder) for i in range(4)]
     batch = encoder.encode(examples)
     boxes = [b for ex in examples for b in ex.boxes if b is not None]
-    assert boxes and batch["box_target"].tolist() == boxes
-    for (row, pos), box in zip(batch["box_index"].tolist(), boxes, strict=True):
-        ids = batch["input_ids"][row]
-        assert encoder.tokenizer.decode(ids[pos]).endswith("[")
-        after = encoder.tokenizer.decode(ids[pos + 1 : pos + 24])
-        assert after.startswith(f"{box[0]}, {box[1]}, {box[2]}, {box[3]}]")
+    targets = batch["box_target"].int().tolist()
+    # One row per digit of the box: 4 numbers written out in decimal.
+    assert boxes and targets == [b for b in boxes for _ in range(len("".join(map(str, b))))]
+    ids = batch["input_ids"]
+    for row, pos in batch["box_index"].tolist():
+        assert encoder.tokenizer.decode(ids[row][pos + 1]).strip().isdigit()
+        assert batch["coord"][row][pos + 1]
+    # The first position of each box is the "[" right before its x1.
+    row, pos = batch["box_index"][0].tolist()
+    after = encoder.tokenizer.decode(ids[row][pos : pos + 24])
+    assert after.lstrip().startswith(f"[{targets[0][0]}, {targets[0][1]}, {targets[0][2]}, ")
+    assert len(targets) == int(batch["coord"].sum())
 
 
 def test_resume_keeps_saved_args_unless_given_even_when_given_value_is_the_default(
