@@ -19,6 +19,7 @@ import inspect
 import json
 import math
 import shutil
+import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -353,29 +354,44 @@ class Trainer:
         losses: list[float] = []
         row: dict = {}
         steps_here = 0
-        while time.time() < deadline and not (args.max_steps and steps_here >= args.max_steps):
-            t0 = time.time()
-            loss = self.step()
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss} at step {st['step']}")
-            st["train_s"] += time.time() - t0
-            losses.append(loss)
-            steps_here += 1
-            if st["step"] % 20 == 0:
-                print(f"step {st['step']} samples {st['samples']} loss "
-                      f"{sum(losses[-20:]) / len(losses[-20:]):.4f} "
-                      f"position {self.last_aux[0]:.4f} box {self.last_aux[1]:.4f} "
-                      f"max_obj {self.max_objects()} {time.time() - t0:.2f}s/step", flush=True)
-            if time.time() >= next_eval:
-                row = self.evaluate(sum(losses[-50:]) / len(losses[-50:]))
-                next_eval = time.time() + args.eval_every_min * 60
-                next_save = time.time() + 300
-            elif time.time() >= next_save:  # bound what a killed run loses
-                self.save_state()
-                next_save = time.time() + 300
-        if losses:
+        stop: list[bool] = []
+        # SIGTERM (kill, a scheduler's stop): finish the step, save the resume point, exit.
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+        try:
+            while (time.time() < deadline and not stop
+                   and not (args.max_steps and steps_here >= args.max_steps)):
+                self._train_step(losses)
+                steps_here += 1
+                if time.time() >= next_eval:
+                    row = self.evaluate(sum(losses[-50:]) / len(losses[-50:]))
+                    next_eval = time.time() + args.eval_every_min * 60
+                    next_save = time.time() + 300
+                elif time.time() >= next_save:  # bound what a hard kill loses
+                    self.save_state()
+                    next_save = time.time() + 300
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if stop:
+            self.save_state()
+            print(f"stopped by SIGTERM at step {st['step']}; resume with --resume", flush=True)
+        elif losses:
             row = self.evaluate(sum(losses[-50:]) / len(losses[-50:]))
         return row
+
+    def _train_step(self, losses: list[float]) -> None:
+        """One step with its bookkeeping and progress line."""
+        st = self.state
+        t0 = time.time()
+        loss = self.step()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at step {st['step']}")
+        st["train_s"] += time.time() - t0
+        losses.append(loss)
+        if st["step"] % 20 == 0:
+            print(f"step {st['step']} samples {st['samples']} loss "
+                  f"{sum(losses[-20:]) / len(losses[-20:]):.4f} "
+                  f"position {self.last_aux[0]:.4f} box {self.last_aux[1]:.4f} "
+                  f"max_obj {self.max_objects()} {time.time() - t0:.2f}s/step", flush=True)
 
 
 def main(argv: list[str] | None = None) -> dict:

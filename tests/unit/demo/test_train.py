@@ -129,3 +129,29 @@ def test_resume_keeps_saved_args_unless_given_even_when_given_value_is_the_defau
     assert args.lr == 0.5  # not given: the saved run's value
     assert args.text_hidden == 99  # architecture never changes on resume
     assert args.minutes == 30.0 and args.out == str(tmp_path)  # always from the command line
+
+
+def test_sigterm_saves_the_resume_point_and_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    from boxguard.demo import train
+
+    real_step = train.Trainer.step
+
+    def step_then_terminate(self: train.Trainer) -> float:
+        loss = real_step(self)
+        if self.state["step"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(train.Trainer, "step", step_then_terminate)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "run"
+    train.main(["--out", str(out), "--minutes", "3", "--no-gen-eval", *TINY])
+    saved = torch.load(out / "train_state.pt", weights_only=False)
+    assert saved["state"]["step"] == 3
+    assert not (out / "curve.jsonl").exists()  # stopped without the final evaluation
+    assert signal.getsignal(signal.SIGTERM) is before
