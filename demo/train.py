@@ -298,7 +298,7 @@ class Trainer:
             row.update(val_acc=val["acc"], val_parse=val["parse"], val_distinct=val["distinct"],
                        probe_acc=probe["acc"], probe_distinct=probe["distinct"],
                        example=probe["example"])
-        key = [row["val_acc"], row["probe_acc"], -val_loss]
+        key = [row["val_acc"], row["probe_acc"], -val_digit]
         row["best"] = st["best"] is None or key > st["best"]
         if row["best"]:
             st["best"] = key

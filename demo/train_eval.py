@@ -158,7 +158,7 @@ def write_curve_md(path: Path, curve: list[dict], meta: dict) -> None:
         "",
         f"Machine: {meta.get('machine', '2-core CPU')}. Written by `boxguard.demo.train` "
         "after every eval; the shipped checkpoint (demo/checkpoint) is the best row by val "
-        "Acc@0.5 (ties: probe Acc@0.5, then val loss).",
+        "Acc@0.5 (ties: probe Acc@0.5, then val coordinate-digit loss).",
         "",
         f"Model: {meta.get('model', '')}. Settings: `{meta.get('args', '')}`.",
         "",
@@ -168,14 +168,15 @@ def write_curve_md(path: Path, curve: list[dict], meta: dict) -> None:
         f"Probe: {meta.get('n_probe', '?')} one-object val images (the answer depends only on "
         f"the image); a constant (mean) box scores {meta.get('const_acc', 0):.1%} on it.",
         "",
-        "| step | samples seen | minutes | max objects | train loss | val loss | val Acc@0.5 "
-        "| val parse rate | probe Acc@0.5 | best |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| step | samples seen | minutes | max objects | train loss | val loss | val digit loss "
+        "| probe digit loss | val Acc@0.5 | val parse rate | probe Acc@0.5 | best |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for r in curve:
         lines.append(
             f"| {r['step']} | {r['samples']} | {r['minutes']:.1f} | {r['max_objects']} "
-            f"| {r['train_loss']:.3f} | {r['val_loss']:.3f} | {r['val_acc']:.1%} "
+            f"| {r['train_loss']:.3f} | {r['val_loss']:.3f} | {r['val_digit_loss']:.3f} "
+            f"| {r['probe_digit_loss']:.3f} | {r['val_acc']:.1%} "
             f"| {r['val_parse']:.0%} | {r['probe_acc']:.1%} | {'*' if r.get('best') else ''} |"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
