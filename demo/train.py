@@ -270,7 +270,7 @@ class Trainer:
             b_loss = box_loss(self.aux.box, out.hidden_states[args.box_layer],
                               batch["box_index"], batch["box_target"])
             loss = loss + args.position_weight * pos_loss + args.box_weight * b_loss
-            self.last_aux = (float(pos_loss), float(b_loss))
+            self.last_aux = (float(pos_loss.detach()), float(b_loss.detach()))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
