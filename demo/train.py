@@ -48,7 +48,7 @@ from .train_eval import (
 )
 
 # Always taken from the command line on --resume; other flags only when given explicitly.
-RESUME_ALWAYS = ("minutes", "max_steps", "resume", "out")
+RESUME_ALWAYS = ("minutes", "max_steps", "resume", "out", "reset_best")
 # Never changed on --resume: they define the architecture and the data stream.
 RESUME_FIXED = ("text_hidden", "text_layers", "text_heads", "text_kv_heads", "text_intermediate",
                 "vision_hidden", "vision_depth", "vision_heads", "vision_intermediate",
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget of this call")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: none)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    ap.add_argument("--reset-best", action="store_true",
+                    help="on --resume, forget the best eval so far (e.g. after changing levers)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init-from", default="",
                     help="start from these weights (e.g. demo/checkpoint), fresh optimizer")
@@ -223,6 +225,8 @@ class Trainer:
             self.aux.load_state_dict(saved["aux"])
             self.opt.load_state_dict(saved["optimizer"])
             self.state = saved["state"]
+            if args.reset_best:
+                self.state["best"] = None
             print(f"resumed at step {self.state['step']} ({self.state['samples']} samples)")
         # Val images have the generator's natural sizes (what a user sends), whatever training uses.
         self.val = eval_set(self.encoder, args.n_val, seed=args.seed, probe=False, fixed_size=None)

@@ -93,9 +93,17 @@ def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> Non
     assert "position loss 1.0 at layer 1, box loss 1.0" in (tmp_path / "c.md").read_text()
     assert "| 3 |" in (tmp_path / "c.md").read_text()
     assert json.loads((out / "curve.jsonl").read_text().splitlines()[-1])["step"] == 3
-    # Resume continues from the saved step.
+    # Resume continues from the saved step; --reset-best makes its first eval the new best.
     row = main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--resume"])
     assert row["step"] == 4
+    state = torch.load(out / "train_state.pt", weights_only=False)
+    state["state"]["best"] = [1.0, 1.0, 0.0]  # an unbeatable stored best
+    torch.save(state, out / "train_state.pt")
+    row = main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--resume"])
+    assert row["step"] == 5 and not row["best"]
+    row = main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--resume",
+                "--reset-best"])
+    assert row["step"] == 6 and row["best"]
 
 
 def test_box_index_points_at_each_token_that_predicts_a_box_digit(encoder: Encoder) -> None:
