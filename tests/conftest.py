@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# Every live server in the suite tokenizes on worker threads; silence the fork warnings once.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _torch_has_cuda() -> bool:
@@ -59,6 +61,5 @@ def live_server(server_settings: object) -> Iterator[str]:
     from boxguard.server.app import create_app
     from support import serve_in_thread
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with serve_in_thread(create_app(server_settings)) as url:  # type: ignore[arg-type]
         yield url

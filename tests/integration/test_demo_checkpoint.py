@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,6 @@ def demo_url() -> Iterator[str]:
     from boxguard.server.settings import Settings
     from support import serve_in_thread
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with serve_in_thread(create_app(Settings())) as url:
         yield url
 

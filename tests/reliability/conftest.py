@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +36,6 @@ def fuzz_server(fuzz_settings: object) -> Iterator[str]:
     from boxguard.server.app import create_app
     from support import serve_in_thread
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with serve_in_thread(create_app(fuzz_settings)) as url:  # type: ignore[arg-type]
         yield url
 
