@@ -236,7 +236,7 @@ class Trainer:
                            fixed_size=None)
         self.val_tf = [make_example(i, val_spec, self.encoder) for i in range(48)]
         self.const_acc = constant_box_acc(self.probe)
-        self.last_aux = (0.0, 0.0)
+        self.last_aux = (torch.zeros(()), torch.zeros(()))
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     def max_objects(self) -> int:
@@ -274,7 +274,7 @@ class Trainer:
             b_loss = box_loss(self.aux.box, out.hidden_states[args.box_layer],
                               batch["box_index"], batch["box_target"])
             loss = loss + args.position_weight * pos_loss + args.box_weight * b_loss
-            self.last_aux = (float(pos_loss.detach()), float(b_loss.detach()))
+            self.last_aux = (pos_loss.detach(), b_loss.detach())  # read only when printed
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -394,7 +394,7 @@ class Trainer:
         if st["step"] % 20 == 0:
             print(f"step {st['step']} samples {st['samples']} loss "
                   f"{sum(losses[-20:]) / len(losses[-20:]):.4f} "
-                  f"position {self.last_aux[0]:.4f} box {self.last_aux[1]:.4f} "
+                  f"position {float(self.last_aux[0]):.4f} box {float(self.last_aux[1]):.4f} "
                   f"max_obj {self.max_objects()} {time.time() - t0:.2f}s/step", flush=True)
 
 
