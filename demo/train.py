@@ -37,6 +37,7 @@ from .train_data import (
     shuffle_rng,
     weighted_loss,
 )
+from .train_dense import DenseHeads, dense_loss
 from .train_eval import (
     constant_box_acc,
     eval_set,
@@ -114,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weight of the auxiliary target-box regression loss (0: off)")
     ap.add_argument("--box-layer", type=int, default=-2,
                     help="text-model hidden state the box probe reads (-2: input of last layer)")
+    ap.add_argument("--dense-weight", type=float, default=0.0,
+                    help="weight of the dense per-cell class/edge/box losses (0: off)")
+    ap.add_argument("--dense-layer", type=int, default=2,
+                    help="text-model hidden state whose image tokens regress their object's box")
     ap.add_argument("--curriculum-samples", type=int, default=0,
                     help="samples over which max objects grows 1 -> 6 (0: always 1-6)")
     # eval / outputs
@@ -210,9 +215,11 @@ class Trainer:
         self.encoder = Encoder(self.base, digit_weight=args.digit_weight,
                                think_weight=args.think_weight)
         self.aux = AuxHeads(self.model.config.text_config.hidden_size).to(self.device)
+        self.dense = DenseHeads(self.model.config.text_config.hidden_size).to(self.device)
         params = list(self.model.parameters()) + list(self.aux.parameters())
-        self.opt = torch.optim.AdamW(params, lr=args.lr,
-                                     weight_decay=args.weight_decay, betas=(0.9, 0.98))
+        self.opt = torch.optim.AdamW([{"params": params}, {"params": self.dense.parameters()}],
+                                     lr=args.lr, weight_decay=args.weight_decay,
+                                     betas=(0.9, 0.98))
         self.spec = DataSpec(seed=args.seed, fixed_size=parse_size(args.fixed_size),
                              questions_per_image=args.questions_per_image, p_think=args.p_think,
                              p_multiple=args.p_multiple)
@@ -223,7 +230,9 @@ class Trainer:
             saved = torch.load(state_path, map_location=self.device, weights_only=False)
             self.model.load_state_dict(saved["model"])
             self.aux.load_state_dict(saved["aux"])
-            self.opt.load_state_dict(saved["optimizer"])
+            if "dense" in saved:
+                self.dense.load_state_dict(saved["dense"])
+            self.opt.load_state_dict(with_dense_group(saved["optimizer"], self.dense))
             self.state = saved["state"]
             if args.reset_best:
                 self.state["best"] = None
@@ -236,7 +245,7 @@ class Trainer:
                            fixed_size=None)
         self.val_tf = [make_example(i, val_spec, self.encoder) for i in range(48)]
         self.const_acc = constant_box_acc(self.probe)
-        self.last_aux = (torch.zeros(()), torch.zeros(()))
+        self.last_aux = (torch.zeros(()), torch.zeros(()), torch.zeros(()))
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     def max_objects(self) -> int:
@@ -262,7 +271,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.args, st["step"], st["samples"])
         args = self.args
-        use_aux = args.position_weight > 0 or args.box_weight > 0
+        use_aux = args.position_weight > 0 or args.box_weight > 0 or args.dense_weight > 0
         out = self.model(**model_inputs(batch, self.device, self.accepts_mm),
                          output_hidden_states=use_aux)
         loss, _ = weighted_loss(out.logits, batch["labels"].to(self.device), batch["weights"])
@@ -274,7 +283,15 @@ class Trainer:
             b_loss = box_loss(self.aux.box, out.hidden_states[args.box_layer],
                               batch["box_index"], batch["box_target"])
             loss = loss + args.position_weight * pos_loss + args.box_weight * b_loss
-            self.last_aux = (pos_loss.detach(), b_loss.detach())  # read only when printed
+            d_loss = torch.zeros((), device=self.device)
+            if args.dense_weight > 0:
+                d_loss = dense_loss(self.dense, out.hidden_states[0],
+                                    out.hidden_states[args.dense_layer], batch["input_ids"],
+                                    self.encoder.image_token_id, batch["cells"],
+                                    batch["cell_px"])
+                loss = loss + args.dense_weight * d_loss
+            # Read only when printed: no per-step device sync.
+            self.last_aux = (pos_loss.detach(), b_loss.detach(), d_loss.detach())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -336,14 +353,14 @@ class Trainer:
                 f"{a.think_weight}), curriculum {a.curriculum_samples} samples, text rope theta "
                 f"{a.rope_theta} sections {a.mrope_section or 'default'}, position loss "
                 f"{a.position_weight} at layer {a.position_layer}, box loss {a.box_weight} at "
-                f"layer {a.box_layer}")
+                f"layer {a.box_layer}, dense loss {a.dense_weight} (box at layer {a.dense_layer})")
 
     def save_state(self) -> None:
         """Atomically write OUT/train_state.pt (the resume point)."""
         path = self.out / "train_state.pt"
         tmp = path.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                    "aux": self.aux.state_dict(),
+                    "aux": self.aux.state_dict(), "dense": self.dense.state_dict(),
                     "state": self.state}, tmp)
         tmp.replace(path)
 
@@ -395,7 +412,18 @@ class Trainer:
             print(f"step {st['step']} samples {st['samples']} loss "
                   f"{sum(losses[-20:]) / len(losses[-20:]):.4f} "
                   f"position {float(self.last_aux[0]):.4f} box {float(self.last_aux[1]):.4f} "
+                  f"dense {float(self.last_aux[2]):.4f} "
                   f"max_obj {self.max_objects()} {time.time() - t0:.2f}s/step", flush=True)
+
+
+def with_dense_group(saved: dict, dense: torch.nn.Module) -> dict:
+    """Optimizer state saved before the dense heads existed, given their (fresh) group."""
+    groups = saved["param_groups"]
+    if len(groups) != 1:
+        return saved
+    start = len(groups[0]["params"])
+    ids = list(range(start, start + len(list(dense.parameters()))))
+    return {**saved, "param_groups": [*groups, {**groups[0], "params": ids}]}
 
 
 def main(argv: list[str] | None = None) -> dict:

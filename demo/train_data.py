@@ -15,6 +15,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -23,7 +24,9 @@ from ..server.constraints import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_O
 from ..server.models import adapter_for, resize_to_frame
 from .dataset import scene_rng
 from .expressions import Sample, generate_expressions
-from .scenes import generate_scene, render_scene
+from .scenes import Scene, generate_scene, render_scene
+from .train_dense import CellTargets, FrameObject, cell_targets
+from .vocab import COLORS, SHAPES
 
 IMAGE_PAD = "<|image_pad|>"
 IM_END = "<|im_end|>"
@@ -47,6 +50,7 @@ class Example:
     image: Image.Image
     questions: list[Question]
     boxes: list[list[int] | None] = field(default_factory=list)
+    objects: list[FrameObject] | None = None  # every drawn shape (dense targets); None: unknown
 
 
 def frame_box(bbox: tuple[int, int, int, int], size: tuple[int, int],
@@ -98,7 +102,14 @@ def make_example(index: int, spec: DataSpec, encoder: Encoder) -> Example:
         questions.append(Question(sample.expression, answer_json(box, sample.label), think,
                                   multiple))
         boxes.append(box)
-    return Example(image, questions, boxes)
+    return Example(image, questions, boxes, frame_objects(scene, size))
+
+
+def frame_objects(scene: Scene, frame: tuple[int, int]) -> list[FrameObject]:
+    """The scene's shapes with boxes scaled (not rounded) to the model frame."""
+    sx, sy = frame[0] / scene.width, frame[1] / scene.height
+    return [FrameObject((o.bbox[0] * sx, o.bbox[1] * sy, o.bbox[2] * sx, o.bbox[3] * sy),
+                        COLORS.index(o.color), SHAPES.index(o.shape)) for o in scene.objects]
 
 
 def example_from_sample(image: Image.Image, sample: Sample, encoder: Encoder,
@@ -159,18 +170,20 @@ class Encoder:
                 out.append((IM_END, 1.0))
         return out
 
-    def encode(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+    def encode(self, examples: list[Example]) -> dict[str, Any]:
         """Left-padded batch: input_ids, attention_mask, mm_token_type_ids, pixel inputs,
         labels (-100 on prompt tokens) and per-token loss weights."""
         images = [self.frame_image(ex.image) for ex in examples]
         pix = dict(self.image_processor(images=images, return_tensors="pt"))
         merge = self.image_processor.merge_size
         patch = self.image_processor.patch_size
-        rows: list[tuple[list[int], list[int], list[float]]] = []
+        rows: list[tuple[list[int], list[int], list[float], list[bool]]] = []
+        cells: list[CellTargets] = []
         for ex, img, (t, h, w) in zip(examples, images, pix["image_grid_thw"].tolist(),
                                       strict=True):
             if (w * patch, h * patch) != img.size:
                 raise ValueError(f"processor resized {img.size} to {(w * patch, h * patch)}")
+            cells.append(cell_targets(ex.objects, w // merge, h // merge, patch * merge))
             ids: list[int] = []
             labels: list[int] = []
             weights: list[float] = []
@@ -229,6 +242,8 @@ class Encoder:
             # (row, position) whose next token is a digit of a box, and that box (frame px).
             "box_index": torch.tensor(box_index, dtype=torch.long).view(-1, 2),
             "box_target": torch.tensor(box_target, dtype=torch.float32).view(-1, 4),
+            "cells": CellTargets.concat(cells),  # dense targets of every image token, in order
+            "cell_px": patch * merge,
         }
 
     def _coord_flags(self, piece: list[int]) -> list[bool]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> Non
     row = main(["--out", str(out), "--max-steps", "3", "--minutes", "2", "--no-gen-eval",
                 "--ship-dir", str(tmp_path / "ship"), "--curve-md", str(tmp_path / "c.md"),
                 "--position-weight", "1", "--box-weight", "1", "--rope-theta", "100",
-                "--mrope-section", "2,3,3",
+                "--mrope-section", "2,3,3", "--dense-weight", "1",
                 *TINY])
     assert row["step"] == 3 and row["samples"] == 6
     assert torch.isfinite(torch.tensor(row["train_loss"]))
@@ -104,6 +105,22 @@ def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> Non
     row = main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--resume",
                 "--reset-best"])
     assert row["step"] == 6 and row["best"]
+
+
+def test_resume_adds_the_dense_heads_to_a_state_saved_without_them(tmp_path: Path) -> None:
+    from boxguard.demo.train import main
+
+    out = tmp_path / "run"
+    main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--no-gen-eval", *TINY])
+    state = torch.load(out / "train_state.pt", weights_only=False)
+    del state["dense"]  # the format before dense heads existed: one optimizer group
+    state["optimizer"]["param_groups"] = state["optimizer"]["param_groups"][:1]
+    torch.save(state, out / "train_state.pt")
+    row = main(["--out", str(out), "--max-steps", "2", "--minutes", "2", "--resume",
+                "--dense-weight", "1"])
+    assert row["step"] == 3 and math.isfinite(row["train_loss"])
+    saved = torch.load(out / "train_state.pt", weights_only=False)
+    assert len(saved["optimizer"]["param_groups"]) == 2 and "dense" in saved
 
 
 def test_box_index_points_at_each_token_that_predicts_a_box_digit(encoder: Encoder) -> None:

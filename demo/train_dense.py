@@ -1,0 +1,125 @@
+"""Training-only dense losses on image tokens: what each grid cell shows and where its edges are.
+
+The answer supervises one box per question, a sparse signal for a from-scratch vision tower to
+learn sub-cell precision from. Detection models learn it from every cell at once, so every image
+token whose cell an object covers is also taught (training only; heads discarded at export):
+
+* on the image embeddings (vision tower + merger output, ``hidden_states[0]``): the object's
+  color and shape (background for empty cells) and its edges as offsets from the cell centre,
+  which a translation-equivariant tower can learn;
+* on a middle text layer: the object's absolute frame box, which the text model can compute
+  from those offsets and the cell's M-RoPE position, so the answer only has to copy it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .train_aux import BOX_SCALE
+from .vocab import COLORS, SHAPES
+
+IGNORE = -100
+# A cell belongs to an object when the overlap is at least this share of the smaller of the two.
+MIN_OVERLAP = 0.25
+
+
+@dataclass(frozen=True)
+class FrameObject:
+    """One drawn shape in model-frame pixels (float box) with its vocabulary class indices."""
+
+    box: tuple[float, float, float, float]
+    color: int  # index into COLORS
+    shape: int  # index into SHAPES
+
+
+@dataclass
+class CellTargets:
+    """Per-image-token targets in row-major cell order, concatenated over a batch."""
+
+    color: torch.Tensor  # (N,) 0 = background, 1 + COLORS index; IGNORE when unknown
+    shape: torch.Tensor  # (N,) 0 = background, 1 + SHAPES index; IGNORE when unknown
+    box: torch.Tensor  # (N, 4) the covering object's frame box (zeros where none)
+    center: torch.Tensor  # (N, 2) the cell centre in frame pixels
+    covered: torch.Tensor  # (N,) bool: an object covers the cell
+
+    @staticmethod
+    def concat(parts: list[CellTargets]) -> CellTargets:
+        """Targets of a batch from its images' targets, in batch order."""
+        return CellTargets(*(torch.cat([getattr(p, f) for p in parts]) for f in
+                             ("color", "shape", "box", "center", "covered")))
+
+
+def overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection area of two (x1, y1, x2, y2) boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return max(w, 0.0) * max(h, 0.0)
+
+
+def cell_targets(objects: list[FrameObject] | None, grid_w: int, grid_h: int,
+                 cell: int) -> CellTargets:
+    """Targets of one image's ``grid_h x grid_w`` cells of ``cell`` px (None: all unknown)."""
+    n = grid_w * grid_h
+    color = torch.full((n,), IGNORE if objects is None else 0, dtype=torch.long)
+    shape = color.clone()
+    box = torch.zeros((n, 4))
+    center = torch.zeros((n, 2))
+    covered = torch.zeros((n,), dtype=torch.bool)
+    for k in range(n):
+        row, col = divmod(k, grid_w)
+        rect = (col * cell, row * cell, (col + 1) * cell, (row + 1) * cell)
+        center[k] = torch.tensor([(col + 0.5) * cell, (row + 0.5) * cell])
+        best, best_area = None, 0.0
+        for obj in objects or []:
+            area = overlap(rect, obj.box)
+            obj_area = (obj.box[2] - obj.box[0]) * (obj.box[3] - obj.box[1])
+            if area > best_area and area >= MIN_OVERLAP * min(cell * cell, obj_area):
+                best, best_area = obj, area
+        if best is not None:
+            color[k], shape[k] = best.color + 1, best.shape + 1
+            box[k] = torch.tensor(best.box)
+            covered[k] = True
+    return CellTargets(color, shape, box, center, covered)
+
+
+class DenseHeads(torch.nn.Module):
+    """Cell classes and edge offsets from the image embeddings; absolute box from a text layer."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.classes = torch.nn.Linear(hidden_size, 1 + len(COLORS) + 1 + len(SHAPES))
+        self.offsets = torch.nn.Linear(hidden_size, 4)
+        self.box = torch.nn.Linear(hidden_size, 4)
+
+
+def dense_loss(heads: DenseHeads, embeds: torch.Tensor, middle: torch.Tensor,
+               input_ids: torch.Tensor, image_token_id: int, targets: CellTargets,
+               cell: int) -> torch.Tensor:
+    """Class CE + offset MSE (in cells) on the embeddings, box MSE on the middle layer."""
+    mask = (input_ids == image_token_id).to(embeds.device)
+    early, late = embeds[mask], middle[mask]
+    if early.shape[0] != targets.color.shape[0]:
+        raise ValueError(f"{early.shape[0]} image tokens but {targets.color.shape[0]} cells")
+    t = CellTargets(*(getattr(targets, f).to(embeds.device) for f in
+                      ("color", "shape", "box", "center", "covered")))
+    logits = heads.classes(early)
+    n_color = 1 + len(COLORS)
+    ce = functional_ce(logits[:, :n_color], t.color) + functional_ce(logits[:, n_color:], t.shape)
+    if not bool(t.covered.any()):
+        return ce
+    box = t.box[t.covered]
+    cx, cy = t.center[t.covered].unbind(1)
+    offsets = torch.stack([cx - box[:, 0], cy - box[:, 1], box[:, 2] - cx, box[:, 3] - cy], 1)
+    offset_mse = torch.nn.functional.mse_loss(heads.offsets(early[t.covered]), offsets / cell)
+    box_mse = torch.nn.functional.mse_loss(heads.box(late[t.covered]), box / BOX_SCALE)
+    # Box targets are ~10x smaller than offsets in cells; weight keeps both terms comparable.
+    return ce + offset_mse + 10.0 * box_mse
+
+
+def functional_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean CE over labelled cells; 0 (with a graph) when none is labelled."""
+    if not bool((labels != IGNORE).any()):
+        return logits.sum() * 0.0
+    return torch.nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE)
