@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--p-think", type=float, default=0.3)
     ap.add_argument("--p-multiple", type=float, default=0.1)
     ap.add_argument("--digit-weight", type=float, default=1.0, help="loss weight of digit tokens")
+    ap.add_argument("--decision-weight", type=float, default=1.0,
+                    help="loss weight of an answer's first token (box or no target)")
     ap.add_argument("--think-weight", type=float, default=1.0, help="loss weight of think text")
     ap.add_argument("--position-weight", type=float, default=0.0,
                     help="weight of the auxiliary image-token position loss (0: off)")
@@ -213,7 +215,8 @@ class Trainer:
         self.model.train()
         self.accepts_mm = "mm_token_type_ids" in inspect.signature(self.model.forward).parameters
         self.encoder = Encoder(self.base, digit_weight=args.digit_weight,
-                               think_weight=args.think_weight)
+                               think_weight=args.think_weight,
+                               decision_weight=args.decision_weight)
         self.aux = AuxHeads(self.model.config.text_config.hidden_size).to(self.device)
         self.dense = DenseHeads(self.model.config.text_config.hidden_size).to(self.device)
         params = list(self.model.parameters()) + list(self.aux.parameters())
@@ -349,7 +352,8 @@ class Trainer:
                 f" max_pixels {a.max_pixels}, fixed size {a.fixed_size or 'no'} "
                 f"(first {a.fixed_size_samples or 'all'} samples), batch "
                 f"{a.batch_size} images x {a.questions_per_image} questions, lr {a.lr} "
-                f"{a.schedule}, digit weight {a.digit_weight}, think {a.p_think} (weight "
+                f"{a.schedule}, digit weight {a.digit_weight}, decision weight "
+                f"{a.decision_weight}, think {a.p_think} (weight "
                 f"{a.think_weight}), curriculum {a.curriculum_samples} samples, text rope theta "
                 f"{a.rope_theta} sections {a.mrope_section or 'default'}, position loss "
                 f"{a.position_weight} at layer {a.position_layer}, box loss {a.box_weight} at "

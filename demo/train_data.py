@@ -125,7 +125,7 @@ class Encoder:
     """Tokenizer + image processor + adapter of a checkpoint dir; builds training batches."""
 
     def __init__(self, model_dir: str | Path, *, digit_weight: float = 1.0,
-                 think_weight: float = 1.0) -> None:
+                 think_weight: float = 1.0, decision_weight: float = 1.0) -> None:
         from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
 
         self.adapter = adapter_for(model_dir)
@@ -139,6 +139,7 @@ class Encoder:
         self.pad_token_id = int(self.tokenizer.convert_tokens_to_ids("<|endoftext|>"))
         self.digit_weight = digit_weight
         self.think_weight = think_weight
+        self.decision_weight = decision_weight
         vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
         self._digit_ids = {i for i, t in enumerate(vocab) if t and t.strip("Ġ").isdigit()}
         self._text = [t or "" for t in vocab]
@@ -148,9 +149,9 @@ class Encoder:
         frame = self.adapter.model_frame(*image.size)
         return resize_to_frame(image, (frame.width, frame.height))
 
-    def segments(self, ex: Example, n_image_tokens: int) -> list[tuple[str, float]]:
-        """(text, weight) pieces of one row; weight 0 = prompt (no loss)."""
-        out: list[tuple[str, float]] = []
+    def segments(self, ex: Example, n_image_tokens: int) -> list[tuple[str, str]]:
+        """(text, role) pieces of one row; role is prompt (no loss), think, answer or end."""
+        out: list[tuple[str, str]] = []
         for k, q in enumerate(ex.questions):
             think = q.think is not None
             if k == 0:
@@ -160,14 +161,14 @@ class Encoder:
                 user = self.adapter.user_text(q.expression, multiple=q.multiple, think=think)
                 prompt = f"\n<|im_start|>user\n{user}{IM_END}\n<|im_start|>assistant\n"
             # The server appends <think> to the prompt and lets the model write the rest.
-            out.append((prompt + THINK_OPEN if think else prompt, 0.0))
+            out.append((prompt + THINK_OPEN if think else prompt, "prompt"))
             if think:
-                out.append((f"{q.think}{THINK_CLOSE}\n{ANSWER_OPEN}", -1.0))
-                out.append((q.answer, 1.0))
-                out.append((f"{ANSWER_CLOSE}{IM_END}", 1.0))
+                out.append((f"{q.think}{THINK_CLOSE}\n{ANSWER_OPEN}", "think"))
+                out.append((q.answer, "answer"))
+                out.append((f"{ANSWER_CLOSE}{IM_END}", "end"))
             else:
-                out.append((q.answer, 1.0))
-                out.append((IM_END, 1.0))
+                out.append((q.answer, "answer"))
+                out.append((IM_END, "end"))
         return out
 
     def encode(self, examples: list[Example]) -> dict[str, Any]:
@@ -188,20 +189,24 @@ class Encoder:
             labels: list[int] = []
             weights: list[float] = []
             coord: list[bool] = []
-            for text, weight in self.segments(ex, t * h * w // (merge * merge)):
+            for text, role in self.segments(ex, t * h * w // (merge * merge)):
                 piece = self.tokenizer(text, add_special_tokens=False)["input_ids"]
                 ids += piece
-                flags = self._coord_flags(piece) if weight > 0 else [False] * len(piece)
+                flags = self._coord_flags(piece) if role == "answer" else [False] * len(piece)
                 coord += flags
-                if weight == 0.0:
+                if role == "prompt":
                     labels += [IGNORE] * len(piece)
                     weights += [0.0] * len(piece)
                     continue
                 labels += piece
-                if weight < 0:  # think text
+                if role == "think":
                     weights += [self.think_weight] * len(piece)
+                elif role == "answer":
+                    # The first token decides between "[]" (no target) and a box.
+                    weights += [self.decision_weight] + [
+                        self.digit_weight if f else 1.0 for f in flags[1:]]
                 else:
-                    weights += [self.digit_weight if f else 1.0 for f in flags]
+                    weights += [1.0] * len(piece)
             rows.append((ids, labels, weights, coord))
         width = max(len(r[0]) for r in rows)
         n = len(rows)

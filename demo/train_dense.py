@@ -97,14 +97,26 @@ class DenseHeads(torch.nn.Module):
 def dense_loss(heads: DenseHeads, embeds: torch.Tensor, middle: torch.Tensor,
                input_ids: torch.Tensor, image_token_id: int, targets: CellTargets,
                cell: int) -> torch.Tensor:
-    """Class CE + offset MSE (in cells) on the embeddings, box MSE on the middle layer."""
+    """``cell_loss`` on the image embeddings plus box MSE on the middle layer's image tokens."""
     mask = (input_ids == image_token_id).to(embeds.device)
     early, late = embeds[mask], middle[mask]
-    if early.shape[0] != targets.color.shape[0]:
-        raise ValueError(f"{early.shape[0]} image tokens but {targets.color.shape[0]} cells")
+    loss = cell_loss(heads, early, targets, cell)
+    covered = targets.covered.to(embeds.device)
+    if not bool(covered.any()):
+        return loss
+    box = targets.box.to(embeds.device)[covered]
+    # Box targets are ~10x smaller than offsets in cells; the weight keeps both comparable.
+    return loss + 10.0 * torch.nn.functional.mse_loss(heads.box(late[covered]), box / BOX_SCALE)
+
+
+def cell_loss(heads: DenseHeads, embeds: torch.Tensor, targets: CellTargets,
+              cell: int) -> torch.Tensor:
+    """Color + shape CE over labelled cells and edge-offset MSE (in cells) over covered ones."""
+    if embeds.shape[0] != targets.color.shape[0]:
+        raise ValueError(f"{embeds.shape[0]} image tokens but {targets.color.shape[0]} cells")
     t = CellTargets(*(getattr(targets, f).to(embeds.device) for f in
                       ("color", "shape", "box", "center", "covered")))
-    logits = heads.classes(early)
+    logits = heads.classes(embeds)
     n_color = 1 + len(COLORS)
     ce = functional_ce(logits[:, :n_color], t.color) + functional_ce(logits[:, n_color:], t.shape)
     if not bool(t.covered.any()):
@@ -112,10 +124,20 @@ def dense_loss(heads: DenseHeads, embeds: torch.Tensor, middle: torch.Tensor,
     box = t.box[t.covered]
     cx, cy = t.center[t.covered].unbind(1)
     offsets = torch.stack([cx - box[:, 0], cy - box[:, 1], box[:, 2] - cx, box[:, 3] - cy], 1)
-    offset_mse = torch.nn.functional.mse_loss(heads.offsets(early[t.covered]), offsets / cell)
-    box_mse = torch.nn.functional.mse_loss(heads.box(late[t.covered]), box / BOX_SCALE)
-    # Box targets are ~10x smaller than offsets in cells; weight keeps both terms comparable.
-    return ce + offset_mse + 10.0 * box_mse
+    return ce + torch.nn.functional.mse_loss(heads.offsets(embeds[t.covered]), offsets / cell)
+
+
+def cell_accuracy(heads: DenseHeads, embeds: torch.Tensor,
+                  targets: CellTargets) -> tuple[float, float]:
+    """(color, shape) accuracy of the class head on covered cells."""
+    covered = targets.covered.to(embeds.device)
+    if not bool(covered.any()):
+        return 0.0, 0.0
+    logits = heads.classes(embeds[covered])
+    n_color = 1 + len(COLORS)
+    color = logits[:, :n_color].argmax(1) == targets.color.to(embeds.device)[covered]
+    shape = logits[:, n_color:].argmax(1) == targets.shape.to(embeds.device)[covered]
+    return float(color.float().mean()), float(shape.float().mean())
 
 
 def functional_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -123,6 +123,38 @@ def test_resume_adds_the_dense_heads_to_a_state_saved_without_them(tmp_path: Pat
     assert len(saved["optimizer"]["param_groups"]) == 2 and "dense" in saved
 
 
+def test_the_first_answer_token_carries_the_decision_weight(tiny_checkpoint: Path) -> None:
+    enc = Encoder(tiny_checkpoint, digit_weight=4.0, decision_weight=3.0)
+    spec = DataSpec(questions_per_image=3, min_objects=3, p_think=0.0, no_target_rate=0.5)
+    examples = [make_example(i, spec, enc) for i in range(4)]
+    batch = enc.encode(examples)
+    heavy = batch["weights"] == 3.0
+    assert int(heavy.sum()) == sum(len(ex.questions) for ex in examples)
+    first = {enc.tokenizer.decode(int(tok)) for tok in batch["input_ids"][heavy]}
+    # "[" starts "[]" (no target), '[{"' starts a box: the token that decides between them.
+    assert first == {"[", '[{"'}
+
+
+def test_vision_phase_trains_only_the_tower_and_updates_the_resume_point(tmp_path: Path) -> None:
+    from boxguard.demo.train import main
+    from boxguard.demo.train_vision import main as vision_main
+
+    out = tmp_path / "run"
+    main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--no-gen-eval", *TINY])
+    before = torch.load(out / "train_state.pt", weights_only=False)
+    row = vision_main(["--out", str(out), "--max-steps", "2", "--threads", "1",
+                       "--batch-size", "2"])
+    assert row["vision_step"] == 2 and row["images"] == 4 and math.isfinite(row["loss"])
+    after = torch.load(out / "train_state.pt", weights_only=False)
+    changed = {k for k, v in after["model"].items() if not torch.equal(v, before["model"][k])}
+    assert changed and all(".visual." in k or k.startswith("visual.") for k in changed)
+    assert after["state"]["step"] == 1 and after["state"]["vision_phase"]["steps"] == 2
+    assert after["optimizer"]["state"].keys() == before["optimizer"]["state"].keys()
+    # The main loop resumes from it and keeps training the whole model.
+    assert main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--resume",
+                 "--dense-weight", "1"])["step"] == 2
+
+
 def test_box_index_points_at_each_token_that_predicts_a_box_digit(encoder: Encoder) -> None:
     spec = DataSpec(questions_per_image=3, p_think=0.5, min_objects=3)
     examples = [make_example(i, spec, encoder) for i in range(4)]
