@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import TinyConfig, build_tiny_checkpoint
+from .train_attention import attention_loss
 from .train_aux import AuxHeads, box_loss, position_loss
 from .train_data import (
     DataSpec,
@@ -121,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weight of the dense per-cell class/edge/box losses (0: off)")
     ap.add_argument("--dense-layer", type=int, default=2,
                     help="text-model hidden state whose image tokens regress their object's box")
+    ap.add_argument("--attention-weight", type=float, default=0.0,
+                    help="weight of the loss that makes one head attend to the target (0: off)")
+    ap.add_argument("--attention-layer", type=int, default=2,
+                    help="text layer whose head --attention-head is supervised")
+    ap.add_argument("--attention-head", type=int, default=0)
     ap.add_argument("--curriculum-samples", type=int, default=0,
                     help="samples over which max objects grows 1 -> 6 (0: always 1-6)")
     # eval / outputs
@@ -213,6 +219,8 @@ class Trainer:
         self.model = AutoModelForImageTextToText.from_pretrained(
             self.base, dtype=torch.float32).to(self.device)
         self.model.train()
+        if args.attention_weight > 0:
+            self.model.set_attn_implementation("eager")  # sdpa returns no attention weights
         self.accepts_mm = "mm_token_type_ids" in inspect.signature(self.model.forward).parameters
         self.encoder = Encoder(self.base, digit_weight=args.digit_weight,
                                think_weight=args.think_weight,
@@ -249,6 +257,7 @@ class Trainer:
         self.val_tf = [make_example(i, val_spec, self.encoder) for i in range(48)]
         self.const_acc = constant_box_acc(self.probe)
         self.last_aux = (torch.zeros(()), torch.zeros(()), torch.zeros(()))
+        self.last_attention = torch.zeros(())
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     def max_objects(self) -> int:
@@ -275,8 +284,9 @@ class Trainer:
             group["lr"] = lr_at(self.args, st["step"], st["samples"])
         args = self.args
         use_aux = args.position_weight > 0 or args.box_weight > 0 or args.dense_weight > 0
+        use_attention = args.attention_weight > 0
         out = self.model(**model_inputs(batch, self.device, self.accepts_mm),
-                         output_hidden_states=use_aux)
+                         output_hidden_states=use_aux, output_attentions=use_attention)
         loss, _ = weighted_loss(out.logits, batch["labels"].to(self.device), batch["weights"])
         if use_aux:
             pos_loss = position_loss(
@@ -295,6 +305,13 @@ class Trainer:
                 loss = loss + args.dense_weight * d_loss
             # Read only when printed: no per-step device sync.
             self.last_aux = (pos_loss.detach(), b_loss.detach(), d_loss.detach())
+        if use_attention:
+            a_loss = attention_loss(out.attentions[args.attention_layer], args.attention_head,
+                                    batch["input_ids"], self.encoder.image_token_id,
+                                    batch["box_index"], batch["box_target"], batch["cells"],
+                                    batch["cell_px"])
+            loss = loss + args.attention_weight * a_loss
+            self.last_attention = a_loss.detach()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -357,7 +374,9 @@ class Trainer:
                 f"{a.think_weight}), curriculum {a.curriculum_samples} samples, text rope theta "
                 f"{a.rope_theta} sections {a.mrope_section or 'default'}, position loss "
                 f"{a.position_weight} at layer {a.position_layer}, box loss {a.box_weight} at "
-                f"layer {a.box_layer}, dense loss {a.dense_weight} (box at layer {a.dense_layer})")
+                f"layer {a.box_layer}, dense loss {a.dense_weight} (box at layer {a.dense_layer}),"
+                f" attention loss {a.attention_weight} (layer {a.attention_layer} head "
+                f"{a.attention_head})")
 
     def save_state(self) -> None:
         """Atomically write OUT/train_state.pt (the resume point)."""
@@ -417,6 +436,7 @@ class Trainer:
                   f"{sum(losses[-20:]) / len(losses[-20:]):.4f} "
                   f"position {float(self.last_aux[0]):.4f} box {float(self.last_aux[1]):.4f} "
                   f"dense {float(self.last_aux[2]):.4f} "
+                  f"attention {float(self.last_attention):.4f} "
                   f"max_obj {self.max_objects()} {time.time() - t0:.2f}s/step", flush=True)
 
 

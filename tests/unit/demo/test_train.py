@@ -77,8 +77,8 @@ def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> Non
     row = main(["--out", str(out), "--max-steps", "3", "--minutes", "2", "--no-gen-eval",
                 "--ship-dir", str(tmp_path / "ship"), "--curve-md", str(tmp_path / "c.md"),
                 "--position-weight", "1", "--box-weight", "1", "--rope-theta", "100",
-                "--mrope-section", "2,3,3", "--dense-weight", "1",
-                *TINY])
+                "--mrope-section", "2,3,3", "--dense-weight", "1", "--attention-weight", "1",
+                "--attention-layer", "1", *TINY])
     assert row["step"] == 3 and row["samples"] == 6
     assert torch.isfinite(torch.tensor(row["train_loss"]))
     assert (out / "train_state.pt").is_file()

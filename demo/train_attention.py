@@ -1,0 +1,52 @@
+"""Training-only attention supervision: while a box is written, one head looks at its object.
+
+With every image cell taught its color, shape and box (``train_dense``), a run still put only a
+quarter of its "the {color} {shape}" answers on the named object: the text model had not learned
+to find the cell the expression names. This loss tells it directly. At every position that
+predicts a digit of a box, one attention head of one text layer should put its weight on the
+image tokens of that box's cells; the loss is ``-log`` of that attention mass. The head is the
+model's own (nothing is added or discarded), so what it learns is what the server runs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .train_dense import MIN_OVERLAP, CellTargets
+
+
+def target_cells(centers: torch.Tensor, box: torch.Tensor, cell: int) -> torch.Tensor:
+    """Cells (by centre) that ``box`` covers under the dense-target rule; else the best ones."""
+    half = cell / 2
+    w = (torch.minimum(centers[:, 0] + half, box[2]) - torch.maximum(centers[:, 0] - half, box[0]))
+    h = (torch.minimum(centers[:, 1] + half, box[3]) - torch.maximum(centers[:, 1] - half, box[1]))
+    area = w.clamp(min=0) * h.clamp(min=0)
+    box_area = float((box[2] - box[0]) * (box[3] - box[1]))
+    chosen = area >= MIN_OVERLAP * min(cell * cell, box_area)
+    if not bool(chosen.any()):
+        chosen = area == area.max()
+    return chosen
+
+
+def attention_loss(attn: torch.Tensor, head: int, input_ids: torch.Tensor, image_token_id: int,
+                   box_index: torch.Tensor, box_target: torch.Tensor, cells: CellTargets,
+                   cell: int) -> torch.Tensor:
+    """Mean ``-log`` attention mass of ``head`` on the target's cells, over box-digit queries.
+
+    ``attn`` is one layer's weights (batch, heads, query, key); ``box_index`` rows are
+    (batch row, query position) and ``box_target`` the frame box each of them writes.
+    """
+    if box_index.shape[0] == 0:
+        return attn.sum() * 0.0
+    mask = (input_ids == image_token_id).cpu()
+    counts = mask.sum(1)
+    starts = torch.cumsum(counts, 0) - counts
+    target = torch.zeros((box_index.shape[0], attn.shape[-1]), dtype=torch.bool)
+    for j, ((row, _), box) in enumerate(zip(box_index.tolist(), box_target, strict=True)):
+        keys = mask[row].nonzero().squeeze(1)
+        centers = cells.center[int(starts[row]) : int(starts[row] + counts[row])]
+        target[j, keys[target_cells(centers, box, cell)]] = True
+    index = box_index.to(attn.device)
+    probs = attn[index[:, 0], head, index[:, 1]]  # (queries, keys)
+    mass = (probs * target.to(attn.device)).sum(1)
+    return -torch.log(mass + 1e-6).mean()
