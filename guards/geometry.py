@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .context import Box, Context, result
 from .lexicon import relation
 from .nouns import analyze
@@ -48,10 +50,14 @@ def map_boxes(raws: list[RawBox], frame: str, image_size: tuple[float, float],
 
 
 def clamp(bbox: BBox, image_size: tuple[float, float]) -> BBox:
-    """Clip a box to the image."""
+    """Clip a box to the image; a NaN coordinate (JSON allows ``NaN``) becomes 0."""
     w, h = image_size
-    return (min(max(bbox[0], 0.0), w), min(max(bbox[1], 0.0), h),
-            min(max(bbox[2], 0.0), w), min(max(bbox[3], 0.0), h))
+    return (_clip(bbox[0], w), _clip(bbox[1], h), _clip(bbox[2], w), _clip(bbox[3], h))
+
+
+def _clip(value: float, high: float) -> float:
+    """``value`` limited to [0, high]; NaN (which min/max pass through) to 0."""
+    return 0.0 if math.isnan(value) else min(max(value, 0.0), high)
 
 
 def area(b: BBox) -> float:

@@ -50,6 +50,14 @@ def test_clamp_small_overshoot_and_reject_mostly_outside() -> None:
     assert v.candidates[0].bbox == (90, 90, 100, 100)
 
 
+def test_nan_coordinates_never_reach_the_response() -> None:
+    # Found by the guards fuzz test: min/max pass NaN through, so clamping alone kept it.
+    v = verify('[{"bbox_2d": [0, NaN, 0, NaN]}]', "the dog", (1, 1))
+    assert not v.accepted and v.candidates[0].bbox == (0.0, 0.0, 0.0, 0.0)
+    v = verify('[{"bbox_2d": [NaN, 10, 50, 50]}]', "the dog", (100, 100))
+    assert v.reasons == ["geometry"] and v.candidates[0].bbox == (0.0, 10.0, 0.0, 50.0)
+
+
 def test_degenerate_and_normalized_in_pixels() -> None:
     assert verify("[10, 10, 11, 40]", "the dog", (100, 100)).reasons == ["geometry"]
     v = verify("[0.1, 0.1, 0.5, 0.5]", "the dog", (100, 100), frame="pixels")
