@@ -35,6 +35,7 @@ from .train_data import (
     curriculum_max_objects,
     make_example,
     model_inputs,
+    save_atomically,
     shuffle_rng,
     weighted_loss,
 )
@@ -380,12 +381,9 @@ class Trainer:
 
     def save_state(self) -> None:
         """Atomically write OUT/train_state.pt (the resume point)."""
-        path = self.out / "train_state.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                    "aux": self.aux.state_dict(), "dense": self.dense.state_dict(),
-                    "state": self.state}, tmp)
-        tmp.replace(path)
+        save_atomically({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                         "aux": self.aux.state_dict(), "dense": self.dense.state_dict(),
+                         "state": self.state}, self.out / "train_state.pt")
 
     def run(self) -> dict:
         """Train for ``--minutes`` (or ``--max-steps``), evaluating every ``--eval-every-min``."""

@@ -12,20 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from .train_dense import MIN_OVERLAP, CellTargets
+from .train_dense import CellTargets, cell_coverage
 
 
 def target_cells(centers: torch.Tensor, box: torch.Tensor, cell: int) -> torch.Tensor:
     """Cells (by centre) that ``box`` covers under the dense-target rule; else the best ones."""
-    half = cell / 2
-    w = (torch.minimum(centers[:, 0] + half, box[2]) - torch.maximum(centers[:, 0] - half, box[0]))
-    h = (torch.minimum(centers[:, 1] + half, box[3]) - torch.maximum(centers[:, 1] - half, box[1]))
-    area = w.clamp(min=0) * h.clamp(min=0)
-    box_area = float((box[2] - box[0]) * (box[3] - box[1]))
-    chosen = area >= MIN_OVERLAP * min(cell * cell, box_area)
-    if not bool(chosen.any()):
-        chosen = area == area.max()
-    return chosen
+    area, chosen = cell_coverage(centers, box, cell)
+    return chosen if bool(chosen.any()) else area == area.max()
 
 
 def attention_loss(attn: torch.Tensor, head: int, input_ids: torch.Tensor, image_token_id: int,

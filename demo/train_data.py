@@ -149,6 +149,26 @@ class Encoder:
         frame = self.adapter.model_frame(*image.size)
         return resize_to_frame(image, (frame.width, frame.height))
 
+    @property
+    def cell_px(self) -> int:
+        """Side in frame pixels of the cell one image token covers (patch x merge)."""
+        return self.image_processor.patch_size * self.image_processor.merge_size
+
+    def image_inputs(self, examples: list[Example]) -> tuple[dict[str, Any], CellTargets]:
+        """Pixel inputs of the examples' images resized to the model frame, and the dense
+        targets of their cells in image-token order."""
+        images = [self.frame_image(ex.image) for ex in examples]
+        pix = dict(self.image_processor(images=images, return_tensors="pt"))
+        merge = self.image_processor.merge_size
+        patch = self.image_processor.patch_size
+        cells = []
+        for ex, img, (_, h, w) in zip(examples, images, pix["image_grid_thw"].tolist(),
+                                      strict=True):
+            if (w * patch, h * patch) != img.size:
+                raise ValueError(f"processor resized {img.size} to {(w * patch, h * patch)}")
+            cells.append(cell_targets(ex.objects, w // merge, h // merge, self.cell_px))
+        return pix, CellTargets.concat(cells)
+
     def segments(self, ex: Example, n_image_tokens: int) -> list[tuple[str, str]]:
         """(text, role) pieces of one row; role is prompt (no loss), think, answer or end."""
         out: list[tuple[str, str]] = []
@@ -174,17 +194,10 @@ class Encoder:
     def encode(self, examples: list[Example]) -> dict[str, Any]:
         """Left-padded batch: input_ids, attention_mask, mm_token_type_ids, pixel inputs,
         labels (-100 on prompt tokens) and per-token loss weights."""
-        images = [self.frame_image(ex.image) for ex in examples]
-        pix = dict(self.image_processor(images=images, return_tensors="pt"))
+        pix, cells = self.image_inputs(examples)
         merge = self.image_processor.merge_size
-        patch = self.image_processor.patch_size
         rows: list[tuple[list[int], list[int], list[float], list[bool]]] = []
-        cells: list[CellTargets] = []
-        for ex, img, (t, h, w) in zip(examples, images, pix["image_grid_thw"].tolist(),
-                                      strict=True):
-            if (w * patch, h * patch) != img.size:
-                raise ValueError(f"processor resized {img.size} to {(w * patch, h * patch)}")
-            cells.append(cell_targets(ex.objects, w // merge, h // merge, patch * merge))
+        for ex, (t, h, w) in zip(examples, pix["image_grid_thw"].tolist(), strict=True):
             ids: list[int] = []
             labels: list[int] = []
             weights: list[float] = []
@@ -247,8 +260,8 @@ class Encoder:
             # (row, position) whose next token is a digit of a box, and that box (frame px).
             "box_index": torch.tensor(box_index, dtype=torch.long).view(-1, 2),
             "box_target": torch.tensor(box_target, dtype=torch.float32).view(-1, 4),
-            "cells": CellTargets.concat(cells),  # dense targets of every image token, in order
-            "cell_px": patch * merge,
+            "cells": cells,  # dense targets of every image token, in order
+            "cell_px": self.cell_px,
         }
 
     def _coord_flags(self, piece: list[int]) -> list[bool]:
@@ -315,6 +328,13 @@ def curriculum_max_objects(samples_seen: int, ramp_samples: int, final: int = 6)
     if ramp_samples <= 0:
         return final
     return min(final, 1 + samples_seen * (final - 1) // ramp_samples)
+
+
+def save_atomically(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a state."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
 
 
 def shuffle_rng(seed: int, step: int) -> random.Random:

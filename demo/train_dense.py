@@ -13,7 +13,7 @@ token whose cell an object covers is also taught (training only; heads discarded
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -47,41 +47,50 @@ class CellTargets:
     @staticmethod
     def concat(parts: list[CellTargets]) -> CellTargets:
         """Targets of a batch from its images' targets, in batch order."""
-        return CellTargets(*(torch.cat([getattr(p, f) for p in parts]) for f in
-                             ("color", "shape", "box", "center", "covered")))
+        return CellTargets(*(torch.cat([getattr(p, f.name) for p in parts])
+                             for f in fields(CellTargets)))
+
+    def to(self, device: torch.device) -> CellTargets:
+        """The same targets on ``device``."""
+        return CellTargets(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
-def overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Intersection area of two (x1, y1, x2, y2) boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return max(w, 0.0) * max(h, 0.0)
+def cell_centers(grid_w: int, grid_h: int, cell: int) -> torch.Tensor:
+    """(x, y) centres in frame pixels of a grid's cells, row-major (the image-token order)."""
+    rows, cols = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
+    return (torch.stack([cols.flatten(), rows.flatten()], 1).float() + 0.5) * cell
+
+
+def cell_coverage(centers: torch.Tensor, box: torch.Tensor,
+                  cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(overlap area of ``box`` with each cell, whether that overlap makes the cell the box's)."""
+    half = cell / 2
+    w = torch.minimum(centers[:, 0] + half, box[2]) - torch.maximum(centers[:, 0] - half, box[0])
+    h = torch.minimum(centers[:, 1] + half, box[3]) - torch.maximum(centers[:, 1] - half, box[1])
+    area = w.clamp(min=0) * h.clamp(min=0)
+    box_area = float((box[2] - box[0]) * (box[3] - box[1]))
+    return area, area >= MIN_OVERLAP * min(cell * cell, box_area)
 
 
 def cell_targets(objects: list[FrameObject] | None, grid_w: int, grid_h: int,
                  cell: int) -> CellTargets:
-    """Targets of one image's ``grid_h x grid_w`` cells of ``cell`` px (None: all unknown)."""
-    n = grid_w * grid_h
+    """Targets of one image's ``grid_h x grid_w`` cells of ``cell`` px (None: all unknown).
+
+    A cell takes the object that covers most of it among those it counts for.
+    """
+    center = cell_centers(grid_w, grid_h, cell)
+    n = center.shape[0]
     color = torch.full((n,), IGNORE if objects is None else 0, dtype=torch.long)
     shape = color.clone()
     box = torch.zeros((n, 4))
-    center = torch.zeros((n, 2))
-    covered = torch.zeros((n,), dtype=torch.bool)
-    for k in range(n):
-        row, col = divmod(k, grid_w)
-        rect = (col * cell, row * cell, (col + 1) * cell, (row + 1) * cell)
-        center[k] = torch.tensor([(col + 0.5) * cell, (row + 0.5) * cell])
-        best, best_area = None, 0.0
-        for obj in objects or []:
-            area = overlap(rect, obj.box)
-            obj_area = (obj.box[2] - obj.box[0]) * (obj.box[3] - obj.box[1])
-            if area > best_area and area >= MIN_OVERLAP * min(cell * cell, obj_area):
-                best, best_area = obj, area
-        if best is not None:
-            color[k], shape[k] = best.color + 1, best.shape + 1
-            box[k] = torch.tensor(best.box)
-            covered[k] = True
-    return CellTargets(color, shape, box, center, covered)
+    best = torch.zeros(n)
+    for obj in objects or []:
+        obj_box = torch.tensor(obj.box)
+        area, counts = cell_coverage(center, obj_box, cell)
+        take = counts & (area > best)
+        color[take], shape[take], box[take], best[take] = (
+            obj.color + 1, obj.shape + 1, obj_box, area[take])
+    return CellTargets(color, shape, box, center, best > 0)
 
 
 class DenseHeads(torch.nn.Module):
@@ -101,12 +110,12 @@ def dense_loss(heads: DenseHeads, embeds: torch.Tensor, middle: torch.Tensor,
     mask = (input_ids == image_token_id).to(embeds.device)
     early, late = embeds[mask], middle[mask]
     loss = cell_loss(heads, early, targets, cell)
-    covered = targets.covered.to(embeds.device)
-    if not bool(covered.any()):
+    if not bool(targets.covered.any()):
         return loss
-    box = targets.box.to(embeds.device)[covered]
+    t = targets.to(embeds.device)
     # Box targets are ~10x smaller than offsets in cells; the weight keeps both comparable.
-    return loss + 10.0 * torch.nn.functional.mse_loss(heads.box(late[covered]), box / BOX_SCALE)
+    return loss + 10.0 * torch.nn.functional.mse_loss(heads.box(late[t.covered]),
+                                                      t.box[t.covered] / BOX_SCALE)
 
 
 def cell_loss(heads: DenseHeads, embeds: torch.Tensor, targets: CellTargets,
@@ -114,12 +123,12 @@ def cell_loss(heads: DenseHeads, embeds: torch.Tensor, targets: CellTargets,
     """Color + shape CE over labelled cells and edge-offset MSE (in cells) over covered ones."""
     if embeds.shape[0] != targets.color.shape[0]:
         raise ValueError(f"{embeds.shape[0]} image tokens but {targets.color.shape[0]} cells")
-    t = CellTargets(*(getattr(targets, f).to(embeds.device) for f in
-                      ("color", "shape", "box", "center", "covered")))
+    any_covered = bool(targets.covered.any())  # targets are built on the CPU: no device sync
+    t = targets.to(embeds.device)
     logits = heads.classes(embeds)
     n_color = 1 + len(COLORS)
     ce = functional_ce(logits[:, :n_color], t.color) + functional_ce(logits[:, n_color:], t.shape)
-    if not bool(t.covered.any()):
+    if not any_covered:
         return ce
     box = t.box[t.covered]
     cx, cy = t.center[t.covered].unbind(1)
@@ -130,13 +139,13 @@ def cell_loss(heads: DenseHeads, embeds: torch.Tensor, targets: CellTargets,
 def cell_accuracy(heads: DenseHeads, embeds: torch.Tensor,
                   targets: CellTargets) -> tuple[float, float]:
     """(color, shape) accuracy of the class head on covered cells."""
-    covered = targets.covered.to(embeds.device)
-    if not bool(covered.any()):
+    if not bool(targets.covered.any()):
         return 0.0, 0.0
-    logits = heads.classes(embeds[covered])
+    t = targets.to(embeds.device)
+    logits = heads.classes(embeds[t.covered])
     n_color = 1 + len(COLORS)
-    color = logits[:, :n_color].argmax(1) == targets.color.to(embeds.device)[covered]
-    shape = logits[:, n_color:].argmax(1) == targets.shape.to(embeds.device)[covered]
+    color = logits[:, :n_color].argmax(1) == t.color[t.covered]
+    shape = logits[:, n_color:].argmax(1) == t.shape[t.covered]
     return float(color.float().mean()), float(shape.float().mean())
 
 

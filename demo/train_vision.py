@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .train_data import DataSpec, Encoder, make_example
-from .train_dense import CellTargets, DenseHeads, cell_accuracy, cell_loss, cell_targets
+from .train_data import DataSpec, Encoder, make_example, save_atomically
+from .train_dense import DenseHeads, cell_accuracy, cell_loss
 
 # Scenes of this phase come from a stretch of the train stream the main loop does not reach.
 FIRST_IMAGE = 10_000_000
@@ -74,16 +74,10 @@ class VisionPhase:
         first = FIRST_IMAGE + self.phase["images"]
         examples = [make_example(first + i, self.spec, self.encoder)
                     for i in range(self.args.batch_size)]
-        images = [self.encoder.frame_image(ex.image) for ex in examples]
-        pix = self.encoder.image_processor(images=images, return_tensors="pt")
-        merge = self.encoder.image_processor.merge_size
-        cell = self.encoder.image_processor.patch_size * merge
-        targets = CellTargets.concat([
-            cell_targets(ex.objects, w // merge, h // merge, cell)
-            for ex, (_, h, w) in zip(examples, pix["image_grid_thw"].tolist(), strict=True)])
+        pix, targets = self.encoder.image_inputs(examples)
         grid = pix["image_grid_thw"].to(self.device)
         embeds = self.visual(pix["pixel_values"].to(self.device), grid_thw=grid).pooler_output
-        loss = cell_loss(self.dense, embeds, targets, cell)
+        loss = cell_loss(self.dense, embeds, targets, self.encoder.cell_px)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.visual.parameters(), 1.0)
@@ -98,10 +92,7 @@ class VisionPhase:
         """Write the trained tower and heads back into the run's resume point (atomically)."""
         self.saved["model"] = self.model.state_dict()
         self.saved["dense"] = self.dense.state_dict()
-        path = self.out / "train_state.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.saved, tmp)
-        tmp.replace(path)
+        save_atomically(self.saved, self.out / "train_state.pt")
 
     def run(self) -> dict:
         """Train for ``--minutes`` (or ``--max-steps``); returns the last averaged figures."""
