@@ -28,7 +28,7 @@ import torch
 
 from .checkpoint import TinyConfig, build_tiny_checkpoint
 from .train_attention import attention_loss
-from .train_aux import AuxHeads, box_loss, position_loss
+from .train_aux import REGRESSION_LOSSES, AuxHeads, box_loss, position_loss
 from .train_data import (
     DataSpec,
     Encoder,
@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weight of the dense per-cell class/edge/box losses (0: off)")
     ap.add_argument("--dense-layer", type=int, default=2,
                     help="text-model hidden state whose image tokens regress their object's box")
+    ap.add_argument("--regression-loss", choices=sorted(REGRESSION_LOSSES), default="mse",
+                    help="error of the position, box and dense regressions")
     ap.add_argument("--attention-weight", type=float, default=0.0,
                     help="weight of the loss that makes one head attend to the target (0: off)")
     ap.add_argument("--attention-layer", type=int, default=2,
@@ -290,19 +292,20 @@ class Trainer:
                          output_hidden_states=use_aux, output_attentions=use_attention)
         loss, _ = weighted_loss(out.logits, batch["labels"].to(self.device), batch["weights"])
         if use_aux:
+            regress = REGRESSION_LOSSES[args.regression_loss]
             pos_loss = position_loss(
                 self.aux.position, out.hidden_states[args.position_layer], batch["input_ids"],
                 batch["image_grid_thw"], self.encoder.image_token_id,
-                self.encoder.image_processor.merge_size)
+                self.encoder.image_processor.merge_size, regress)
             b_loss = box_loss(self.aux.box, out.hidden_states[args.box_layer],
-                              batch["box_index"], batch["box_target"])
+                              batch["box_index"], batch["box_target"], regress)
             loss = loss + args.position_weight * pos_loss + args.box_weight * b_loss
             d_loss = torch.zeros((), device=self.device)
             if args.dense_weight > 0:
                 d_loss = dense_loss(self.dense, out.hidden_states[0],
                                     out.hidden_states[args.dense_layer], batch["input_ids"],
                                     self.encoder.image_token_id, batch["cells"],
-                                    batch["cell_px"])
+                                    batch["cell_px"], regress)
                 loss = loss + args.dense_weight * d_loss
             # Read only when printed: no per-step device sync.
             self.last_aux = (pos_loss.detach(), b_loss.detach(), d_loss.detach())

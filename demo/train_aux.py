@@ -14,7 +14,16 @@ The probes are discarded at export: the shipped checkpoint is the plain Qwen2.5-
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+Regression = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# L1 keeps a useful gradient at the few-pixel errors that decide IoU >= 0.5; MSE's fades there.
+REGRESSION_LOSSES: dict[str, Regression] = {
+    "mse": torch.nn.functional.mse_loss,
+    "l1": torch.nn.functional.l1_loss,
+}
 
 # Scales keep regression targets near [0, 1] for the frames we train on (<= 224 px a side).
 GRID_SCALE = 8.0
@@ -45,20 +54,22 @@ def position_targets(input_ids: torch.Tensor, grid_thw: torch.Tensor, image_toke
 
 
 def position_loss(head: torch.nn.Linear, hidden: torch.Tensor, input_ids: torch.Tensor,
-                  grid_thw: torch.Tensor, image_token_id: int, merge_size: int) -> torch.Tensor:
-    """Mean squared error of the probe's (column, row) over every image token in the batch."""
+                  grid_thw: torch.Tensor, image_token_id: int, merge_size: int,
+                  regress: Regression = torch.nn.functional.mse_loss) -> torch.Tensor:
+    """Regression error of the probe's (column, row) over every image token in the batch."""
     mask, targets = position_targets(input_ids.cpu(), grid_thw.cpu(), image_token_id, merge_size)
     picked = hidden[mask.to(hidden.device)]
     if picked.shape[0] != targets.shape[0]:
         raise ValueError(f"{picked.shape[0]} image tokens but {targets.shape[0]} grid cells")
-    return torch.nn.functional.mse_loss(head(picked), targets.to(hidden.device))
+    return regress(head(picked), targets.to(hidden.device))
 
 
 def box_loss(head: torch.nn.Linear, hidden: torch.Tensor, box_index: torch.Tensor,
-             box_target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the box probe at each box digit's predicting token (0 if none)."""
+             box_target: torch.Tensor,
+             regress: Regression = torch.nn.functional.mse_loss) -> torch.Tensor:
+    """Regression error of the box probe at each box digit's predicting token (0 if none)."""
     if box_index.shape[0] == 0:
         return hidden.sum() * 0.0
     index = box_index.to(hidden.device)
     picked = hidden[index[:, 0], index[:, 1]]
-    return torch.nn.functional.mse_loss(head(picked), box_target.to(hidden.device) / BOX_SCALE)
+    return regress(head(picked), box_target.to(hidden.device) / BOX_SCALE)

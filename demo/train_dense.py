@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from .train_aux import BOX_SCALE
+from .train_aux import BOX_SCALE, Regression
 from .vocab import COLORS, SHAPES
 
 IGNORE = -100
@@ -105,22 +105,21 @@ class DenseHeads(torch.nn.Module):
 
 def dense_loss(heads: DenseHeads, embeds: torch.Tensor, middle: torch.Tensor,
                input_ids: torch.Tensor, image_token_id: int, targets: CellTargets,
-               cell: int) -> torch.Tensor:
-    """``cell_loss`` on the image embeddings plus box MSE on the middle layer's image tokens."""
+               cell: int, regress: Regression = torch.nn.functional.mse_loss) -> torch.Tensor:
+    """``cell_loss`` on the image embeddings plus box regression on the middle layer's tokens."""
     mask = (input_ids == image_token_id).to(embeds.device)
     early, late = embeds[mask], middle[mask]
-    loss = cell_loss(heads, early, targets, cell)
+    loss = cell_loss(heads, early, targets, cell, regress)
     if not bool(targets.covered.any()):
         return loss
     t = targets.to(embeds.device)
     # Box targets are ~10x smaller than offsets in cells; the weight keeps both comparable.
-    return loss + 10.0 * torch.nn.functional.mse_loss(heads.box(late[t.covered]),
-                                                      t.box[t.covered] / BOX_SCALE)
+    return loss + 10.0 * regress(heads.box(late[t.covered]), t.box[t.covered] / BOX_SCALE)
 
 
-def cell_loss(heads: DenseHeads, embeds: torch.Tensor, targets: CellTargets,
-              cell: int) -> torch.Tensor:
-    """Color + shape CE over labelled cells and edge-offset MSE (in cells) over covered ones."""
+def cell_loss(heads: DenseHeads, embeds: torch.Tensor, targets: CellTargets, cell: int,
+              regress: Regression = torch.nn.functional.mse_loss) -> torch.Tensor:
+    """Color + shape CE over labelled cells and edge-offset regression (in cells) over covered."""
     if embeds.shape[0] != targets.color.shape[0]:
         raise ValueError(f"{embeds.shape[0]} image tokens but {targets.color.shape[0]} cells")
     any_covered = bool(targets.covered.any())  # targets are built on the CPU: no device sync
@@ -133,7 +132,7 @@ def cell_loss(heads: DenseHeads, embeds: torch.Tensor, targets: CellTargets,
     box = t.box[t.covered]
     cx, cy = t.center[t.covered].unbind(1)
     offsets = torch.stack([cx - box[:, 0], cy - box[:, 1], box[:, 2] - cx, box[:, 3] - cy], 1)
-    return ce + torch.nn.functional.mse_loss(heads.offsets(embeds[t.covered]), offsets / cell)
+    return ce + regress(heads.offsets(embeds[t.covered]), offsets / cell)
 
 
 def cell_accuracy(heads: DenseHeads, embeds: torch.Tensor,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,8 @@ pytest.importorskip("transformers")
 from boxguard.clients import Client  # noqa: E402
 from boxguard.demo.cli import run_demo  # noqa: E402
 from boxguard.demo.dataset import demo_scene  # noqa: E402
-from boxguard.demo.scenes import render_scene  # noqa: E402
+from boxguard.demo.scenes import generate_scene, render_scene  # noqa: E402
+from boxguard.guards.geometry import iou  # noqa: E402
 from boxguard.server.model_source import BUNDLED_CHECKPOINT  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -54,6 +56,22 @@ def test_bundled_checkpoint_answers_the_demo_scene_in_frame_with_the_asked_label
             # names two objects, which this checkpoint still mixes up.
             if sample.form in ("color_shape", "size"):
                 assert top.label == sample.label, (sample.expression, top.label)
+
+
+def test_bundled_checkpoint_localizes_a_lone_shape_in_original_pixels(demo_url: str) -> None:
+    # The smoke set: 16 fixed scenes of varied sizes and aspect ratios, one large shape each.
+    # The answer must land on it (IoU >= 0.5 in original-image pixels), which a constant box
+    # (0/16 here) or any slip in the frame mapping fails; several shapes at once still defeat
+    # this checkpoint (README, Demo world), so they are the full evaluation's job.
+    hits = []
+    with Client(demo_url) as client:
+        for index in range(16):
+            scene = generate_scene(random.Random(f"smoke/{index}"), max_objects=1, p_large=1.0)
+            (target,) = scene.objects
+            result = client.ground(render_scene(scene), f"the {target.color} {target.shape}")
+            top = result.top_candidate
+            hits.append(top is not None and iou(top.bbox, target.bbox) >= 0.5)
+    assert sum(hits) >= 10, hits
 
 
 def test_demo_command_grounds_through_a_real_server(tmp_path: Path) -> None:

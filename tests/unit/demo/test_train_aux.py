@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 
 from boxguard.demo.train_aux import (  # noqa: E402
     GRID_SCALE,
+    REGRESSION_LOSSES,
     AuxHeads,
     position_loss,
     position_targets,
@@ -38,5 +39,7 @@ def test_loss_is_zero_for_a_perfect_probe_and_rejects_a_grid_mismatch() -> None:
     hidden = targets.view(1, 4, 2)
     assert position_loss(probe, hidden, ids, grid, IMG, 2).item() == pytest.approx(0.0)
     assert position_loss(probe, hidden + 0.1, ids, grid, IMG, 2).item() == pytest.approx(0.01)
+    l1 = REGRESSION_LOSSES["l1"]
+    assert position_loss(probe, hidden + 0.1, ids, grid, IMG, 2, l1).item() == pytest.approx(0.1)
     with pytest.raises(ValueError, match="grid cells"):
         position_loss(probe, hidden, ids, torch.tensor([[1, 2, 2]]), IMG, 2)
