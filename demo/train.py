@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--attention-layer", type=int, default=2,
                     help="text layer whose head --attention-head is supervised")
     ap.add_argument("--attention-head", type=int, default=0)
+    ap.add_argument("--attention-first-weight", type=float, default=1.0,
+                    help="weight of each box's first digit in the attention loss (others 1)")
     ap.add_argument("--curriculum-samples", type=int, default=0,
                     help="samples over which max objects grows 1 -> 6 (0: always 1-6)")
     # eval / outputs
@@ -313,7 +315,8 @@ class Trainer:
             a_loss = attention_loss(out.attentions[args.attention_layer], args.attention_head,
                                     batch["input_ids"], self.encoder.image_token_id,
                                     batch["box_index"], batch["box_target"], batch["cells"],
-                                    batch["cell_px"])
+                                    batch["cell_px"], batch["box_first"],
+                                    args.attention_first_weight)
             loss = loss + args.attention_weight * a_loss
             self.last_attention = a_loss.detach()
         self.opt.zero_grad(set_to_none=True)

@@ -6,6 +6,10 @@ to find the cell the expression names. This loss tells it directly. At every pos
 predicts a digit of a box, one attention head of one text layer should put its weight on the
 image tokens of that box's cells; the loss is ``-log`` of that attention mass. The head is the
 model's own (nothing is added or discarded), so what it learns is what the server runs.
+
+The first digit of a box is where the expression alone must find the target (later digits can
+match the digits already written against each cell's box), and a probe found that position's
+head on the target about half as often as the others: ``first_weight`` weights it up.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ def target_cells(centers: torch.Tensor, box: torch.Tensor, cell: int) -> torch.T
 
 def attention_loss(attn: torch.Tensor, head: int, input_ids: torch.Tensor, image_token_id: int,
                    box_index: torch.Tensor, box_target: torch.Tensor, cells: CellTargets,
-                   cell: int) -> torch.Tensor:
-    """Mean ``-log`` attention mass of ``head`` on the target's cells, over box-digit queries.
+                   cell: int, box_first: torch.Tensor | None = None,
+                   first_weight: float = 1.0) -> torch.Tensor:
+    """Weighted mean ``-log`` attention mass of ``head`` on the target's cells, over box digits.
 
     ``attn`` is one layer's weights (batch, heads, query, key); ``box_index`` rows are
-    (batch row, query position) and ``box_target`` the frame box each of them writes.
+    (batch row, query position), ``box_target`` the frame box each of them writes and
+    ``box_first`` marks each box's first digit, weighted ``first_weight`` (others 1).
     """
     if box_index.shape[0] == 0:
         return attn.sum() * 0.0
@@ -42,4 +48,8 @@ def attention_loss(attn: torch.Tensor, head: int, input_ids: torch.Tensor, image
     index = box_index.to(attn.device)
     probs = attn[index[:, 0], head, index[:, 1]]  # (queries, keys)
     mass = (probs * target.to(attn.device)).sum(1)
-    return -torch.log(mass + 1e-6).mean()
+    weights = torch.ones(box_index.shape[0])
+    if box_first is not None:
+        weights[box_first] = first_weight
+    weights = weights.to(attn.device)
+    return -(torch.log(mass + 1e-6) * weights).sum() / weights.sum()

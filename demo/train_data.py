@@ -230,6 +230,7 @@ class Encoder:
         coord_t = torch.zeros((n, width), dtype=torch.bool)
         box_index: list[tuple[int, int]] = []
         box_target: list[list[int]] = []
+        box_first: list[bool] = []
         for i, ((ids, labels, weights, coord), ex) in enumerate(zip(rows, examples, strict=True)):
             s = width - len(ids)
             input_ids[i, s:] = torch.tensor(ids)
@@ -244,9 +245,11 @@ class Encoder:
             if len(runs) != 4 * len(boxes):
                 raise ValueError(f"{len(runs)} coordinate runs for {len(boxes)} boxes")
             for k, box in enumerate(boxes):
-                for pos in (p for run in runs[4 * k : 4 * k + 4] for p in run):
+                positions = [p for run in runs[4 * k : 4 * k + 4] for p in run]
+                for pos in positions:
                     box_index.append((i, s + pos - 1))
                     box_target.append(box)
+                    box_first.append(pos == positions[0])
         return {
             "input_ids": input_ids,
             "attention_mask": attention,
@@ -260,6 +263,8 @@ class Encoder:
             # (row, position) whose next token is a digit of a box, and that box (frame px).
             "box_index": torch.tensor(box_index, dtype=torch.long).view(-1, 2),
             "box_target": torch.tensor(box_target, dtype=torch.float32).view(-1, 4),
+            # The first digit of each box: the position that must find the target from words.
+            "box_first": torch.tensor(box_first, dtype=torch.bool),
             "cells": cells,  # dense targets of every image token, in order
             "cell_px": self.cell_px,
         }

@@ -172,6 +172,11 @@ def test_box_index_points_at_each_token_that_predicts_a_box_digit(encoder: Encod
     after = encoder.tokenizer.decode(ids[row][pos : pos + 24])
     assert after.lstrip().startswith(f"[{targets[0][0]}, {targets[0][1]}, {targets[0][2]}, ")
     assert len(targets) == int(batch["coord"].sum())
+    # box_first marks exactly that position of every box.
+    first = batch["box_first"].tolist()
+    assert len(first) == len(targets) and sum(first) == len(boxes) and first[0]
+    for (row, pos), is_first in zip(batch["box_index"].tolist(), first, strict=True):
+        assert is_first == encoder.tokenizer.decode(ids[row][pos]).endswith("[")
 
 
 def test_resume_keeps_saved_args_unless_given_even_when_given_value_is_the_default(

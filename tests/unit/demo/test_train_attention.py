@@ -42,3 +42,20 @@ def test_loss_is_minus_log_of_the_heads_mass_on_the_target_cells() -> None:
     # Head 0 puts nothing there: the loss is large, and nothing to supervise gives 0.
     assert attention_loss(attn, 0, ids, IMG, index, boxes, both, 28).item() > 13
     assert attention_loss(attn, 1, ids, IMG, index[:0], boxes[:0], both, 28).item() == 0.0
+
+
+def test_first_digit_weight_tilts_the_mean_toward_each_boxs_first_query() -> None:
+    ids = torch.tensor([[1, IMG, IMG, IMG, IMG, 2, 3]])
+    obj = FrameObject((30.0, 30.0, 54.0, 54.0), color=0, shape=0)
+    cells = cell_targets([obj], 2, 2, 28)
+    attn = torch.zeros((1, 1, 7, 7))
+    attn[0, 0, 5, 4] = 0.25  # the first digit's query finds a quarter of the target
+    attn[0, 0, 6, 4] = 1.0  # the next digit's query finds all of it
+    index = torch.tensor([[0, 5], [0, 6]])
+    boxes = torch.tensor([[30.0, 30.0, 54.0, 54.0]] * 2)
+    first = torch.tensor([True, False])
+    miss, hit = -math.log(0.25 + 1e-6), -math.log(1 + 1e-6)
+    plain = attention_loss(attn, 0, ids, IMG, index, boxes, cells, 28, first, 1.0)
+    tilted = attention_loss(attn, 0, ids, IMG, index, boxes, cells, 28, first, 3.0)
+    assert plain.item() == pytest.approx((miss + hit) / 2)
+    assert tilted.item() == pytest.approx((3 * miss + hit) / 4)
