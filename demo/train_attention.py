@@ -41,10 +41,15 @@ def attention_loss(attn: torch.Tensor, head: int, input_ids: torch.Tensor, image
     counts = mask.sum(1)
     starts = torch.cumsum(counts, 0) - counts
     target = torch.zeros((box_index.shape[0], attn.shape[-1]), dtype=torch.bool)
+    # Every digit of a box shares its target keys: find them once per (row, box).
+    keys_of: dict[tuple[int, tuple[float, ...]], torch.Tensor] = {}
     for j, ((row, _), box) in enumerate(zip(box_index.tolist(), box_target, strict=True)):
-        keys = mask[row].nonzero().squeeze(1)
-        centers = cells.center[int(starts[row]) : int(starts[row] + counts[row])]
-        target[j, keys[target_cells(centers, box, cell)]] = True
+        key = (row, tuple(box.tolist()))
+        if key not in keys_of:
+            keys = mask[row].nonzero().squeeze(1)
+            centers = cells.center[int(starts[row]) : int(starts[row] + counts[row])]
+            keys_of[key] = keys[target_cells(centers, box, cell)]
+        target[j, keys_of[key]] = True
     index = box_index.to(attn.device)
     probs = attn[index[:, 0], head, index[:, 1]]  # (queries, keys)
     mass = (probs * target.to(attn.device)).sum(1)
