@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .nouns import PhraseInfo, analyze
 from .parse import Parsed, RawBox
 from .policy import Policy
-from .types import BBox, CheckResult, TokenLogprob, Verifier
+from .types import BBox, CheckResult, TokenLogprob
 
 
 @dataclass(slots=True)
@@ -22,7 +22,7 @@ class Box:
 
 @dataclass(slots=True)
 class Context:
-    """Everything one verify() call knows; checks read it and may refine boxes/kept."""
+    """Everything one verification knows; checks read it and may refine boxes/kept."""
 
     output: str
     expression: str
@@ -31,7 +31,6 @@ class Context:
     model_size: tuple[float, float]
     multiple: bool
     token_logprobs: Sequence[TokenLogprob] | None
-    verifier: Verifier | None
     policy: Policy
     parsed: Parsed
     boxes: list[Box] = field(default_factory=list)

@@ -90,10 +90,10 @@ class Verdict(BaseModel):
 
 @runtime_checkable
 class Verifier(Protocol):
-    """Callbacks into the model for the visual re-check and self-consistency.
+    """Synchronous callbacks into a model for verify()'s visual re-check and self-consistency.
 
-    The server implements this with its backend; guards never import the server. Both methods
-    are synchronous: the server runs verify() in a worker thread and bridges to its event loop.
+    For offline use; an exception it raises propagates out of verify(). The server does not
+    use it: it gathers a Plan's evidence itself, batched, on its event loop.
     """
 
     def yes_probability(self, bbox: BBox, question: str) -> float:

@@ -1,42 +1,13 @@
-"""verify(): parse one answer, run the registered checks in order, accept or abstain."""
+"""verify(): the one-call API for offline use: prepare, ask a Verifier, finish."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .confidence import check_confidence
-from .context import CheckFn, Context, result
-from .geometry import check_cardinality, check_geometry, clamp, map_boxes, resolve_frame
-from .label import check_label_match
-from .parse import Parsed, parse_output
+from .plan import DEFAULT_POLICY, Plan, prepare
 from .policy import Policy
-from .think import check_think_consistency
-from .types import CheckResult, Detection, Frame, TokenLogprob, Verdict, Verifier
-from .visual import check_self_consistency, check_visual
-
-_DEFAULT_POLICY = Policy()
-_FRAMES = ("pixels", "relative1000", "normalized", "auto")
-
-# Name -> check, run in this order. Cheap checks all run so that the reasons are complete;
-# the expensive ones (model calls) are skipped once a fatal check has failed.
-CHECKS: dict[str, CheckFn] = {
-    "geometry": check_geometry,
-    "cardinality": check_cardinality,
-    "label_match": check_label_match,
-    "think_consistency": check_think_consistency,
-    "confidence": check_confidence,
-    "visual_check": check_visual,
-    "self_consistency": check_self_consistency,
-}
-EXPENSIVE = frozenset({"visual_check", "self_consistency"})
-
-
-def _size(value: Sequence[float], what: str) -> tuple[float, float]:
-    """Validate a (width, height) pair."""
-    w, h = (float(v) for v in value)
-    if not (w > 0 and h > 0):
-        raise ValueError(f"{what} must be positive, got {tuple(value)}")
-    return w, h
+from .types import Frame, TokenLogprob, Verdict, Verifier
+from .visual import Evidence
 
 
 def verify(
@@ -49,7 +20,7 @@ def verify(
     multiple: bool = False,
     token_logprobs: Sequence[TokenLogprob] | None = None,
     verifier: Verifier | None = None,
-    policy: Policy = _DEFAULT_POLICY,
+    policy: Policy = DEFAULT_POLICY,
 ) -> Verdict:
     """Decide whether to return a grounding answer or abstain, and say why.
 
@@ -58,6 +29,9 @@ def verify(
     frame `model_size` (Qwen2.5-VL; None = the original image); "relative1000" is 0..1000
     (Qwen2-VL, Qwen3-VL); "normalized" is 0..1; "auto" takes all-float values in [0, 1] as
     normalized, Qwen2-VL box tokens and Visual-RFT lists as relative1000, else pixels.
+
+    With a `verifier`, the visual re-check and self-consistency ask it for evidence (see
+    ``prepare``/``Plan.finish`` to gather it yourself, e.g. batched or asynchronously).
 
     Example:
         >>> v = verify('[{"bbox_2d": [10, 20, 50, 60], "label": "red circle"}]',
@@ -68,58 +42,18 @@ def verify(
         ...        "the red circle left of the blue square", (100, 100)).reasons
         ['label_match']
 
-    Raises ValueError only for invalid arguments (sizes, frame); never for model output.
+    Raises ValueError only for invalid arguments (sizes, frame); never for model output. An
+    exception of the verifier (the model is unreachable) propagates: it is not a verdict.
     """
-    if frame not in _FRAMES:
-        raise ValueError(f"frame must be one of {_FRAMES}, got {frame!r}")
-    img = _size(image_size, "image_size")
-    msize = _size(model_size, "model_size") if model_size is not None else img
-    if isinstance(output, str):
-        parsed = parse_output(output)
-    else:
-        parsed, output = Parsed(ok=False, fmt="error", detail="output is not a string"), ""
-    used = resolve_frame(frame, parsed)
-    ctx = Context(output=output, expression=expression or "", image_size=img, frame=used,
-                  model_size=msize, multiple=multiple, token_logprobs=token_logprobs,
-                  verifier=verifier, policy=policy, parsed=parsed)
-    ctx.boxes = map_boxes(parsed.boxes, used, img, msize)
-    ctx.kept = list(range(len(ctx.boxes)))
-    fmt = result(ctx, "format", parsed.ok, f"{parsed.fmt}: {parsed.detail}",
-                 1.0 if parsed.ok else 0.0)
-    checks: list[CheckResult] = [fmt]
-    if parsed.ok:
-        failed_fatal = False
-        for name, fn in CHECKS.items():
-            if name in EXPENSIVE and failed_fatal:
-                continue
-            try:
-                res = fn(ctx)
-            except Exception as exc:  # noqa: BLE001 - a check bug abstains, never crashes
-                res = result(ctx, name, False, f"check error: {type(exc).__name__}: {exc}")
-            checks.append(res)
-            failed_fatal = failed_fatal or (not res.passed and res.fatal)
-    return _verdict(ctx, checks)
+    plan = prepare(output, expression, image_size, frame=frame, model_size=model_size,
+                   multiple=multiple, token_logprobs=token_logprobs, policy=policy)
+    if verifier is None or not plan.needs_evidence:
+        return plan.finish(None)
+    return plan.finish(ask(verifier, plan))
 
 
-def _verdict(ctx: Context, checks: list[CheckResult]) -> Verdict:
-    """Assemble the Verdict from the context and the check results."""
-    reasons = [c.name for c in checks if not c.passed and c.fatal]
-    candidates = [
-        Detection(bbox=clamp(b.bbox, ctx.image_size), label=b.raw.label,
-                  confidence=b.confidence if b.confidence is not None
-                  else b.raw.stated_confidence)
-        for b in ctx.boxes
-    ]
-    detections: list[Detection] = []
-    if not reasons:
-        # Verified boxes are returned as the model gave them (mapped and clamped).
-        detections = [candidates[i] for i in ctx.kept]
-    return Verdict(
-        status="abstained" if reasons else "accepted",
-        detections=detections,
-        candidates=candidates,
-        checks=checks,
-        reasons=reasons,
-        think=ctx.parsed.think.strip() if ctx.parsed.think else None,
-        frame=ctx.frame,
-    )
+def ask(verifier: Verifier, plan: Plan) -> Evidence:
+    """The evidence a plan needs, from a synchronous Verifier (one call per crop)."""
+    probs = tuple(float(verifier.yes_probability(c.bbox, c.question)) for c in plan.crops)
+    samples = tuple(verifier.sample_outputs(plan.samples)) if plan.samples > 0 else ()
+    return Evidence(yes_probabilities=probs, samples=samples)

@@ -1,6 +1,13 @@
-"""Checks that call back into the model through a Verifier: `visual_check`, `self_consistency`."""
+"""The checks decided from model-backed evidence: `visual_check` and `self_consistency`.
+
+The evidence (P(yes) per crop, k sampled answers) is gathered by the caller between
+`prepare()` and `Plan.finish()`; these checks only read it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .context import Box, Context, result
 from .geometry import clamp, iou, map_boxes
@@ -8,6 +15,27 @@ from .lexicon import relation
 from .nouns import analyze
 from .parse import parse_output
 from .types import BBox, CheckResult
+
+
+@dataclass(frozen=True, slots=True)
+class CropQuestion:
+    """A yes/no question about one crop of the original image.
+
+    `bbox` is in original pixels, already widened by the policy's margin and clipped to the
+    image: crop exactly that region. `question` is bare ("Is this a red circle?"); whoever asks
+    the model adds its own answer-format instruction.
+    """
+
+    bbox: BBox
+    question: str
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """The model's answers to a plan: P(yes) per crop (in the plan's order) and the samples."""
+
+    yes_probabilities: tuple[float, ...] = ()
+    samples: tuple[str, ...] = ()
 
 
 def margined(bbox: BBox, margin: float, image_size: tuple[float, float]) -> BBox:
@@ -26,30 +54,34 @@ def question_for(expression: str) -> str:
     return f"Is this {article} {phrase}?"
 
 
-def check_visual(ctx: Context) -> CheckResult:
-    """Ask the model whether each cropped box shows the target; abstain below visual_min_yes."""
-    if ctx.verifier is None:
-        return result(ctx, "visual_check", True, "not applicable: no verifier")
+def crop_questions(ctx: Context) -> tuple[CropQuestion, ...]:
+    """One yes/no question per kept box, or none when the policy turns the visual check off."""
+    if not ctx.policy.visual_check:
+        return ()
+    question = question_for(ctx.expression)
+    margin = ctx.policy.visual_margin
+    return tuple(
+        CropQuestion(margined(box.bbox, margin, ctx.image_size), question)
+        for box in ctx.kept_boxes()
+    )
+
+
+def check_visual(ctx: Context, crops: Sequence[CropQuestion],
+                 evidence: Evidence | None) -> CheckResult:
+    """The model's P(yes) for each cropped box; abstain when the lowest is below visual_min_yes."""
     if not ctx.policy.visual_check:
         return result(ctx, "visual_check", True, "not applicable: disabled by policy")
-    kept = ctx.kept_boxes()
-    if not kept:
+    if not crops:
         return result(ctx, "visual_check", True, "not applicable: no boxes")
-    question = question_for(ctx.expression)
-    probs: list[float] = []
-    for box in kept:
-        crop = margined(box.bbox, ctx.policy.visual_margin, ctx.image_size)
-        try:
-            p = float(ctx.verifier.yes_probability(crop, question))
-        except Exception as exc:  # noqa: BLE001 - a failed re-check abstains, it does not crash
-            return result(ctx, "visual_check", False,
-                          f"verifier error: {type(exc).__name__}: {exc}", None)
-        probs.append(min(max(p, 0.0), 1.0))
+    if evidence is None:
+        return result(ctx, "visual_check", True, "not applicable: no verifier")
+    probs = [min(max(float(p), 0.0), 1.0) for p in evidence.yes_probabilities]
     low = min(probs)
+    worst = crops[probs.index(low)].question
     ok = low >= ctx.policy.visual_min_yes
     op = ">=" if ok else "<"
     return result(ctx, "visual_check", ok,
-                  f"P(yes) {low:.2f} {op} {ctx.policy.visual_min_yes:g} for '{question}'", low)
+                  f"P(yes) {low:.2f} {op} {ctx.policy.visual_min_yes:g} for '{worst}'", low)
 
 
 def _labels_agree(a: str | None, b: str | None) -> bool:
@@ -73,18 +105,14 @@ def _sample_boxes(ctx: Context, text: str) -> list[Box] | None:
     return map_boxes(parsed.boxes, ctx.frame, ctx.image_size, ctx.model_size)
 
 
-def check_self_consistency(ctx: Context) -> CheckResult:
+def check_self_consistency(ctx: Context, crops: Sequence[CropQuestion],
+                           evidence: Evidence | None) -> CheckResult:
     """Share of k sampled answers whose best box overlaps the answer with a matching label."""
-    k = ctx.policy.self_consistency_k
-    if ctx.verifier is None:
-        return result(ctx, "self_consistency", True, "not applicable: no verifier")
-    if k <= 0:
+    if ctx.policy.self_consistency_k <= 0:
         return result(ctx, "self_consistency", True, "not applicable: disabled by policy")
-    try:
-        samples = list(ctx.verifier.sample_outputs(k))
-    except Exception as exc:  # noqa: BLE001 - a failed re-sample abstains, it does not crash
-        return result(ctx, "self_consistency", False,
-                      f"verifier error: {type(exc).__name__}: {exc}", None)
+    if evidence is None:
+        return result(ctx, "self_consistency", True, "not applicable: no verifier")
+    samples = evidence.samples
     if not samples:
         return result(ctx, "self_consistency", False, "the verifier returned no samples", 0.0)
     parsed = [_sample_boxes(ctx, s) for s in samples]

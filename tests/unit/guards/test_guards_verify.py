@@ -12,7 +12,8 @@ from boxguard.guards import Policy, Verdict, verify
 
 def test_exports_exactly() -> None:
     assert sorted(guards.__all__) == sorted(
-        ["verify", "Policy", "Verdict", "Detection", "CheckResult", "TokenLogprob", "Verifier"])
+        ["verify", "prepare", "Plan", "CropQuestion", "Evidence", "Policy", "Verdict",
+         "Detection", "CheckResult", "TokenLogprob", "Verifier"])
 
 
 def test_signature_is_binding() -> None:

@@ -1,8 +1,9 @@
-"""visual_check and self_consistency through a fake Verifier (a protocol test)."""
+"""visual_check and self_consistency: prepare() plans the evidence, finish() decides with it."""
 
 from __future__ import annotations
 
-from boxguard.guards import Policy, Verifier, verify
+import pytest
+from boxguard.guards import Evidence, Policy, Verifier, prepare, verify
 from boxguard.guards.visual import margined, question_for
 from conftest import FakeVerifier
 
@@ -36,13 +37,13 @@ def test_disabled_by_policy() -> None:
     assert v.accepted and not fake.questions and not fake.k_asked
 
 
-def test_verifier_errors_abstain() -> None:
-    v = verify(OUT, DEMO, (400, 400), verifier=FakeVerifier(fail=True))
-    # The visual re-check failed fatally, so no samples are spent on self-consistency.
-    assert v.reasons == ["visual_check"]
-    v = verify(OUT, DEMO, (400, 400), verifier=FakeVerifier(fail=True),
+def test_verifier_errors_propagate_never_abstain() -> None:
+    # An unreachable model is the caller's error to report, not a verdict on the answer.
+    with pytest.raises(RuntimeError, match="backend down"):
+        verify(OUT, DEMO, (400, 400), verifier=FakeVerifier(fail=True))
+    with pytest.raises(RuntimeError, match="backend down"):
+        verify(OUT, DEMO, (400, 400), verifier=FakeVerifier(fail=True),
                policy=Policy(visual_check=False))
-    assert v.reasons == ["self_consistency"] and "backend down" in v.checks[-1].detail
 
 
 def test_expensive_checks_skipped_after_fatal_failure() -> None:
@@ -77,3 +78,55 @@ def test_self_consistency_no_object() -> None:
     fake = FakeVerifier(samples=["[]", "No Objects", '[{"bbox_2d": [1, 1, 50, 50]}]', "[]"])
     v = verify("[]", "the dog", (400, 400), verifier=fake)
     assert v.accepted and v.checks[-1].score == 0.75
+
+
+TWO = ('[{"bbox_2d": [100, 100, 200, 200], "label": "red circle"}, '
+       '{"bbox_2d": [250, 250, 300, 330], "label": "red circle"}]')
+
+
+def test_plan_asks_every_kept_box_and_k_samples_at_once() -> None:
+    plan = prepare(TWO, "the red circle", (400, 400), multiple=True,
+                   policy=Policy(self_consistency_k=3))
+    assert plan.needs_evidence and plan.samples == 3
+    assert [c.bbox for c in plan.crops] == [(90, 90, 210, 210), (245, 242, 305, 338)]
+    assert {c.question for c in plan.crops} == {"Is this a red circle?"}
+    # The cheap checks already ran; the evidence checks are decided only by finish().
+    assert [c.name for c in plan.checks][-1] == "confidence"
+
+
+def test_finish_uses_the_lowest_crop_and_says_which() -> None:
+    plan = prepare(TWO, "the red circle", (400, 400), multiple=True,
+                   policy=Policy(self_consistency_k=0))
+    ok = plan.finish(Evidence(yes_probabilities=(0.9, 0.7)))
+    assert ok.accepted and ok.checks[-2].score == 0.7
+    low = plan.finish(Evidence(yes_probabilities=(0.9, 0.3)))
+    assert low.reasons == ["visual_check"] and "0.30 < 0.5" in low.checks[-2].detail
+    # finish() is pure: the same plan decides again with other evidence.
+    assert plan.finish(Evidence(yes_probabilities=(0.8, 0.8))).accepted
+
+
+def test_finish_refuses_evidence_that_does_not_answer_the_plan() -> None:
+    plan = prepare(TWO, "the red circle", (400, 400), multiple=True)
+    with pytest.raises(ValueError, match="2 crops"):
+        plan.finish(Evidence(yes_probabilities=(0.9,)))
+
+
+def test_no_evidence_means_not_applicable() -> None:
+    plan = prepare(OUT, DEMO, (400, 400))
+    v = plan.finish()
+    assert v.accepted
+    assert [c.detail for c in v.checks[-2:]] == ["not applicable: no verifier"] * 2
+
+
+def test_fatal_cheap_failure_plans_no_evidence() -> None:
+    plan = prepare('[{"bbox_2d": [1, 1, 90, 90], "label": "blue square"}]', DEMO, (400, 400))
+    assert not plan.needs_evidence and plan.crops == () and plan.samples == 0
+    assert plan.finish().reasons == ["label_match"]
+
+
+def test_no_object_answer_plans_samples_but_no_crops() -> None:
+    plan = prepare("[]", "the dog", (400, 400))
+    assert plan.crops == () and plan.samples == 4
+    v = plan.finish(Evidence(samples=("[]", "[]", "No Objects", '[{"bbox_2d": [1, 1, 5, 5]}]')))
+    assert v.accepted and v.checks[-1].score == 0.75
+    assert v.checks[-2].detail == "not applicable: no boxes"
