@@ -225,13 +225,13 @@ async def _ground(request: Request, settings: Settings) -> GroundResponse:
     )
     timings["decode"] = round((time.perf_counter() - started) * 1000, 3)
     get_metrics().stage_seconds.labels("decode").observe(timings["decode"] / 1000)
-    return await _unless_disconnected(
-        request, service.ground(image, req, request.state.request_id, timings)
-    )
+    # One deadline around generation and every check; a client that goes away cancels it all.
+    work = service.ground(image, req, request.state.request_id, timings)
+    return await _unless_disconnected(request, service.within_deadline(work))
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[GroundResponse]) -> GroundResponse:
-    """Run `work`, cancelling it (and so its generation) if the client goes away.
+    """Run `work`, cancelling it (its generation and checks) if the client goes away.
 
     Only called once the body is read: polling for a disconnect consumes receive() messages.
     """

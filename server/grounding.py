@@ -1,16 +1,22 @@
-"""One grounding request end to end: model frame, prompt, constrained generation, guards."""
+"""One grounding request end to end: model frame, prompt, constrained generation, guards.
+
+The guards run in two pure phases around the evidence: prepare() plans, the service awaits
+the crops and samples on the event loop, Plan.finish() decides. The whole request runs under
+one deadline (`within_deadline`), so a backend fault anywhere is a 429/503/504.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
-from boxguard.guards import Policy, TokenLogprob, Verdict, verify
+from boxguard.guards import Policy, TokenLogprob, Verdict, prepare
 from PIL import Image
 from pydantic import ValidationError
 
-from .backends import Backend, BackendDead, BackendError, GenerationRequest, QueueFull
+from .backends import Backend, BackendDead, BackendError, Generation, GenerationRequest, QueueFull
 from .errors import (
     AspectRatioTooLarge,
     BackendUnavailable,
@@ -19,11 +25,13 @@ from .errors import (
     Overloaded,
     validation_errors,
 )
+from .evidence import gather_evidence
 from .metrics import Metrics
 from .models import AspectRatioError, ModelAdapter, resize_to_frame
 from .schema import Check, Detection, GroundRequest, GroundResponse, ImageInfo
 from .settings import Settings
-from .verifier import BackendVerifier
+
+T = TypeVar("T")
 
 
 def base_policy(settings: Settings) -> Policy:
@@ -102,26 +110,34 @@ class GroundingService:
         completion = generation.completions[0]
 
         started = time.perf_counter()
-        needs_verifier = policy.visual_check or policy.self_consistency_k > 0
-        verifier = (
-            BackendVerifier(self, image, gen_request, asyncio.get_running_loop(), self.settings)
-            if needs_verifier
-            else None
-        )
-        kwargs: dict[str, Any] = {
-            "frame": frame.frame,
-            "model_size": (frame.width, frame.height),
-            "multiple": req.multiple,
-            "token_logprobs": [
+        # In a thread: the label check may run the optional embedding model.
+        plan = await asyncio.to_thread(
+            prepare,
+            completion.text,
+            req.expression,
+            image.size,
+            frame=frame.frame,
+            model_size=(frame.width, frame.height),
+            multiple=req.multiple,
+            token_logprobs=[
                 TokenLogprob(token=t.text, logprob=min(0.0, t.logprob)) for t in completion.tokens
             ],
-            "verifier": verifier,
-            "policy": policy,
-        }
-        # In a thread: the verifier blocks on the backend, and the embedding extra may load.
-        verdict = await asyncio.to_thread(
-            verify, completion.text, req.expression, image.size, **kwargs
+            policy=policy,
         )
+        evidence = None
+        if plan.needs_evidence:
+            evidence_started = time.perf_counter()
+            evidence = await gather_evidence(
+                plan,
+                image,
+                gen_request,
+                adapter=self.adapter,
+                generate=self.generate,
+                sample_temperature=self.settings.sample_temperature,
+            )
+            timings["evidence"] = _ms_since(evidence_started)
+            self.metrics.stage_seconds.labels("evidence").observe(timings["evidence"] / 1000)
+        verdict = plan.finish(evidence)
         timings["verify"] = _ms_since(started)
         self.metrics.stage_seconds.labels("verify").observe(timings["verify"] / 1000)
         self._record(verdict)
@@ -144,21 +160,24 @@ class GroundingService:
             timings_ms=timings,
         )
 
-    async def generate(self, request: GenerationRequest) -> Any:
-        """Call the backend, mapping its failures to HTTP problems."""
+    async def within_deadline(self, work: Awaitable[T]) -> T:
+        """Run `work` (decode, generation, checks) under the request's one deadline (504)."""
         try:
-            return await asyncio.wait_for(
-                self.backend.generate(request), timeout=self.settings.request_timeout_s
-            )
+            return await asyncio.wait_for(work, timeout=self.settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            self.metrics.cancelled.labels("deadline").inc()
+            raise GenerationTimeout(
+                f"no answer within the request deadline of {self.settings.request_timeout_s:g} s"
+            ) from None
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """Call the backend, mapping its failures to HTTP problems (429, 503)."""
+        try:
+            return await self.backend.generate(request)
         except QueueFull:
             raise Overloaded(
                 "the request queue is full; retry later",
                 headers={"Retry-After": str(self.settings.retry_after_s)},
-            ) from None
-        except asyncio.TimeoutError:
-            self.metrics.cancelled.labels("deadline").inc()
-            raise GenerationTimeout(
-                f"no answer within {self.settings.request_timeout_s:g} s"
             ) from None
         except (BackendDead, BackendError) as exc:
             raise BackendUnavailable(

@@ -1,0 +1,127 @@
+"""The model-backed evidence a guards Plan asks for, awaited on the event loop.
+
+All crops of one request go to the backend together (the transformers backend's queue runs
+same-shaped requests as one batch; vLLM batches whatever is in flight), the samples as one n=k
+request, both at once. The first failure cancels the rest and propagates: an overloaded, dead
+or late backend is an error of the request, never an abstention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+from boxguard.guards import CropQuestion, Evidence, Plan
+from PIL import Image
+
+from .backends import Generation, GenerationRequest
+from .constraints import yes_no_constraint
+from .models import ModelAdapter, resize_to_frame
+from .models.resize import MAX_ASPECT_RATIO
+
+T = TypeVar("T")
+
+# The visual check's prompt: the guards' bare question plus the answer format. The demo's
+# visual re-check is trained on exactly this wording, the crop margin and the yes|no choice.
+YES_NO_SUFFIX = " Answer yes or no."
+
+
+def crop_box(bbox: Sequence[float], image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Integer crop of `bbox`: at least 1 px per side, short side widened to a ratio of 200.
+
+    Example:
+        >>> crop_box((10.4, 10.6, 10.6, 20.2), (100, 100))
+        (10, 11, 11, 20)
+    """
+    width, height = image_size
+    x1, y1, x2, y2 = (int(round(v)) for v in bbox)
+    x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+    # A sliver no model processor accepts: widen it (the image itself is within the ratio).
+    need_w = math.ceil((y2 - y1) / MAX_ASPECT_RATIO)
+    if x2 - x1 < need_w:
+        x1 = max(0, min(x1, width - need_w))
+        x2 = x1 + need_w
+    need_h = math.ceil((x2 - x1) / MAX_ASPECT_RATIO)
+    if y2 - y1 < need_h:
+        y1 = max(0, min(y1, height - need_h))
+        y2 = y1 + need_h
+    return x1, y1, x2, y2
+
+
+def crop_request(
+    adapter: ModelAdapter, image: Image.Image, crop: CropQuestion, request_id: str
+) -> GenerationRequest:
+    """The yes|no request about one crop of the original image, resized to its model frame."""
+    region = image.crop(crop_box(crop.bbox, image.size))
+    frame = adapter.model_frame(*region.size)
+    return GenerationRequest(
+        prompt=adapter.chat(f"{crop.question}{YES_NO_SUFFIX}"),
+        image=resize_to_frame(region, (frame.width, frame.height)),
+        constraint=yes_no_constraint(),
+        request_id=request_id,
+    )
+
+
+def yes_probability(generation: Generation) -> float:
+    """P(yes) of a yes|no answer: under the constraint the first token decides.
+
+    Its logprob is renormalized over the two allowed branches, so P(no) = 1 - P(yes).
+    """
+    completion = generation.completions[0]
+    if not completion.tokens:
+        return 0.0
+    p_first = math.exp(completion.tokens[0].logprob)
+    return p_first if completion.text.strip().startswith("yes") else 1.0 - p_first
+
+
+async def all_or_cancel(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Await all; on the first failure (or our cancellation) cancel the rest and re-raise."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        unfinished = [task for task in tasks if not task.done()]
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.gather(*unfinished, return_exceptions=True)
+    for task in tasks:
+        if task in done and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    return [task.result() for task in tasks]
+
+
+async def gather_evidence(
+    plan: Plan,
+    image: Image.Image,
+    request: GenerationRequest,
+    *,
+    adapter: ModelAdapter,
+    generate: Callable[[GenerationRequest], Awaitable[Generation]],
+    sample_temperature: float,
+) -> Evidence:
+    """Ask the backend for everything `plan` needs: every crop at once, the samples as n=k."""
+    requests = [
+        crop_request(adapter, image, crop, f"{request.request_id}-visual{i}")
+        for i, crop in enumerate(plan.crops)
+    ]
+    if plan.samples > 0:
+        requests.append(
+            replace(
+                request,
+                n=plan.samples,
+                temperature=sample_temperature,
+                request_id=f"{request.request_id}-samples",
+            )
+        )
+    # Submitted in one go, so the crops reach the backend's queue together and batch.
+    generations = await all_or_cancel([generate(r) for r in requests])
+    crops = generations[: len(plan.crops)]
+    samples = generations[len(plan.crops) :]
+    return Evidence(
+        yes_probabilities=tuple(yes_probability(g) for g in crops),
+        samples=tuple(c.text for g in samples for c in g.completions),
+    )

@@ -1,0 +1,73 @@
+"""The evidence helpers: crop geometry, P(yes) from a yes|no answer, all-or-cancel awaiting."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from boxguard.server.backends import Completion, Generation, TokenChoice
+from boxguard.server.evidence import all_or_cancel, crop_box, yes_probability
+
+
+def test_crop_box_is_at_least_a_pixel_and_within_the_ratio() -> None:
+    assert crop_box((10.2, 20.7, 50.4, 60.5), (100, 100)) == (10, 21, 50, 60)
+    assert crop_box((5, 5, 5, 5), (100, 100)) == (5, 5, 6, 6)
+    # A 1 x 600 sliver is widened to 3 px, the ratio every Qwen-VL processor accepts.
+    assert crop_box((10, 0, 11, 600), (20, 600)) == (10, 0, 13, 600)
+    # ... without leaving the image.
+    assert crop_box((19, 0, 20, 600), (20, 600)) == (17, 0, 20, 600)
+
+
+def _answer(text: str, logprob: float) -> Generation:
+    return Generation([Completion(text=text, tokens=[TokenChoice(1, text, logprob)])])
+
+
+def test_yes_probability_reads_the_deciding_token() -> None:
+    assert yes_probability(_answer("yes", -0.1)) == pytest.approx(0.9048, abs=1e-4)
+    assert yes_probability(_answer("no", -0.1)) == pytest.approx(0.0952, abs=1e-4)
+    assert yes_probability(Generation([Completion(text="")])) == 0.0
+
+
+async def test_all_or_cancel_returns_results_in_order() -> None:
+    async def value(v: int, delay: float) -> int:
+        await asyncio.sleep(delay)
+        return v
+
+    assert await all_or_cancel([value(1, 0.02), value(2, 0.0), value(3, 0.01)]) == [1, 2, 3]
+
+
+async def test_first_failure_cancels_the_rest_and_propagates() -> None:
+    cancelled: list[str] = []
+
+    async def slow(name: str) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(name)
+            raise
+
+    async def fails() -> None:
+        await asyncio.sleep(0.01)
+        raise LookupError("queue full")
+
+    with pytest.raises(LookupError, match="queue full"):
+        await asyncio.wait_for(all_or_cancel([slow("a"), fails(), slow("b")]), 2)
+    assert sorted(cancelled) == ["a", "b"]
+
+
+async def test_being_cancelled_cancels_every_call() -> None:
+    cancelled: list[int] = []
+
+    async def slow(i: int) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(i)
+            raise
+
+    task = asyncio.ensure_future(all_or_cancel([slow(0), slow(1)]))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(cancelled) == [0, 1]
