@@ -10,6 +10,9 @@ Faults are injected where they happen in production: inside the generation worke
     faulty.hang = True          # generations block until their request is cancelled
     faulty.delay_s = 2.0        # every generation is slower by 2 s
     faulty.kill()               # the engine dies: ready is False until restarted
+    faulty.only = is_visual_check   # faults hit only requests/jobs with a matching constraint
+    faulty.overloaded = True    # generate() raises the real queue's QueueFull
+    faulty.die = True           # the engine dies when a generation reaches the backend
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from boxguard.server.backends import Generation, GenerationRequest
+from boxguard.server.backends import Generation, GenerationRequest, QueueFull
+from boxguard.server.constraints import Constraint
+
+
+def is_visual_check(constraint: Constraint | None) -> bool:
+    """The visual re-check's yes|no constraint (a choice, not a JSON answer)."""
+    return constraint is not None and bool(constraint.choices)
 
 
 class InjectedFault(RuntimeError):
@@ -37,6 +46,9 @@ class FaultyBackend:
         self.hang_limit_s = 60.0  # a hung generation gives up after this (never leak a thread)
         self.delay_s = 0.0
         self.unexpected_error = False  # raise a non-BackendError from generate()
+        self.only: Callable[[Constraint | None], bool] | None = None  # None = every generation
+        self.overloaded = False
+        self.die = False
         self.starts = 0
         self.stops = 0
         self.generations = 0
@@ -73,6 +85,9 @@ class FaultyBackend:
         self.hang = False
         self.delay_s = 0.0
         self.unexpected_error = False
+        self.only = None
+        self.overloaded = False
+        self.die = False
         self.hangs_entered.clear()
         self.hangs_released.clear()
 
@@ -106,8 +121,16 @@ class FaultyBackend:
     async def generate(self, request: GenerationRequest) -> Generation:
         if self.unexpected_error:
             raise ValueError("unexpected backend bug at /srv/secret/path.py")
+        if self._targets(request.constraint):
+            if self.overloaded:
+                raise QueueFull("request queue is full")
+            if self.die:
+                self.kill()  # the real backend now refuses as a dead engine does
         result: Generation = await self.real.generate(request)
         return result
+
+    def _targets(self, constraint: Constraint | None) -> bool:
+        return self.only is None or self.only(constraint)
 
     # --- the worker-thread side ----------------------------------------------------------
     def _take_failure(self) -> tuple[bool, bool]:
@@ -120,6 +143,8 @@ class FaultyBackend:
     def _wrap(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def generate(jobs: list[Any], params: Any) -> Any:
             self.generations += 1
+            if not any(self._targets(job.constraint) for job in jobs):
+                return original(jobs, params)
             if self.delay_s:
                 time.sleep(self.delay_s)
             fail, before = self._take_failure()
