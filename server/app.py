@@ -53,9 +53,9 @@ _PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "Body or image too large",
         415: "Unsupported media type",
         422: "Schema or policy validation failed",
-        429: "Queue full; honour Retry-After",
-        503: "Backend unavailable; honour Retry-After",
-        504: "Deadline passed",
+        429: "Queue full, also during the checks; honour Retry-After",
+        503: "Backend unavailable or failed, also during the checks; honour Retry-After",
+        504: "The request deadline (generation and checks together) passed",
     }.items()
 }
 
