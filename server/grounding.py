@@ -27,7 +27,7 @@ from .errors import (
 )
 from .evidence import gather_evidence
 from .metrics import Metrics
-from .models import AspectRatioError, ModelAdapter, resize_to_frame
+from .models import AspectRatioError, ModelAdapter, ModelFrame, resize_to_frame
 from .schema import Check, Detection, GroundRequest, GroundResponse, ImageInfo
 from .settings import Settings
 
@@ -80,27 +80,7 @@ class GroundingService:
     ) -> GroundResponse:
         """Generate under the constraint, verify, and answer in original-image pixels."""
         policy = request_policy(self.policy, req.policy, self.settings)
-        try:
-            frame = self.adapter.model_frame(*image.size)
-        except AspectRatioError as exc:
-            raise AspectRatioTooLarge(str(exc)) from None
-        constraint = self.adapter.constraint(
-            frame,
-            multiple=req.multiple,
-            think=req.think,
-            max_detections=self.settings.max_detections,
-            max_label_chars=self.settings.max_label_chars,
-            max_tokens=self.settings.max_new_tokens,
-            think_max_tokens=self.settings.think_max_tokens,
-        )
-        model_image = resize_to_frame(image, (frame.width, frame.height))
-        gen_request = GenerationRequest(
-            prompt=self.adapter.prompt(req.expression, multiple=req.multiple, think=req.think),
-            image=model_image,
-            constraint=constraint,
-            request_id=request_id,
-            seed=self.settings.seed,
-        )
+        frame, gen_request = self.generation_request(image, req, request_id)
         started = time.perf_counter()
         generation = await self.generate(gen_request)
         timings["generate"] = _ms_since(started)
@@ -108,38 +88,12 @@ class GroundingService:
         self.metrics.generated_tokens.inc(generation.generated_tokens)
         self.metrics.prompt_tokens.inc(generation.prompt_tokens)
         completion = generation.completions[0]
-
-        started = time.perf_counter()
-        # In a thread: the label check may run the optional embedding model.
-        plan = await asyncio.to_thread(
-            prepare,
-            completion.text,
-            req.expression,
-            image.size,
-            frame=frame.frame,
-            model_size=(frame.width, frame.height),
-            multiple=req.multiple,
-            token_logprobs=[
-                TokenLogprob(token=t.text, logprob=min(0.0, t.logprob)) for t in completion.tokens
-            ],
-            policy=policy,
+        tokens = [
+            TokenLogprob(token=t.text, logprob=min(0.0, t.logprob)) for t in completion.tokens
+        ]
+        verdict = await self.check(
+            completion.text, tokens, image, frame, req, policy, gen_request, timings
         )
-        evidence = None
-        if plan.needs_evidence:
-            evidence_started = time.perf_counter()
-            evidence = await gather_evidence(
-                plan,
-                image,
-                gen_request,
-                adapter=self.adapter,
-                generate=self.generate,
-                sample_temperature=self.settings.sample_temperature,
-            )
-            timings["evidence"] = _ms_since(evidence_started)
-            self.metrics.stage_seconds.labels("evidence").observe(timings["evidence"] / 1000)
-        verdict = plan.finish(evidence)
-        timings["verify"] = _ms_since(started)
-        self.metrics.stage_seconds.labels("verify").observe(timings["verify"] / 1000)
         self._record(verdict)
         return GroundResponse(
             id=request_id,
@@ -159,6 +113,75 @@ class GroundingService:
             model=self.model_name,
             timings_ms=timings,
         )
+
+    def generation_request(
+        self, image: Image.Image, req: GroundRequest, request_id: str
+    ) -> tuple[ModelFrame, GenerationRequest]:
+        """The model frame of `image` and the constrained request for the model's answer."""
+        try:
+            frame = self.adapter.model_frame(*image.size)
+        except AspectRatioError as exc:
+            raise AspectRatioTooLarge(str(exc)) from None
+        constraint = self.adapter.constraint(
+            frame,
+            multiple=req.multiple,
+            think=req.think,
+            max_detections=self.settings.max_detections,
+            max_label_chars=self.settings.max_label_chars,
+            max_tokens=self.settings.max_new_tokens,
+            think_max_tokens=self.settings.think_max_tokens,
+        )
+        request = GenerationRequest(
+            prompt=self.adapter.prompt(req.expression, multiple=req.multiple, think=req.think),
+            image=resize_to_frame(image, (frame.width, frame.height)),
+            constraint=constraint,
+            request_id=request_id,
+            seed=self.settings.seed,
+        )
+        return frame, request
+
+    async def check(
+        self,
+        output: str,
+        tokens: list[TokenLogprob],
+        image: Image.Image,
+        frame: ModelFrame,
+        req: GroundRequest,
+        policy: Policy,
+        gen_request: GenerationRequest,
+        timings: dict[str, float],
+    ) -> Verdict:
+        """The guards on one answer: prepare, await the evidence the plan needs, finish."""
+        started = time.perf_counter()
+        # In a thread: the label check may run the optional embedding model.
+        plan = await asyncio.to_thread(
+            prepare,
+            output,
+            req.expression,
+            image.size,
+            frame=frame.frame,
+            model_size=(frame.width, frame.height),
+            multiple=req.multiple,
+            token_logprobs=tokens,
+            policy=policy,
+        )
+        evidence = None
+        if plan.needs_evidence:
+            evidence_started = time.perf_counter()
+            evidence = await gather_evidence(
+                plan,
+                image,
+                gen_request,
+                adapter=self.adapter,
+                generate=self.generate,
+                sample_temperature=self.settings.sample_temperature,
+            )
+            timings["evidence"] = _ms_since(evidence_started)
+            self.metrics.stage_seconds.labels("evidence").observe(timings["evidence"] / 1000)
+        verdict = plan.finish(evidence)
+        timings["verify"] = _ms_since(started)
+        self.metrics.stage_seconds.labels("verify").observe(timings["verify"] / 1000)
+        return verdict
 
     async def within_deadline(self, work: Awaitable[T]) -> T:
         """Run `work` (decode, generation, checks) under the request's one deadline (504)."""

@@ -19,7 +19,7 @@ class Metrics:
         )
         self.stage_seconds = Histogram(
             "boxguard_stage_duration_seconds",
-            "Time spent per request stage: decode, queue+generate, verify, total.",
+            "Time per request stage: decode, queue+generate, verify (evidence within), total.",
             ["stage"],
             buckets=LATENCY_BUCKETS,
         )

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from boxguard.guards import Policy, prepare
-from boxguard.server.backends import GenerationRequest
 from boxguard.server.backends.transformers_backend import TransformersBackend
 from boxguard.server.evidence import gather_evidence
 from boxguard.server.grounding import GroundingService
 from boxguard.server.metrics import get_metrics
-from boxguard.server.models import adapter_for, resize_to_frame
+from boxguard.server.models import adapter_for
+from boxguard.server.schema import GroundRequest
 from boxguard.server.settings import Settings
 from PIL import Image
 
@@ -28,7 +28,10 @@ THREE = json.dumps(
 async def test_crops_batch_in_one_engine_pass_and_samples_in_one_call(
     tiny_checkpoint: Path,
 ) -> None:
-    settings = Settings(model=str(tiny_checkpoint), max_new_tokens=96)
+    # Short labels and one box, so that 96 tokens always complete a sample's JSON.
+    settings = Settings(
+        model=str(tiny_checkpoint), max_new_tokens=96, max_label_chars=16, max_detections=1
+    )
     adapter = adapter_for(tiny_checkpoint)
     backend = TransformersBackend(settings, str(tiny_checkpoint), adapter)
     await backend.start()
@@ -45,21 +48,8 @@ async def test_crops_batch_in_one_engine_pass_and_samples_in_one_call(
     try:
         service = GroundingService(settings, adapter, backend, get_metrics())
         image = Image.new("RGB", (320, 240), "white")
-        frame = adapter.model_frame(*image.size)
-        request = GenerationRequest(
-            prompt=adapter.prompt("the red circles", multiple=True),
-            image=resize_to_frame(image, (frame.width, frame.height)),
-            constraint=adapter.constraint(
-                frame,
-                multiple=True,
-                think=False,
-                max_detections=4,
-                max_label_chars=16,
-                max_tokens=96,
-                think_max_tokens=8,
-            ),
-            request_id="t1",
-        )
+        req = GroundRequest(expression="the red circles", multiple=True)
+        frame, request = service.generation_request(image, req, "t1")
         # visual_check non-fatal: a random model may say "no", self_consistency must still run.
         policy = Policy(
             visual_check=True,

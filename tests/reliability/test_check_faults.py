@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from faulty_backend import FaultyBackend, is_visual_check
 from rel_support import assert_problem
 from support import b64, serve_in_thread
+from test_faults import _raw_post, wait_for
 
 pytest.importorskip("transformers")
 
@@ -51,15 +50,6 @@ def _scene_body() -> dict[str, Any]:
 
 
 BODY = _scene_body()
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def _demo_server(request_timeout_s: float) -> Iterator[tuple[str, FaultyBackend]]:
@@ -131,17 +121,6 @@ def test_backend_death_during_a_check_is_a_503(server: tuple[str, FaultyBackend]
     assert_problem(r, 503, "backend_unavailable")
     assert r.headers["retry-after"] == str(RETRY_AFTER_S)
     assert not backend.ready  # it did die, and the supervisor restarts it once allowed
-
-
-def _raw_post(url: str, body: bytes) -> socket.socket:
-    parts = urlsplit(url)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
-    head = (
-        f"POST /ground HTTP/1.1\r\nHost: {parts.hostname}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    sock.sendall(head + body)
-    return sock
 
 
 def test_disconnect_during_the_checks_starts_no_further_generation(

@@ -36,38 +36,34 @@ async def test_all_or_cancel_returns_results_in_order() -> None:
     assert await all_or_cancel([value(1, 0.02), value(2, 0.0), value(3, 0.01)]) == [1, 2, 3]
 
 
+async def _slow(name: str, cancelled: list[str]) -> None:
+    """Sleeps long; records its name when cancelled."""
+    try:
+        await asyncio.sleep(10)
+    except asyncio.CancelledError:
+        cancelled.append(name)
+        raise
+
+
 async def test_first_failure_cancels_the_rest_and_propagates() -> None:
     cancelled: list[str] = []
-
-    async def slow(name: str) -> None:
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.append(name)
-            raise
 
     async def fails() -> None:
         await asyncio.sleep(0.01)
         raise LookupError("queue full")
 
     with pytest.raises(LookupError, match="queue full"):
-        await asyncio.wait_for(all_or_cancel([slow("a"), fails(), slow("b")]), 2)
+        await asyncio.wait_for(
+            all_or_cancel([_slow("a", cancelled), fails(), _slow("b", cancelled)]), 2
+        )
     assert sorted(cancelled) == ["a", "b"]
 
 
 async def test_being_cancelled_cancels_every_call() -> None:
-    cancelled: list[int] = []
-
-    async def slow(i: int) -> None:
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.append(i)
-            raise
-
-    task = asyncio.ensure_future(all_or_cancel([slow(0), slow(1)]))
+    cancelled: list[str] = []
+    task = asyncio.ensure_future(all_or_cancel([_slow("a", cancelled), _slow("b", cancelled)]))
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert sorted(cancelled) == [0, 1]
+    assert sorted(cancelled) == ["a", "b"]
