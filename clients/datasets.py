@@ -48,7 +48,7 @@ class Sample:
         return self.bbox is not None
 
 
-def _bbox(value: Any, where: str) -> tuple[float, float, float, float] | None:
+def validated_bbox(value: Any, where: str) -> tuple[float, float, float, float] | None:
     """A validated [x1, y1, x2, y2] box, or None for null."""
     if value is None:
         return None
@@ -77,13 +77,13 @@ def _load_jsonl(path: Path, image_root: Path) -> list[Sample]:
                     id=str(row.get("id", lineno)),
                     image=image_root / row["image"],
                     expression=str(row["expression"]),
-                    bbox=_bbox(row["bbox"], where),
+                    bbox=validated_bbox(row["bbox"], where),
                 )
             )
     return samples
 
 
-def _r1_expression(row: dict[str, Any], where: str) -> str:
+def r1_expression(row: dict[str, Any], where: str) -> str:
     """The referring expression of a VLM-R1 row: normal_caption, else the stripped problem."""
     caption = row.get("normal_caption")
     if isinstance(caption, str) and caption.strip():
@@ -109,8 +109,8 @@ def _load_vlm_r1(path: Path, image_root: Path) -> list[Sample]:
             Sample(
                 id=str(row.get("id", f"{path.stem}-{index}")),
                 image=image_root / image,
-                expression=_r1_expression(row, where),
-                bbox=_bbox(row["solution"], where),
+                expression=r1_expression(row, where),
+                bbox=validated_bbox(row["solution"], where),
             )
         )
     return samples

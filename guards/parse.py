@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 
 Span = tuple[int, int]
 
-_THINK_RE = re.compile(r"<think>(.*?)(?:</think>|(?=<answer>)|\Z)", re.S | re.I)
-_ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|\Z)", re.S | re.I)
+# A tag right after a quote is inside a JSON string ({"thought": "<think>...</think>"}): the
+# model wrote its trace into the answer object, so it does not delimit the answer region.
+_THINK_RE = re.compile(r"(?<![\"'])<think>(.*?)(?:</think>|(?=<answer>)|\Z)", re.S | re.I)
+_ANSWER_RE = re.compile(r"(?<![\"'])<answer>(.*?)(?:</answer>|\Z)", re.S | re.I)
+_TAGGED_RE = re.compile(r"^\s*<(think|answer)>(.*?)(?:</\1>)?\s*$", re.S | re.I)
 _FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\n?(.*?)(?:```|\Z)", re.S)
 _NUM = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _NUM_RE = re.compile(_NUM)
@@ -38,6 +41,10 @@ _KV_RE = re.compile(
 )
 _BARE_BOX_RE = re.compile(
     r"\[\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\]"
+)
+# A box written as a tuple, "(x1, y1, x2, y2)", as some answers and string values do.
+_BARE_TUPLE_RE = re.compile(
+    r"\(\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\)"
 )
 _EMPTY_LIST_RE = re.compile(r"\[\s*\]")
 _NO_OBJECT_RE = re.compile(
@@ -127,13 +134,37 @@ def _numbers(val: str, base: int) -> tuple[list[float], list[Span], bool]:
     return nums, spans, has_float
 
 
-def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool]:
-    """Parse one flat ``{...}`` object; returns (box or None, whether it was Visual-RFT)."""
+def _label_text(raw: str) -> str | None:
+    """A label without <answer> tags; None for a think trace written into the label."""
+    text = _unquote(raw).strip()
+    tagged = _TAGGED_RE.match(text)
+    if tagged:
+        return None if tagged.group(1).lower() == "think" else tagged.group(2).strip() or None
+    return text or None
+
+
+def _box_in_string(val: str, base: int) -> RawBox | None:
+    """A 4-number list or tuple quoted inside a string value ('"answer": "[1, 2, 3, 4]"')."""
+    m = _BARE_BOX_RE.search(val) or _BARE_TUPLE_RE.search(val)
+    if m is None:
+        return None
+    nums, spans, has_float = _numbers(m.group(), base + m.start())
+    return RawBox((nums[0], nums[1], nums[2], nums[3]), coord_spans=tuple(spans),
+                  has_float=has_float)
+
+
+def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool, bool]:
+    """Parse one flat ``{...}`` object.
+
+    Returns (box or None, whether it was Visual-RFT, whether it had a box key whose value is not
+    a 4-number list). A box quoted in another key's string value is used when no key holds one.
+    """
     box: RawBox | None = None
+    quoted: RawBox | None = None
     label: str | None = None
     label_span: Span | None = None
     conf: float | None = None
-    rft = False
+    rft = malformed = False
     for kv in _KV_RE.finditer(obj):
         key = kv.group("key").strip().lower()
         val = kv.group("val")
@@ -143,18 +174,23 @@ def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool]:
             if len(nums) == 4 and box is None:
                 box = RawBox((nums[0], nums[1], nums[2], nums[3]), coord_spans=tuple(spans),
                              has_float=has_float)
+            malformed = malformed or len(nums) != 4
             rft = rft or key == "position"
         elif key in _LABEL_KEYS and val[0] in "\"'" and label is None:
-            label = _unquote(val).strip()
-            label_span = (vstart + 1, vstart + len(val) - 1)
+            label = _label_text(val)
+            label_span = (vstart + 1, vstart + len(val) - 1) if label else None
         elif key in _CONF_KEYS and val[0] not in "\"'[nN":
             conf = float(val)
+        elif val[0] in "\"'" and quoted is None:
+            quoted = _box_in_string(val, vstart)
+    if box is None and quoted is not None:
+        box, malformed = quoted, False
     if box is not None:
         box.label = label or None
         box.label_span = label_span if label else None
         if conf is not None and 0.0 <= conf <= 1.0:
             box.stated_confidence = conf
-    return box, rft
+    return box, rft, malformed and box is None
 
 
 def _structured(region: str) -> list[RawBox] | None:
@@ -210,8 +246,22 @@ def parse_output(text: str) -> Parsed:
 
 
 def _parse(text: str) -> Parsed:
-    """The parser proper; see parse_output."""
+    """The parser proper; see parse_output.
+
+    When the answer region holds nothing usable, the whole text is searched: an unclosed
+    ``<think>`` can swallow the answer, and some models write their answer before the tags.
+    """
     start, end, think, think_span, kind = _find_region(text)
+    parsed = _parse_region(text, start, end, think, think_span, kind)
+    if parsed.ok or (start, end) == (0, len(text)):
+        return parsed
+    whole = _parse_region(text, 0, len(text), think, think_span, "recovered")
+    return whole if whole.ok else parsed
+
+
+def _parse_region(text: str, start: int, end: int, think: str | None,
+                  think_span: Span | None, kind: str) -> Parsed:
+    """Parse the answer in text[start:end]."""
     region = text[start:end]
     prefix = kind + ":" if kind else ""
     # 1. Qwen2-VL native box tokens: 0..1000 relative.
@@ -236,13 +286,18 @@ def _parse(text: str) -> Parsed:
         boxes = []
         rft_any = False
         bad = 0
+        boxless = 0
         for m in objs:
-            box, rft = _parse_object(m.group(), m.start())
+            box, rft, malformed = _parse_object(m.group(), m.start())
             rft_any = rft_any or rft
-            if box is None:
+            if box is not None:
+                boxes.append(box)
+            elif malformed:
                 bad += 1
             else:
-                boxes.append(box)
+                boxless += 1  # {"answer": "..."} next to the boxes: nothing to salvage
+        if not boxes:
+            bad, boxless = bad + boxless, 0
         tail = text[objs[-1].end():end]
         repaired = 1 if _OPEN_OBJECT_RE.search(tail) else 0
         quotes = "python-literal" if "'" in region and '"' not in region else "json"
@@ -258,7 +313,8 @@ def _parse(text: str) -> Parsed:
                               detail=f"{len(nested)} nested object(s), without token spans")
             return Parsed(ok=False, fmt=fmt, boxes=boxes, think=think, think_span=think_span,
                           detail=f"{bad} object(s) without a 4-number box")
-        detail = f"{len(boxes)} object(s)" + (", repaired a truncated list" if repaired else "")
+        detail = (f"{len(boxes)} object(s)" + (", repaired a truncated list" if repaired else "")
+                  + (f", ignored {boxless} object(s) without a box" if boxless else ""))
         return Parsed(ok=True, fmt=fmt, boxes=boxes, think=think, think_span=think_span,
                       branch_span=branch, native_frame="relative1000" if rft_any else None,
                       repaired=repaired, detail=detail)
