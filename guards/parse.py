@@ -42,10 +42,17 @@ _KV_RE = re.compile(
 _BARE_BOX_RE = re.compile(
     r"\[\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\]"
 )
-# A box written as a tuple, "(x1, y1, x2, y2)", as some answers and string values do.
+# A box written as a tuple "(x1, y1, x2, y2)" or as two corners "(x1, y1), (x2, y2)".
 _BARE_TUPLE_RE = re.compile(
-    r"\(\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\)"
+    r"\(\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\)?\s*,?\s*\(?\s*(" + _NUM + r")\s*,\s*("
+    + _NUM + r")\s*\)"
 )
+# String values that carry the answer, e.g. {"final_answer": "There is no such button."}.
+_ANSWER_VALUE_RE = re.compile(
+    r"""["'][a-z_ ]*answer["']\s*:\s*(?P<q>["'])(?P<val>(?:(?!(?P=q))[^\\]|\\.)*)(?P=q)""",
+    re.I,
+)
+_MAX_NO_OBJECT_CHARS = 400
 _EMPTY_LIST_RE = re.compile(r"\[\s*\]")
 _NO_OBJECT_RE = re.compile(
     r"\bno\s+objects?\b|\bnone\b|\bnot\s+(?:found|present|visible)\b|\bthere\s+(?:is|are)\s+no\b"
@@ -56,6 +63,7 @@ _BBOX_KEYS = frozenset(
     {"bbox_2d", "bbox", "box", "box_2d", "position", "bbox_xyxy", "bounding_box", "coordinates",
      "coords", "xyxy"}
 )
+_CORNER_KEYS = ("top_left", "bottom_right")
 _LABEL_KEYS = frozenset({"label", "name", "category", "class", "object", "text", "description"})
 _CONF_KEYS = frozenset({"confidence", "score", "conf", "probability"})
 
@@ -100,7 +108,7 @@ def _find_region(text: str) -> tuple[int, int, str | None, Span | None, str]:
         start = m.end()
     else:
         close = text.find("</think>")
-        if close >= 0:  # the chat template may have put <think> in the prompt
+        if close >= 0 and "<think>" not in text:  # the chat template put <think> in the prompt
             think, think_span = text[:close], (0, close)
             start = close + len("</think>")
     a = _ANSWER_RE.search(text, start)
@@ -134,6 +142,11 @@ def _numbers(val: str, base: int) -> tuple[list[float], list[Span], bool]:
     return nums, spans, has_float
 
 
+def _is_box_key(key: str) -> bool:
+    """Keys that hold a box: bbox_2d, bounding_box_2d, box_coordinates, position, ..."""
+    return key in _BBOX_KEYS or "box" in key or key.endswith("coordinates")
+
+
 def _label_text(raw: str) -> str | None:
     """A label without <answer> tags; None for a think trace written into the label."""
     text = _unquote(raw).strip()
@@ -161,15 +174,20 @@ def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool, bool]:
     """
     box: RawBox | None = None
     quoted: RawBox | None = None
+    corners: dict[str, tuple[list[float], list[Span], bool]] = {}
     label: str | None = None
     label_span: Span | None = None
     conf: float | None = None
     rft = malformed = False
     for kv in _KV_RE.finditer(obj):
-        key = kv.group("key").strip().lower()
+        key = kv.group("key").strip().lower().replace(" ", "_")
         val = kv.group("val")
         vstart = base + kv.start("val")
-        if key in _BBOX_KEYS and val.startswith("["):
+        if key in _CORNER_KEYS and val.startswith("["):
+            nums, spans, has_float = _numbers(val, vstart)
+            if len(nums) == 2:
+                corners[key] = (nums, spans, has_float)
+        elif _is_box_key(key) and val.startswith("["):
             nums, spans, has_float = _numbers(val, vstart)
             if len(nums) == 4 and box is None:
                 box = RawBox((nums[0], nums[1], nums[2], nums[3]), coord_spans=tuple(spans),
@@ -183,6 +201,9 @@ def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool, bool]:
             conf = float(val)
         elif val[0] in "\"'" and quoted is None:
             quoted = _box_in_string(val, vstart)
+    if box is None and len(corners) == 2:
+        (a, sa, fa), (b, sb, fb) = corners["top_left"], corners["bottom_right"]
+        box = RawBox((a[0], a[1], b[0], b[1]), coord_spans=(*sa, *sb), has_float=fa or fb)
     if box is None and quoted is not None:
         box, malformed = quoted, False
     if box is not None:
@@ -208,7 +229,7 @@ def _structured(region: str) -> list[RawBox] | None:
         if not isinstance(item, dict):
             return None
         keys = {str(k).lower(): v for k, v in item.items()}
-        coords = next((keys[k] for k in _BBOX_KEYS if k in keys), None)
+        coords = next((v for k, v in keys.items() if _is_box_key(k.replace(" ", "_"))), None)
         if not (isinstance(coords, list) and len(coords) == 4
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                         for v in coords)):
@@ -318,8 +339,9 @@ def _parse_region(text: str, start: int, end: int, think: str | None,
         return Parsed(ok=True, fmt=fmt, boxes=boxes, think=think, think_span=think_span,
                       branch_span=branch, native_frame="relative1000" if rft_any else None,
                       repaired=repaired, detail=detail)
-    # 3. Bare [x1, y1, x2, y2] lists.
-    bare = list(_BARE_BOX_RE.finditer(text, start, end))
+    # 3. Bare [x1, y1, x2, y2] lists, else tuples.
+    bare = (list(_BARE_BOX_RE.finditer(text, start, end))
+            or list(_BARE_TUPLE_RE.finditer(text, start, end)))
     if bare:
         boxes = []
         for m in bare:
@@ -339,11 +361,19 @@ def _parse_region(text: str, start: int, end: int, think: str | None,
         return Parsed(ok=True, fmt=prefix + "empty-list", no_object=True, think=think,
                       think_span=think_span, branch_span=(close, close + 1),
                       detail="empty list: no such object")
-    no = _NO_OBJECT_RE.search(region)
-    if no and len(region.strip()) <= 200:
-        s = start + no.start()
+    no = _NO_OBJECT_RE.search(region) if len(region.strip()) <= _MAX_NO_OBJECT_CHARS else None
+    if no is not None:
+        span = (start + no.start(), start + no.end())
+    else:  # {"final_answer": "There is no such button in the image."}
+        for value in _ANSWER_VALUE_RE.finditer(text, start, end):
+            if len(value["val"]) <= _MAX_NO_OBJECT_CHARS:
+                no = _NO_OBJECT_RE.search(value["val"])
+                if no is not None:
+                    span = (value.start("val") + no.start(), value.start("val") + no.end())
+                    break
+    if no is not None:
         return Parsed(ok=True, fmt=prefix + "no-objects", no_object=True, think=think,
-                      think_span=think_span, branch_span=(s, start + no.end()),
+                      think_span=think_span, branch_span=span,
                       detail=f"'{no.group().strip()}': no such object")
     if _OPEN_OBJECT_RE.search(region):
         detail = "only an incomplete (truncated) object"
