@@ -49,7 +49,8 @@ _BARE_TUPLE_RE = re.compile(
 )
 # String values that carry the answer, e.g. {"final_answer": "There is no such button."}.
 _ANSWER_VALUE_RE = re.compile(
-    r"""["'][a-z_ ]*answer["']\s*:\s*(?P<q>["'])(?P<val>(?:(?!(?P=q))[^\\]|\\.)*)(?P=q)""",
+    r"""["'][a-z_ ]*answer["']\s*:\s*(?:(?P<q>["'])(?P<val>(?:(?!(?P=q))[^\\]|\\.)*)(?P=q)"""
+    r"""|(?P<empty>null|None|\[\s*\]|\{\s*\}))""",
     re.I,
 )
 _MAX_NO_OBJECT_CHARS = 400
@@ -64,6 +65,10 @@ _BBOX_KEYS = frozenset(
      "coords", "xyxy"}
 )
 _CORNER_KEYS = ("top_left", "bottom_right")
+# {"x1": .., "y1": .., "x2": .., "y2": ..} or {"x": .., "y": .., "width": .., "height": ..}.
+_EDGE_KEYS = {"x1": "x1", "y1": "y1", "x2": "x2", "y2": "y2", "x": "x1", "y": "y1", "left": "x1",
+              "top": "y1", "right": "x2", "bottom": "y2", "width": "w", "w": "w", "height": "h",
+              "h": "h"}
 _LABEL_KEYS = frozenset({"label", "name", "category", "class", "object", "text", "description"})
 _CONF_KEYS = frozenset({"confidence", "score", "conf", "probability"})
 
@@ -156,14 +161,36 @@ def _label_text(raw: str) -> str | None:
     return text or None
 
 
+def _box_from_match(m: re.Match[str], base: int = 0) -> RawBox:
+    """The box of a bare list or tuple match (groups 1-4), spans shifted by `base`."""
+    lits = [m.group(i) for i in range(1, 5)]
+    return RawBox(
+        (float(lits[0]), float(lits[1]), float(lits[2]), float(lits[3])),
+        coord_spans=tuple((base + m.start(i), base + m.end(i)) for i in range(1, 5)),
+        has_float=any("." in x or "e" in x.lower() for x in lits),
+    )
+
+
+def _box_from_edges(edges: dict[str, tuple[float, Span]]) -> RawBox | None:
+    """A box from numeric corner keys, or from a corner and a width and height."""
+    if not {"x1", "y1"} <= edges.keys():
+        return None
+    (x1, sx1), (y1, sy1) = edges["x1"], edges["y1"]
+    if {"x2", "y2"} <= edges.keys():
+        (x2, sx2), (y2, sy2) = edges["x2"], edges["y2"]
+    elif {"w", "h"} <= edges.keys():
+        (w, sx2), (h, sy2) = edges["w"], edges["h"]
+        x2, y2 = x1 + w, y1 + h
+    else:
+        return None
+    return RawBox((x1, y1, x2, y2), coord_spans=(sx1, sy1, sx2, sy2),
+                  has_float=any(v != int(v) for v in (x1, y1, x2, y2)))
+
+
 def _box_in_string(val: str, base: int) -> RawBox | None:
     """A 4-number list or tuple quoted inside a string value ('"answer": "[1, 2, 3, 4]"')."""
     m = _BARE_BOX_RE.search(val) or _BARE_TUPLE_RE.search(val)
-    if m is None:
-        return None
-    nums, spans, has_float = _numbers(m.group(), base + m.start())
-    return RawBox((nums[0], nums[1], nums[2], nums[3]), coord_spans=tuple(spans),
-                  has_float=has_float)
+    return None if m is None else _box_from_match(m, base)
 
 
 def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool, bool]:
@@ -175,6 +202,7 @@ def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool, bool]:
     box: RawBox | None = None
     quoted: RawBox | None = None
     corners: dict[str, tuple[list[float], list[Span], bool]] = {}
+    edges: dict[str, tuple[float, Span]] = {}
     label: str | None = None
     label_span: Span | None = None
     conf: float | None = None
@@ -199,11 +227,15 @@ def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool, bool]:
             label_span = (vstart + 1, vstart + len(val) - 1) if label else None
         elif key in _CONF_KEYS and val[0] not in "\"'[nN":
             conf = float(val)
+        elif key in _EDGE_KEYS and val[0] not in "\"'[nN":
+            edges[_EDGE_KEYS[key]] = (float(val), (vstart, vstart + len(val)))
         elif val[0] in "\"'" and quoted is None:
             quoted = _box_in_string(val, vstart)
     if box is None and len(corners) == 2:
         (a, sa, fa), (b, sb, fb) = corners["top_left"], corners["bottom_right"]
         box = RawBox((a[0], a[1], b[0], b[1]), coord_spans=(*sa, *sb), has_float=fa or fb)
+    if box is None:
+        box = _box_from_edges(edges)
     if box is None and quoted is not None:
         box, malformed = quoted, False
     if box is not None:
@@ -266,6 +298,24 @@ def parse_output(text: str) -> Parsed:
         return Parsed(ok=False, fmt="error", detail=f"parser error: {type(exc).__name__}")
 
 
+def _no_object(text: str, start: int, end: int) -> tuple[Span, str] | None:
+    """Where a short answer, or an answer-valued key, says there is no such object."""
+    region = text[start:end]
+    if len(region.strip()) <= _MAX_NO_OBJECT_CHARS:
+        no = _NO_OBJECT_RE.search(region)
+        if no is not None:
+            return (start + no.start(), start + no.end()), no.group().strip()
+    for value in _ANSWER_VALUE_RE.finditer(text, start, end):
+        if value["empty"] is not None:  # {"final_answer": null}, {"answer": []}
+            return value.span("empty"), value["empty"]
+        if len(value["val"]) <= _MAX_NO_OBJECT_CHARS:
+            no = _NO_OBJECT_RE.search(value["val"])
+            if no is not None:
+                at = value.start("val")
+                return (at + no.start(), at + no.end()), no.group().strip()
+    return None
+
+
 def _parse(text: str) -> Parsed:
     """The parser proper; see parse_output.
 
@@ -324,6 +374,11 @@ def _parse_region(text: str, start: int, end: int, think: str | None,
         quotes = "python-literal" if "'" in region and '"' not in region else "json"
         fmt = prefix + ("visual-rft" if rft_any else quotes)
         branch = _branch_after_bracket(text, start, end, objs[0].start())
+        absent = _no_object(text, start, end) if not boxes else None
+        if absent is not None:
+            return Parsed(ok=True, fmt=fmt + "-no-objects", no_object=True, think=think,
+                          think_span=think_span, branch_span=absent[0],
+                          detail=f"'{absent[1]}': no such object")
         if bad:
             # Nested objects ({"attributes": {...}}) defeat the flat scan: try a real parse.
             nested = _structured(region)
@@ -343,14 +398,7 @@ def _parse_region(text: str, start: int, end: int, think: str | None,
     bare = (list(_BARE_BOX_RE.finditer(text, start, end))
             or list(_BARE_TUPLE_RE.finditer(text, start, end)))
     if bare:
-        boxes = []
-        for m in bare:
-            lits = [m.group(i) for i in range(1, 5)]
-            boxes.append(RawBox(
-                (float(lits[0]), float(lits[1]), float(lits[2]), float(lits[3])),
-                coord_spans=tuple(m.span(i) for i in range(1, 5)),
-                has_float=any("." in x or "e" in x.lower() for x in lits),
-            ))
+        boxes = [_box_from_match(m) for m in bare]
         return Parsed(ok=True, fmt=prefix + "bare-list", boxes=boxes, think=think,
                       think_span=think_span, branch_span=(bare[0].start(), bare[0].start() + 1),
                       detail=f"{len(boxes)} bare box list(s)")
@@ -361,20 +409,12 @@ def _parse_region(text: str, start: int, end: int, think: str | None,
         return Parsed(ok=True, fmt=prefix + "empty-list", no_object=True, think=think,
                       think_span=think_span, branch_span=(close, close + 1),
                       detail="empty list: no such object")
-    no = _NO_OBJECT_RE.search(region) if len(region.strip()) <= _MAX_NO_OBJECT_CHARS else None
-    if no is not None:
-        span = (start + no.start(), start + no.end())
-    else:  # {"final_answer": "There is no such button in the image."}
-        for value in _ANSWER_VALUE_RE.finditer(text, start, end):
-            if len(value["val"]) <= _MAX_NO_OBJECT_CHARS:
-                no = _NO_OBJECT_RE.search(value["val"])
-                if no is not None:
-                    span = (value.start("val") + no.start(), value.start("val") + no.end())
-                    break
-    if no is not None:
+    absent = _no_object(text, start, end)
+    if absent is not None:
+        span, phrase = absent
         return Parsed(ok=True, fmt=prefix + "no-objects", no_object=True, think=think,
                       think_span=think_span, branch_span=span,
-                      detail=f"'{no.group().strip()}': no such object")
+                      detail=f"'{phrase}': no such object")
     if _OPEN_OBJECT_RE.search(region):
         detail = "only an incomplete (truncated) object"
     elif region.strip():
