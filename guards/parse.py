@@ -35,8 +35,9 @@ _BOX_TOKEN_RE = re.compile(
 )
 _OBJECT_RE = re.compile(r"\{[^{}]*\}")
 _OPEN_OBJECT_RE = re.compile(r"\{[^{}]*\Z")
+# Keys may be escaped ({\"bbox_2d\": ...}) when the answer is JSON inside a JSON string.
 _KV_RE = re.compile(
-    r"""["']?(?P<key>[A-Za-z_][A-Za-z0-9_ ]*?)["']?\s*:\s*"""
+    r"""\\?["']?(?P<key>[A-Za-z_][A-Za-z0-9_ ]*?)\\?["']?\s*:\s*"""
     r"""(?P<val>\[[^\[\]]*\]|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|""" + _NUM + r"""|null|None)"""
 )
 _BARE_BOX_RE = re.compile(
