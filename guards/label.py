@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from . import embed
 from .context import Context, result
-from .lexicon import relation, synonyms
-from .nouns import PhraseInfo, analyze
+from .lexicon import DETERMINERS, NON_OBJECT_NOUNS, UI_NOUNS, known, relation, synonyms
+from .nouns import PhraseInfo, analyze, words
 from .policy import Policy
 from .think import think_objects
 from .types import CheckResult
@@ -33,11 +33,34 @@ def _compound(a: str, b: str) -> bool:
     return (len(b) >= 4 and a.endswith(b)) or (len(a) >= 4 and b.endswith(a))
 
 
+def _content(text: str) -> list[str]:
+    """The words of a text without determiners and punctuation."""
+    return [w for w in words(text) if w[0].isalnum() and w not in DETERMINERS]
+
+
+def restates(label: str, expression: str) -> bool:
+    """Whether the label repeats every content word of the expression (it adds no evidence)."""
+    expr_words = _content(expression)
+    return bool(expr_words) and set(expr_words) <= set(_content(label))
+
+
+def _names_nothing(lab: PhraseInfo, expr: PhraseInfo) -> bool:
+    """Labels that name no category of the scene: 'object', 'answer', or, for an expression
+    the lexicon does not know (a GUI target), the widget type ('search button')."""
+    if lab.generic or lab.head is None:
+        return True
+    if lab.head in NON_OBJECT_NOUNS and not known(lab.head):
+        return True
+    return lab.head in UI_NOUNS and (expr.head is None or not known(expr.head))
+
+
 def judge_label(label: str, expression: str, think: str | None,
                 policy: Policy) -> tuple[bool, float | None, str]:
     """Decide whether one label fits the expression; returns (passed, score, detail)."""
+    if restates(label, expression):
+        return True, None, f"label '{label}' restates the expression"
     lab, expr = analyze(label), analyze(expression)
-    if lab.generic or lab.head is None:
+    if _names_nothing(lab, expr):
         conflict = _attribute_conflict(lab, expr)
         if conflict:
             return False, 0.0, f"label '{label}' conflicts with the expression: {conflict}"

@@ -7,6 +7,7 @@ it cannot decide fall through to the optional embedding extra, else they fail cl
 
 from __future__ import annotations
 
+from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Literal
 
@@ -15,7 +16,8 @@ Relation = Literal["same", "synonym", "hypernym", "different", "unknown"]
 ARTICLES = frozenset({"a", "an", "the"})
 DETERMINERS = ARTICLES | frozenset(
     {"this", "that", "these", "those", "another", "some", "any", "each", "every", "its", "his",
-     "her", "their", "one", "two", "three", "four", "five", "several", "all", "both", "no"}
+     "her", "their", "one", "two", "three", "four", "five", "several", "all", "both", "no", "my",
+     "your", "our"}
 )
 COLORS = frozenset(
     {"red", "green", "blue", "yellow", "purple", "orange", "black", "white", "gray", "grey",
@@ -59,6 +61,32 @@ ING_NOUNS = frozenset(
 GENERIC_NOUNS = frozenset(
     {"one", "ones", "thing", "object", "item", "stuff", "something", "region", "area", "part",
      "target", "it", "entity", "instance", "element", "shape", "figure", "piece", "spot"}
+)
+# Imperative verbs that open GUI instructions ("open the menu", "download in apple app store"):
+# the target is what follows. Those that are also common object nouns ('watch', 'book', 'star',
+# 'sign', 'play', 'check') are stripped only before a determiner or a particle.
+ACTION_VERBS = frozenset(
+    {"open", "click", "tap", "press", "select", "choose", "view", "go", "visit", "download",
+     "install", "search", "close", "show", "hide", "switch", "toggle", "enter", "type", "add",
+     "remove", "delete", "edit", "change", "log", "login", "expand", "collapse", "unfold",
+     "upvote", "downvote", "subscribe", "navigate", "jump", "scroll", "submit", "send", "reply",
+     "filter", "sort", "create", "upload", "adjust", "access", "explore", "browse", "buy",
+     "follow", "unstar", "learn", "read", "find", "get", "see", "use", "mute", "unmute",
+     "minimize", "maximize", "refresh", "reload", "rate", "zoom", "pause", "start", "stop",
+     "save", "copy", "share", "like", "watch", "book", "star", "sign", "play", "check", "set",
+     "turn", "display", "comment", "listen", "return", "move", "drag", "print", "launch"}
+)
+AMBIGUOUS_VERBS = frozenset({"watch", "book", "star", "sign", "play", "check", "like", "set",
+                             "turn", "display", "comment", "return", "move", "print", "copy",
+                             "share", "save", "stop", "start", "rate", "use", "see", "get"})
+VERB_PARTICLES = frozenset({"to", "in", "into", "up", "out", "for", "all"})
+# GUI elements: a label that names the widget ('search button') rather than its referent.
+UI_NOUNS = frozenset(
+    {"button", "icon", "link", "tab", "menu", "field", "bar", "toolbar", "dropdown", "checkbox",
+     "textbox", "input", "option", "entry", "widget", "control", "toggle", "slider", "logo",
+     "banner", "header", "heading", "text", "title", "sidebar", "navigation", "panel", "dialog",
+     "popup", "pop-up", "tooltip", "card", "thumbnail", "avatar", "arrow", "hyperlink", "switch",
+     "searchbar", "image", "picture", "section", "list", "page", "box", "label", "caption"}
 )
 # Words of a think trace that are never objects in the scene.
 NON_OBJECT_NOUNS = GENERIC_NOUNS | frozenset(
@@ -223,11 +251,24 @@ def synonyms(noun: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def spelling_variant(a: str, b: str) -> bool:
+    """Whether two nouns are one word spelt two ways ('cupake'/'cupcake', 'suace'/'sauce').
+
+    People's expressions keep their typos while the model's label corrects them. Both words have
+    at least 4 letters and the same first letter, at most one is a lexicon noun (two known nouns
+    are two categories: 'shirt'/'skirt'), and difflib's similarity ratio is at least 0.8.
+    """
+    if a == b or len(a) < 4 or len(b) < 4 or a[0] != b[0] or (known(a) and known(b)):
+        return False
+    return SequenceMatcher(None, a, b).ratio() >= 0.8
+
+
 @lru_cache(maxsize=8192)
 def relation(a: str, b: str) -> Relation:
     """How two lemmatised nouns relate: same, synonym, hypernym (either way), different, unknown.
 
     'different' is only claimed when both nouns are known to the lexicon; otherwise 'unknown'.
+    A spelling variant of the other word or of one of its synonyms is a synonym.
     """
     if a == b:
         return "same"
@@ -237,6 +278,8 @@ def relation(a: str, b: str) -> Relation:
         return "hypernym"
     if known(a) and known(b):
         return "different"
+    if any(spelling_variant(x, y) for x in (a, *synonyms(a)) for y in (b, *synonyms(b))):
+        return "synonym"
     return "unknown"
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .lexicon import (
+    ACTION_VERBS,
+    AMBIGUOUS_VERBS,
     BOUNDARY_WORDS,
     DETERMINERS,
     GENERIC_NOUNS,
@@ -19,6 +21,7 @@ from .lexicon import (
     KNOWN_NOUNS,
     NON_OBJECT_NOUNS,
     POSITION_WORDS,
+    VERB_PARTICLES,
     WHOLE_IMAGE_PHRASES,
     canon_color,
     canon_size,
@@ -115,10 +118,24 @@ class PhraseInfo:
         return self.head is None or self.head in GENERIC_NOUNS
 
 
+def strip_action(tokens: list[str]) -> list[str]:
+    """Drop the imperative verb of a GUI instruction: 'open the menu' -> 'the menu'.
+
+    Verbs that are also object nouns ('book on the left', 'watch') are dropped only before a
+    determiner or a particle ('check the profile', 'sign in').
+    """
+    if len(tokens) < 2 or tokens[0] not in ACTION_VERBS:
+        return tokens
+    nxt = tokens[1]
+    if tokens[0] in AMBIGUOUS_VERBS and nxt not in DETERMINERS and nxt not in VERB_PARTICLES:
+        return tokens
+    return tokens[1:]
+
+
 @lru_cache(maxsize=4096)
 def analyze(text: str) -> PhraseInfo:
     """Head noun, its colour and size attributes, and the other nouns of a phrase."""
-    toks = words(text)
+    toks = strip_action(words(text))
     parts = chunks(toks)
     first = parts[0] if parts else []
     head = head_of(first)
