@@ -237,6 +237,7 @@ def _ancestors(noun: str) -> frozenset[str]:
         for p in _PARENTS.get(w, ()):
             if p not in seen:
                 seen.add(p)
+                seen.update(synonyms(p))  # 'individual' is a 'person', the parent of 'man'
                 todo.append(p)
                 todo.extend(synonyms(p))
     return frozenset(seen)

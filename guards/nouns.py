@@ -72,6 +72,12 @@ def chunks(tokens: list[str]) -> list[list[str]]:
             or (w in ("left", "right") and nxt in ("of", "to", "side"))
             or _is_verb_like(w, cur)
         )
+        # 'girl blue shirt' is 'girl (in) blue shirt': a colour after a noun starts a phrase.
+        starts_phrase = canon_color(w) is not None and any(not _is_modifier(x) for x in cur)
+        if starts_phrase and not boundary:
+            out.append(cur)
+            cur = [w]
+            continue
         if boundary:
             if cur:
                 out.append(cur)

@@ -13,8 +13,9 @@ from functools import lru_cache
 
 from .context import Context, result
 from .geometry import iou, map_boxes
-from .lexicon import relation
+from .lexicon import BOUNDARY_WORDS, ING_NOUNS, relation
 from .nouns import PhraseInfo, analyze, mentioned_heads
+from .nouns import words as word_tokens
 from .parse import _BARE_BOX_RE, _BOX_TOKEN_RE, RawBox
 from .types import CheckResult
 
@@ -46,14 +47,38 @@ _SELECT_HINTS = frozenset({"target", "answer", "object", "one", "it", "it's", "t
 _ABSENT_HINTS = frozenset({"no", "not", "cannot", "can't", "couldn't", "isn't", "aren't",
                            "doesn't", "don't", "didn't", "absent", "missing", "unable", "none",
                            "nothing"})
-_ABSENT_RE = re.compile(
+# Absence: the denied phrase follows ("there is no umpire") or precedes ("the umpire is not
+# visible") the negation.
+_DENY_AFTER_RE = re.compile(
     r"\bthere (?:is|are) no\b|\bno (?:such|matching)\b|"
     r"\b(?:cannot|can't|can not|could not|couldn't|unable to|don't|do not|did not|didn't) "
-    r"(?:find|see|locate|identify|spot)\b|\b(?:is|are)\s+(?:absent|missing)\b|"
-    r"\b(?:isn't|aren't|is not|are not)\s+(?:present|visible|found|in the image|in the picture|"
-    r"there)\b|\bdoes(?:n't| not) (?:exist|appear)\b|\bnothing (?:that )?matches\b|"
-    r"\bnone of the\b|\bnot present\b"
+    r"(?:find|see|locate|identify|spot)\b|\bnothing (?:that )?matches\b|\bnone of the\b"
 )
+_DENY_BEFORE_RE = re.compile(
+    r"\b(?:is|are)\s+(?:absent|missing)\b|"
+    r"\b(?:isn't|aren't|is not|are not)\s+(?:present|visible|found|in the image|in the picture|"
+    r"there)\b|\bdoes(?:n't| not) (?:exist|appear)\b|\bnot present\b"
+)
+# The trace finds nothing the expression could mean ("no specific object labeled as 'yep'").
+_UNCLEAR_RE = re.compile(
+    r"\bno (?:specific|particular|obvious|identifiable) (?:object|item|area|element|feature|"
+    r"thing|region|option|part)s?\b|\b(?:not clear|no clear indication of) what\b|"
+    r"\bdoes(?:n't| not) (?:seem to |appear to )?(?:refer|correspond) to (?:any|a specific|"
+    r"a particular)\b"
+)
+# Wrappers around a denied phrase that do not change what is denied.
+_DENIAL_FILLER_RE = re.compile(
+    r"^(?:(?:clear|visible|clearly|obvious|apparent|such|any)\s+)*"
+    r"(?:(?:indication|sign|evidence|trace|mention) of\s+)?|"
+    r"\s+(?:(?:visible|present|shown|here|there|anywhere|at all|clearly|exists?|in (?:the|this) "
+    r"(?:image|picture|photo|frame|scene)(?: itself)?)\s*)+$"
+)
+_PRONOUNS = frozenset({"it", "one", "them", "any", "anything", "such", "this", "that", "target"})
+# Absence of *another* instance ("no other man to his left") or of a *part* ("can't see its
+# entire back end") says nothing about the target.
+_QUALIFYING_WORDS = frozenset({"other", "another", "additional", "else", "more", "second",
+                               "entire", "whole", "full", "fully", "complete", "completely"})
+_MAX_DENIED_WORDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +91,53 @@ class ThinkInfo:
     boxes: tuple[RawBox, ...]
 
 
-def _about_target(clause: str, expr: PhraseInfo) -> bool:
-    """Whether an absence clause is about the target rather than some other object."""
-    heads = mentioned_heads(clause)
-    if not heads or expr.generic:
+def _denied_phrase(clause: str) -> tuple[str, bool] | None:
+    """The phrase an absence clause denies, without fillers, and whether it followed the
+    negation ("there is no X") rather than preceded it ("X is not visible"); None for no
+    denial."""
+    after = _DENY_AFTER_RE.search(clause)
+    if after is not None:
+        phrase = clause[after.end():]
+    else:
+        before = _DENY_BEFORE_RE.search(clause)
+        if before is None:
+            return None
+        phrase = clause[:before.start()]
+        phrase = phrase.rsplit(" that ", 1)[-1].rsplit(" there ", 1)[-1]
+    return _DENIAL_FILLER_RE.sub("", phrase.strip(" \"'")).strip(" \"'"), after is not None
+
+
+def _denies_target(clause: str, expr: PhraseInfo) -> bool:
+    """Whether an absence clause denies the target itself.
+
+    Only a bare noun phrase naming the target (or a pronoun for it) counts: "there is no
+    visible umpire", "I cannot find it". A qualified denial ("no bus in the background on the
+    right", "no person sitting in it", "which is not visible") rejects a detail of the
+    description, or another object, and the model then answers its best match; neither does
+    the absence of *another* instance ("no other man to his left").
+    """
+    denied = _denied_phrase(clause)
+    if denied is None:
+        return False
+    phrase, after = denied
+    toks = word_tokens(phrase)
+    if not toks:  # "nothing matches", "no such": the whole description; "that isn't there": ?
+        return after
+    if len(toks) == 1 and toks[0] in _PRONOUNS:
         return True
-    for head, colors in heads:
-        if expr.head is not None and relation(head, expr.head) in ("same", "synonym", "hypernym"):
-            # "There is no red hexagon" says nothing about "the yellow hexagon".
-            return not (colors and expr.colors and not colors & expr.colors)
-    return False
+    if (len(toks) > _MAX_DENIED_WORDS or not _QUALIFYING_WORDS.isdisjoint(toks)
+            or any(t in BOUNDARY_WORDS or not t[0].isalnum() for t in toks)
+            or any(len(t) > 4 and t.endswith(("ing", "ed")) and t not in ING_NOUNS
+                   for t in toks)):
+        return False
+    if expr.generic or expr.head is None:
+        return True
+    info = analyze(phrase)
+    if info.head is None or relation(info.head, expr.head) not in ("same", "synonym",
+                                                                    "hypernym"):
+        return False
+    # "There is no red hexagon" says nothing about "the yellow hexagon".
+    return not (info.colors and expr.colors and not info.colors & expr.colors)
 
 
 def _clauses(low: str) -> list[str]:
@@ -111,8 +173,8 @@ def analyze_think(think: str, expression: str) -> ThinkInfo:
                         decision, entity, last_clause = "select", info, clause
                         selected = True
                         break
-        if (not selected and words & _ABSENT_HINTS and _ABSENT_RE.search(clause)
-                and _about_target(clause, expr)):
+        if not selected and (words & _ABSENT_HINTS and _denies_target(clause, expr)
+                             or _UNCLEAR_RE.search(clause)):
             decision, entity, last_clause = "absent", None, clause
     boxes: list[RawBox] = []
     if "[" in think:
