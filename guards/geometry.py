@@ -125,6 +125,9 @@ def check_geometry(ctx: Context) -> CheckResult:
     return result(ctx, "geometry", True, f"{len(good)} box(es) inside the image{note}", score)
 
 
+_ANY_OVERLAP = 1e-9
+
+
 def _same_object(a: Box, b: Box, min_iou: float) -> bool:
     """Near-duplicate boxes with compatible labels are one object."""
     if iou(a.bbox, b.bbox) < min_iou:
@@ -145,12 +148,24 @@ def check_cardinality(ctx: Context) -> CheckResult:
                    for j in distinct):
             distinct.append(i)
     merged = len(ctx.kept) - len(distinct)
-    ctx.kept = distinct
     note = f" (merged {merged} near-duplicate(s))" if merged else ""
     n = len(distinct)
     if ctx.multiple:
+        ctx.kept = distinct
         return result(ctx, "cardinality", True, f"{n} distinct box(es), multiple allowed{note}",
                       float(n))
+    if n > 1:
+        # Boxes that overlap the first, with compatible labels, are the same object drawn twice
+        # (a draft and a final extent): keep the model's first. A box sharing no pixel with it,
+        # or naming something else, is a second object.
+        first = ctx.boxes[distinct[0]]
+        others = [i for i in distinct[1:]
+                  if not _same_object(first, ctx.boxes[i], _ANY_OVERLAP)]
+        if len(others) < n - 1:
+            note += f" (kept the first of {n - len(others)} overlapping boxes)"
+        distinct = [distinct[0], *others]
+        n = len(distinct)
+    ctx.kept = distinct
     if n > 1:
         return result(ctx, "cardinality", False,
                       f"{n} distinct boxes for a single-object request: ambiguous{note}", float(n))
