@@ -156,7 +156,17 @@ def ground(
 
 @app.command("eval")
 def eval_(
-    dataset: Annotated[Path, typer.Argument(help="boxguard JSONL or VLM-R1 REC JSON file.")],
+    dataset: Annotated[
+        Path | None, typer.Argument(help="boxguard JSONL or VLM-R1 REC JSON file.")
+    ] = None,
+    outputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--outputs",
+            help="Evaluate stored model outputs offline, no server: a VLM-R1 log or outputs "
+            "JSONL (id, expression, output, bbox, image_size?, frame?), gzipped or not.",
+        ),
+    ] = None,
     server: ServerOpt = None,
     report: Annotated[
         Path | None,
@@ -179,7 +189,46 @@ def eval_(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
 ) -> None:
-    """Evaluate a dataset against a server: accuracy, coverage, Φc, AURC, N-acc/T-acc."""
+    """Evaluate a dataset against a server, or stored outputs offline (--outputs): accuracy,
+    coverage, Φc, AURC, N-acc/T-acc (and, offline, parse rate and abstentions per check)."""
+    if (dataset is None) == (outputs is None):
+        raise typer.BadParameter("give a DATASET (server) or --outputs FILE (offline), not both")
+    if outputs is not None:
+        summary = _eval_outputs(outputs, report, image_root, limit, multiple, _policy(policy))
+    elif dataset is not None:
+        summary = _eval_server(dataset, server, report, concurrency, image_root, fmt, limit,
+                               think, multiple, _policy(policy), api_key, timeout, progress)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    _print_summary(summary, report)
+
+
+def _eval_outputs(outputs: Path, report: Path | None, image_root: Path | None,
+                  limit: int | None, multiple: bool, policy: dict[str, Any] | None,
+                  ) -> dict[str, Any]:
+    """`eval --outputs`: verify stored outputs with the guards, no server."""
+    from pydantic import ValidationError
+
+    from .offline import run_offline_eval
+
+    if not outputs.is_file():
+        raise typer.BadParameter(f"no such file: {outputs}", param_hint="--outputs")
+    try:
+        return run_offline_eval(outputs, report_dir=report, image_root=image_root,
+                                policy=policy, multiple=multiple, limit=limit)
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policy") from None
+    except (ValueError, OSError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+def _eval_server(dataset: Path, server: str | None, report: Path | None, concurrency: int,
+                 image_root: Path | None, fmt: str, limit: int | None, think: bool,
+                 multiple: bool, policy: dict[str, Any] | None, api_key: str | None,
+                 timeout: float, progress: bool) -> dict[str, Any]:
+    """`eval DATASET`: ground every sample through a server."""
     from .evaluation import run_eval
 
     if fmt not in ("auto", "jsonl", "vlm-r1"):
@@ -198,16 +247,13 @@ def eval_(
                 progress=progress,
                 think=think,
                 multiple=multiple,
-                policy=_policy(policy),
+                policy=policy,
                 limit=limit,
             )
     except (ValueError, FileNotFoundError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-        return
-    _print_summary(summary, report)
+    return summary
 
 
 def _print_summary(summary: dict[str, Any], report: Path | None) -> None:
@@ -215,7 +261,7 @@ def _print_summary(summary: dict[str, Any], report: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .report import _fmt
+    from .report import _fmt, check_table
 
     table = Table(title=f"evaluation of {summary['dataset']}", title_justify="left")
     table.add_column("metric")
@@ -239,6 +285,9 @@ def _print_summary(summary: dict[str, Any], report: Path | None) -> None:
     if summary["abstentions_by_reason"]:
         reasons = ", ".join(f"{k} {v}" for k, v in summary["abstentions_by_reason"].items())
         console.print(f"abstentions: {reasons}")
+    if "checks" in summary:
+        console.print(f"parse rate {_fmt(summary['parse_rate'])}")
+        console.print(check_table(summary["checks"]))
     if report is not None:
         console.print(f"report: {report / 'report.md'}, {report / 'index.html'}")
 

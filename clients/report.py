@@ -73,6 +73,32 @@ def _plot(curve: list[tuple[float, float]], summary: dict[str, Any], path: Path)
     return True
 
 
+def check_rows(checks: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
+    """Rows of the per-check table of an offline evaluation (see offline.check_breakdown)."""
+    return [
+        (name, str(c["abstained"]), str(c["right_abstained"]),
+         _fmt(c["false_abstention_rate"]), _fmt(c["catch_rate"]))
+        for name, c in checks.items()
+    ]
+
+
+CHECK_COLUMNS = ("check", "abstained", "of them right answers", "false-abstention rate",
+                 "catch rate")
+
+
+def check_table(checks: dict[str, dict[str, Any]]) -> Any:
+    """The per-check table as a rich Table (for the CLI)."""
+    from rich.table import Table
+
+    table = Table(title="abstentions per check (rates: of all right / all wrong raw answers)",
+                  title_justify="left")
+    for column in CHECK_COLUMNS:
+        table.add_column(column, justify="left" if column == "check" else "right")
+    for row in check_rows(checks):
+        table.add_row(*row)
+    return table
+
+
 def _markdown(summary: dict[str, Any], has_plot: bool) -> str:
     """report.md: the headline metrics and the abstention reasons."""
     phi = summary.get("phi", {})
@@ -107,6 +133,18 @@ def _markdown(summary: dict[str, Any], has_plot: bool) -> str:
     ]
     reasons = summary.get("abstentions_by_reason") or {}
     lines += [f"- `{k}`: {v}" for k, v in reasons.items()] or ["none"]
+    if summary.get("checks"):
+        lines += [
+            "",
+            "## Abstentions per check",
+            "",
+            f"Parse rate {_fmt(summary.get('parse_rate'))}. Rates are of all right / all wrong "
+            "raw answers; `all` is the verdict.",
+            "",
+            "| " + " | ".join(CHECK_COLUMNS) + " |",
+            "|---|---|---|---|---|",
+            *("| " + " | ".join(row) + " |" for row in check_rows(summary["checks"])),
+        ]
     if has_plot:
         lines += ["", "![risk-coverage](risk_coverage.png)"]
     lines += ["", "Per-sample rows: `samples.jsonl`; image grid: `index.html`.", ""]
