@@ -118,8 +118,12 @@ def time_eval(path: Path, repeats: int = 3) -> dict[str, float]:
 def _commit(path: Path) -> str | None:
     """The git commit of the checkout holding `path`, if any."""
     try:
-        out = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return out.stdout.strip()
@@ -137,7 +141,7 @@ def run(guards_dir: Path | None) -> dict[str, Any]:
         "guards": str(guards_path),
         "commit": _commit(guards_path),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, "
-                   f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}",
         "files": [evaluate_file(f) for f in files],
         "timing": time_eval(DATA / TIMED_FILE),
     }
@@ -161,11 +165,14 @@ def _name(file: str) -> str:
 
 def _main_table(run_: dict[str, Any], title: str) -> list[str]:
     """The issue's table for one run."""
-    lines = [f"### {title}", "",
-             "| file | the log's own accuracy | log parse | boxguard parse | raw acc | coverage |"
-             " selective acc | right answers abstained | wrong answers caught | Φ10 guards |"
-             " Φ10 answer all |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| file | the log's own accuracy | log parse | boxguard parse | raw acc | coverage |"
+        " selective acc | right answers abstained | wrong answers caught | Φ10 guards |"
+        " Φ10 answer all |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for f in run_["files"]:
         a = f["all"]
         held = " (held out)" if f["held_out_file"] else ""
@@ -180,8 +187,11 @@ def _main_table(run_: dict[str, Any], title: str) -> list[str]:
 
 def _split_table(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Right answers abstained / wrong answers caught / Φ10 gain, dev vs held-out halves."""
-    lines = ["| file | half | n | right abstained before → after | wrong caught before → after |"
-             " Φ10 − Φ10 answer-all before → after |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| file | half | n | right abstained before → after | wrong caught before → after |"
+        " Φ10 − Φ10 answer-all before → after |",
+        "|---|---|---|---|---|---|",
+    ]
     for b, a in zip(before["files"], after["files"], strict=True):
         for half in ("dev", "held_out"):
             if a[half] is None:
@@ -229,8 +239,10 @@ def _criteria(run_: dict[str, Any]) -> list[str]:
 def _per_check(run_: dict[str, Any]) -> list[str]:
     """Abstentions per check (right answers among them), full files."""
     names = sorted({n for f in run_["files"] for n in f["all"]["checks"] if n != "all"})
-    lines = ["| file | " + " | ".join(f"`{n}`" for n in names) + " |",
-             "|---|" + "---|" * len(names)]
+    lines = [
+        "| file | " + " | ".join(f"`{n}`" for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for f in run_["files"]:
         cells = []
         for n in names:

@@ -196,17 +196,35 @@ def eval_(
     if outputs is not None:
         summary = _eval_outputs(outputs, report, image_root, limit, multiple, _policy(policy))
     elif dataset is not None:
-        summary = _eval_server(dataset, server, report, concurrency, image_root, fmt, limit,
-                               think, multiple, _policy(policy), api_key, timeout, progress)
+        summary = _eval_server(
+            dataset,
+            server,
+            report,
+            concurrency,
+            image_root,
+            fmt,
+            limit,
+            think,
+            multiple,
+            _policy(policy),
+            api_key,
+            timeout,
+            progress,
+        )
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
     _print_summary(summary, report)
 
 
-def _eval_outputs(outputs: Path, report: Path | None, image_root: Path | None,
-                  limit: int | None, multiple: bool, policy: dict[str, Any] | None,
-                  ) -> dict[str, Any]:
+def _eval_outputs(
+    outputs: Path,
+    report: Path | None,
+    image_root: Path | None,
+    limit: int | None,
+    multiple: bool,
+    policy: dict[str, Any] | None,
+) -> dict[str, Any]:
     """`eval --outputs`: verify stored outputs with the guards, no server."""
     from pydantic import ValidationError
 
@@ -215,8 +233,14 @@ def _eval_outputs(outputs: Path, report: Path | None, image_root: Path | None,
     if not outputs.is_file():
         raise typer.BadParameter(f"no such file: {outputs}", param_hint="--outputs")
     try:
-        return run_offline_eval(outputs, report_dir=report, image_root=image_root,
-                                policy=policy, multiple=multiple, limit=limit)
+        return run_offline_eval(
+            outputs,
+            report_dir=report,
+            image_root=image_root,
+            policy=policy,
+            multiple=multiple,
+            limit=limit,
+        )
     except ValidationError as exc:
         raise typer.BadParameter(str(exc), param_hint="--policy") from None
     except (ValueError, OSError) as exc:
@@ -224,10 +248,21 @@ def _eval_outputs(outputs: Path, report: Path | None, image_root: Path | None,
         raise typer.Exit(2) from None
 
 
-def _eval_server(dataset: Path, server: str | None, report: Path | None, concurrency: int,
-                 image_root: Path | None, fmt: str, limit: int | None, think: bool,
-                 multiple: bool, policy: dict[str, Any] | None, api_key: str | None,
-                 timeout: float, progress: bool) -> dict[str, Any]:
+def _eval_server(
+    dataset: Path,
+    server: str | None,
+    report: Path | None,
+    concurrency: int,
+    image_root: Path | None,
+    fmt: str,
+    limit: int | None,
+    think: bool,
+    multiple: bool,
+    policy: dict[str, Any] | None,
+    api_key: str | None,
+    timeout: float,
+    progress: bool,
+) -> dict[str, Any]:
     """`eval DATASET`: ground every sample through a server."""
     from .evaluation import run_eval
 

@@ -16,8 +16,9 @@ Two input formats, gzipped or not:
   model answered in original pixels) and ``image`` (only for thumbnails) are optional.
 
 When the image size is unknown (VLM-R1 logs record none), the frame is the smallest one holding
-every parsed coordinate, plus one pixel (never the true box, which would leak the target), and the whole-image check is off
-(``whole_image_frac=1.0``): without the real size it cannot be judged.
+every parsed coordinate, plus one pixel (never the true box, which would leak the target), and
+the whole-image check is off (``whole_image_frac=1.0``): without the real size it cannot be
+judged.
 
 Example:
     >>> from boxguard.clients.offline import run_offline_eval
@@ -45,8 +46,13 @@ from .evaluation import SampleRecord, score_sample
 from .metrics import summarize
 from .results import GroundResult
 
-__all__ = ["StoredOutput", "check_breakdown", "evaluate_outputs", "load_outputs",
-           "run_offline_eval"]
+__all__ = [
+    "StoredOutput",
+    "check_breakdown",
+    "evaluate_outputs",
+    "load_outputs",
+    "run_offline_eval",
+]
 
 OFFLINE_MODEL = "stored outputs"
 _FRAMES = ("pixels", "relative1000", "normalized", "auto")
@@ -101,17 +107,19 @@ def _from_vlm_r1_log(data: Mapping[str, Any], path: Path, image_root: Path) -> l
         if isinstance(extracted, list):
             log_parsed = any(float(v) != 0.0 for v in extracted)
         image = row.get("image") or ""
-        out.append(StoredOutput(
-            sample=Sample(
-                id=f"{index:05d}",
-                image=image_root / (image[0] if isinstance(image, list) else image),
-                expression=r1_expression({"problem": row.get("question")}, where),
-                bbox=validated_bbox(row["ground_truth"], where),
-            ),
-            output=str(row["model_output"] or ""),
-            frame="pixels",
-            log_parsed=log_parsed,
-        ))
+        out.append(
+            StoredOutput(
+                sample=Sample(
+                    id=f"{index:05d}",
+                    image=image_root / (image[0] if isinstance(image, list) else image),
+                    expression=r1_expression({"problem": row.get("question")}, where),
+                    bbox=validated_bbox(row["ground_truth"], where),
+                ),
+                output=str(row["model_output"] or ""),
+                frame="pixels",
+                log_parsed=log_parsed,
+            )
+        )
     return out
 
 
@@ -134,14 +142,20 @@ def _from_jsonl(text: str, path: Path, image_root: Path) -> list[StoredOutput]:
         frame = row.get("frame", "auto")
         if frame not in _FRAMES:
             raise ValueError(f"{where}: frame must be one of {_FRAMES}, got {frame!r}")
-        out.append(StoredOutput(
-            sample=Sample(sample_id, image_root / str(row.get("image") or ""),
-                          str(row["expression"]), validated_bbox(row["bbox"], where)),
-            output=str(row["output"]),
-            image_size=_size(row.get("image_size"), where, "image_size"),
-            model_size=_size(row.get("model_size"), where, "model_size"),
-            frame=frame,
-        ))
+        out.append(
+            StoredOutput(
+                sample=Sample(
+                    sample_id,
+                    image_root / str(row.get("image") or ""),
+                    str(row["expression"]),
+                    validated_bbox(row["bbox"], where),
+                ),
+                output=str(row["output"]),
+                image_size=_size(row.get("image_size"), where, "image_size"),
+                model_size=_size(row.get("model_size"), where, "model_size"),
+                frame=frame,
+            )
+        )
     return out
 
 
@@ -180,36 +194,51 @@ def _unknown_size(stored: StoredOutput) -> tuple[float, float]:
     return float(math.ceil(max(xs)) + 1), float(math.ceil(max(ys)) + 1)
 
 
-def _result(verdict: Verdict, size: tuple[float, float], model_size: tuple[float, float] | None,
-            output: str) -> GroundResult:
+def _result(
+    verdict: Verdict, size: tuple[float, float], model_size: tuple[float, float] | None, output: str
+) -> GroundResult:
     """The verdict in the server's response shape, so live and offline reports share code."""
-    dump = verdict.model_dump(include={"status", "detections", "candidates", "reasons",
-                                       "checks", "think"})
+    dump = verdict.model_dump(
+        include={"status", "detections", "candidates", "reasons", "checks", "think"}
+    )
     mw, mh = model_size if model_size is not None else (None, None)
-    return GroundResult.model_validate({
-        **dump,
-        "id": uuid.uuid4().hex,
-        "raw_output": output,
-        "image": {"width": round(size[0]), "height": round(size[1]),
-                  "model_width": None if mw is None else round(mw),
-                  "model_height": None if mh is None else round(mh)},
-        "model": OFFLINE_MODEL,
-    })
+    return GroundResult.model_validate(
+        {
+            **dump,
+            "id": uuid.uuid4().hex,
+            "raw_output": output,
+            "image": {
+                "width": round(size[0]),
+                "height": round(size[1]),
+                "model_width": None if mw is None else round(mw),
+                "model_height": None if mh is None else round(mh),
+            },
+            "model": OFFLINE_MODEL,
+        }
+    )
 
 
-def evaluate_outputs(outputs: Iterable[StoredOutput], policy: Policy | None = None,
-                     *, multiple: bool = False) -> list[SampleRecord]:
+def evaluate_outputs(
+    outputs: Iterable[StoredOutput], policy: Policy | None = None, *, multiple: bool = False
+) -> list[SampleRecord]:
     """Run the guards on every stored output and score it as a live evaluation would."""
     base = policy or Policy()
     unknown = base.model_copy(update={"whole_image_frac": 1.0})
     records: list[SampleRecord] = []
     for stored in outputs:
         size = stored.image_size or _unknown_size(stored)
-        verdict = verify(stored.output, stored.sample.expression, size, frame=stored.frame,
-                         model_size=stored.model_size, multiple=multiple,
-                         policy=base if stored.image_size else unknown)
-        records.append(score_sample(stored.sample,
-                                    _result(verdict, size, stored.model_size, stored.output)))
+        verdict = verify(
+            stored.output,
+            stored.sample.expression,
+            size,
+            frame=stored.frame,
+            model_size=stored.model_size,
+            multiple=multiple,
+            policy=base if stored.image_size else unknown,
+        )
+        records.append(
+            score_sample(stored.sample, _result(verdict, size, stored.model_size, stored.output))
+        )
     return records
 
 
@@ -250,8 +279,9 @@ def check_breakdown(records: Sequence[SampleRecord]) -> dict[str, dict[str, Any]
     }
 
 
-def summarize_outputs(records: Sequence[SampleRecord],
-                      outputs: Sequence[StoredOutput]) -> dict[str, Any]:
+def summarize_outputs(
+    records: Sequence[SampleRecord], outputs: Sequence[StoredOutput]
+) -> dict[str, Any]:
     """The live report's summary plus parse rates and the per-check breakdown."""
     summary = summarize([r.outcome() for r in records])
     parsed = [
@@ -294,6 +324,7 @@ def run_offline_eval(
         from .report import write_report
 
         has_images = bool(outputs) and outputs[0].sample.image.is_file()
-        write_report(records, summary, Path(report_dir),
-                     max_thumbnails=max_thumbnails if has_images else 0)
+        write_report(
+            records, summary, Path(report_dir), max_thumbnails=max_thumbnails if has_images else 0
+        )
     return summary

@@ -76,22 +76,34 @@ def _plot(curve: list[tuple[float, float]], summary: dict[str, Any], path: Path)
 def check_rows(checks: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
     """Rows of the per-check table of an offline evaluation (see offline.check_breakdown)."""
     return [
-        (name, str(c["abstained"]), str(c["right_abstained"]),
-         _fmt(c["false_abstention_rate"]), _fmt(c["catch_rate"]))
+        (
+            name,
+            str(c["abstained"]),
+            str(c["right_abstained"]),
+            _fmt(c["false_abstention_rate"]),
+            _fmt(c["catch_rate"]),
+        )
         for name, c in checks.items()
     ]
 
 
-CHECK_COLUMNS = ("check", "abstained", "of them right answers", "false-abstention rate",
-                 "catch rate")
+CHECK_COLUMNS = (
+    "check",
+    "abstained",
+    "of them right answers",
+    "false-abstention rate",
+    "catch rate",
+)
 
 
 def check_table(checks: dict[str, dict[str, Any]]) -> Any:
     """The per-check table as a rich Table (for the CLI)."""
     from rich.table import Table
 
-    table = Table(title="abstentions per check (rates: of all right / all wrong raw answers)",
-                  title_justify="left")
+    table = Table(
+        title="abstentions per check (rates: of all right / all wrong raw answers)",
+        title_justify="left",
+    )
     for column in CHECK_COLUMNS:
         table.add_column(column, justify="left" if column == "check" else "right")
     for row in check_rows(checks):

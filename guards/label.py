@@ -65,7 +65,7 @@ def judge_label(label: str, expression: str, think: str | None,
         if conflict:
             return False, 0.0, f"label '{label}' conflicts with the expression: {conflict}"
         return True, None, f"label '{label}' names no category"
-    head = lab.head
+    head = lab.head or ""  # _names_nothing() is False only for labels with a head
     if expr.generic or expr.head is None:
         for other in expr.other_nouns:
             if _names(head, other):

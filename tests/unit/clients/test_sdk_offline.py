@@ -18,8 +18,7 @@ from boxguard.guards import Policy
 from typer.testing import CliRunner
 
 runner = CliRunner()
-QUESTION = ("Please provide the bounding box coordinate of the region this sentence describes: "
-            "{}.")
+QUESTION = "Please provide the bounding box coordinate of the region this sentence describes: {}."
 RIGHT = '[{"bbox_2d": [10, 10, 50, 50], "label": "red car"}]'
 WRONG_LABEL = '[{"bbox_2d": [60, 60, 90, 90], "label": "blue truck"}]'
 ANSWER_RIGHT_BOX = '[{"bbox_2d": [10, 10, 50, 50], "label": "blue truck"}]'
@@ -29,10 +28,20 @@ LEXICON_ONLY = Policy(label_embeddings=False)
 
 def write_log(path: Path, rows: list[tuple[str, str]], gz: bool = True) -> Path:
     """A VLM-R1 log of (expression, model_output) rows, all with the same true box."""
-    data = {"accuracy": 50.0, "results": [
-        {"image": "train2014/x.jpg", "question": QUESTION.format(expr), "ground_truth": TRUTH,
-         "model_output": out, "extracted_answer": [0, 0, 0, 0], "correct": 0}
-        for expr, out in rows]}
+    data = {
+        "accuracy": 50.0,
+        "results": [
+            {
+                "image": "train2014/x.jpg",
+                "question": QUESTION.format(expr),
+                "ground_truth": TRUTH,
+                "model_output": out,
+                "extracted_answer": [0, 0, 0, 0],
+                "correct": 0,
+            }
+            for expr, out in rows
+        ],
+    }
     text = json.dumps(data)
     if gz:
         with gzip.open(path, "wt", encoding="utf-8") as fh:
@@ -53,9 +62,17 @@ def test_vlm_r1_log(tmp_path: Path) -> None:
 
 def test_outputs_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "outs.jsonl"
-    rows = [{"id": "a", "expression": "red car", "output": RIGHT, "bbox": TRUTH,
-             "image_size": [100, 80], "frame": "pixels"},
-            {"id": "b", "expression": "the cat", "output": "[]", "bbox": None}]
+    rows = [
+        {
+            "id": "a",
+            "expression": "red car",
+            "output": RIGHT,
+            "bbox": TRUTH,
+            "image_size": [100, 80],
+            "frame": "pixels",
+        },
+        {"id": "b", "expression": "the cat", "output": "[]", "bbox": None},
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     outs = load_outputs(path)
     assert [o.sample.id for o in outs] == ["a", "b"]
@@ -64,11 +81,14 @@ def test_outputs_jsonl(tmp_path: Path) -> None:
     assert [r.correct for r in records] == [True, True]  # 'b': no target, answered empty
 
 
-@pytest.mark.parametrize(("row", "error"), [
-    ({"expression": "x", "output": "[]"}, "missing field"),
-    ({"expression": "x", "output": "[]", "bbox": None, "frame": "inches"}, "frame"),
-    ({"expression": "x", "output": "[]", "bbox": None, "image_size": [0, 5]}, "image_size"),
-])
+@pytest.mark.parametrize(
+    ("row", "error"),
+    [
+        ({"expression": "x", "output": "[]"}, "missing field"),
+        ({"expression": "x", "output": "[]", "bbox": None, "frame": "inches"}, "frame"),
+        ({"expression": "x", "output": "[]", "bbox": None, "image_size": [0, 5]}, "image_size"),
+    ],
+)
 def test_outputs_jsonl_errors(tmp_path: Path, row: dict[str, object], error: str) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(row) + "\n", encoding="utf-8")
@@ -85,24 +105,36 @@ def test_unknown_size_never_comes_from_the_truth(tmp_path: Path) -> None:
 
 
 def test_check_breakdown(tmp_path: Path) -> None:
-    rows = [("red car", RIGHT), ("red car", WRONG_LABEL), ("red car", ANSWER_RIGHT_BOX),
-            ("red car", "no box here")]
-    records = evaluate_outputs(load_outputs(write_log(tmp_path / "l.json.gz", rows)),
-                               LEXICON_ONLY)
+    rows = [
+        ("red car", RIGHT),
+        ("red car", WRONG_LABEL),
+        ("red car", ANSWER_RIGHT_BOX),
+        ("red car", "no box here"),
+    ]
+    records = evaluate_outputs(load_outputs(write_log(tmp_path / "l.json.gz", rows)), LEXICON_ONLY)
     checks = check_breakdown(records)
     # 2 right answers (1 abstained by label_match), 2 wrong (both abstained).
-    assert checks["all"] == {"abstained": 3, "right_abstained": 1, "wrong_caught": 2,
-                             "false_abstention_rate": 0.5, "catch_rate": 1.0}
+    assert checks["all"] == {
+        "abstained": 3,
+        "right_abstained": 1,
+        "wrong_caught": 2,
+        "false_abstention_rate": 0.5,
+        "catch_rate": 1.0,
+    }
     assert checks["label_match"]["right_abstained"] == 1
     assert checks["label_match"]["wrong_caught"] == 1
-    assert checks["format"] == {"abstained": 1, "right_abstained": 0, "wrong_caught": 1,
-                                "false_abstention_rate": 0.0, "catch_rate": 0.5}
+    assert checks["format"] == {
+        "abstained": 1,
+        "right_abstained": 0,
+        "wrong_caught": 1,
+        "false_abstention_rate": 0.0,
+        "catch_rate": 0.5,
+    }
 
 
 def test_run_offline_eval_writes_the_live_report(tmp_path: Path) -> None:
     log = write_log(tmp_path / "l.json.gz", [("red car", RIGHT), ("red car", "nothing")])
-    summary = run_offline_eval(log, report_dir=tmp_path / "out",
-                               policy={"label_embeddings": False})
+    summary = run_offline_eval(log, report_dir=tmp_path / "out", policy={"label_embeddings": False})
     assert summary["parse_rate"] == 0.5 and summary["log_parse_rate"] == 0.0
     assert summary["raw_accuracy"] == 0.5 and summary["coverage"] == 0.5
     for name in ("samples.jsonl", "report.json", "report.md", "index.html"):
@@ -114,21 +146,25 @@ def test_run_offline_eval_writes_the_live_report(tmp_path: Path) -> None:
 
 def test_cli_eval_outputs(tmp_path: Path) -> None:
     log = write_log(tmp_path / "l.json.gz", [("red car", RIGHT)])
-    res = runner.invoke(cli.app, ["eval", "--outputs", str(log), "--json",
-                                  "--policy", '{"label_embeddings": false}'])
+    res = runner.invoke(
+        cli.app,
+        ["eval", "--outputs", str(log), "--json", "--policy", '{"label_embeddings": false}'],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["parse_rate"] == 1.0
-    res = runner.invoke(cli.app, ["eval", "--outputs", str(log), "--report",
-                                  str(tmp_path / "r")])
+    res = runner.invoke(cli.app, ["eval", "--outputs", str(log), "--report", str(tmp_path / "r")])
     assert res.exit_code == 0 and "parse rate 1.000" in res.output
 
 
-@pytest.mark.parametrize("args", [
-    ["eval"],
-    ["eval", "data.jsonl", "--outputs", "x.json"],
-    ["eval", "--outputs", "missing.json"],
-    ["eval", "--outputs", "{log}", "--policy", '{"min_confidence": 7}'],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval"],
+        ["eval", "data.jsonl", "--outputs", "x.json"],
+        ["eval", "--outputs", "missing.json"],
+        ["eval", "--outputs", "{log}", "--policy", '{"min_confidence": 7}'],
+    ],
+)
 def test_cli_eval_outputs_bad_usage(tmp_path: Path, args: list[str]) -> None:
     log = write_log(tmp_path / "l.json.gz", [("red car", RIGHT)])
     res = runner.invoke(cli.app, [a.replace("{log}", str(log)) for a in args])
