@@ -1,0 +1,162 @@
+"""Experiment: a text-only per-answer risk score on the real outputs (issue 16, item 5).
+
+Fits a logistic regression (numpy, L2) on the dev half (even-indexed answers of the 7 dev files)
+to predict a wrong answer from text-only features of the expression, the think trace and the
+box, picks the risk threshold with at most 1% of right dev answers above it, and reports on the
+held-out answers how many wrong answers that threshold catches and how many right ones it
+drops, next to the guards' own verdicts. Not shipped unless it beats the guards on held-out data
+(see bench/results/real_outputs.md).
+
+    python bench/risk_experiment.py          # all 9 files
+    python bench/risk_experiment.py rec__    # RefCOCO files only
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from boxguard.clients.offline import StoredOutput, evaluate_outputs, load_outputs
+from boxguard.guards.lexicon import POSITION_WORDS, known
+from boxguard.guards.nouns import analyze, words
+from boxguard.guards.parse import parse_output
+from boxguard.guards.think import analyze_think
+
+DATA = Path(__file__).parent / "data" / "real-outputs"
+HELD_OUT_FILES = ("rec__grpo-ckpt100", "gui__grpo-ckpt200")
+MAX_FALSE_ABSTENTION = 0.01
+_HEDGE_RE = re.compile(
+    r"\b(?:likely|possibly|perhaps|might|may be|could be|assum\w*|guess|seems?|appears?|"
+    r"probably|unclear|ambiguous|not sure|difficult)\b"
+)
+_NEGATION_RE = re.compile(r"\b(?:no|not|cannot|can't|isn't|aren't|doesn't|don't)\b")
+FEATURES = (
+    "bias",
+    "expr_words",
+    "expr_head_known",
+    "expr_head_missing",
+    "expr_position_words",
+    "has_think",
+    "think_words",
+    "hedges",
+    "negations",
+    "think_absent",
+    "think_select",
+    "boxes",
+    "log_box_area",
+    "box_aspect",
+    "box_at_origin",
+    "label_restates",
+)
+
+
+def features(stored: StoredOutput) -> list[float]:
+    """Text-only features of one answer (no image, no image size)."""
+    expr = stored.sample.expression
+    toks = words(expr)
+    info = analyze(expr)
+    parsed = parse_output(stored.output)
+    think = (parsed.think or "").lower()
+    decision = analyze_think(parsed.think, expr).decision if parsed.think else None
+    box = parsed.boxes[0].coords if parsed.boxes else (0.0, 0.0, 1.0, 1.0)
+    w, h = max(box[2] - box[0], 1.0), max(box[3] - box[1], 1.0)
+    label = (parsed.boxes[0].label or "").lower() if parsed.boxes else ""
+    return [
+        1.0,
+        math.log1p(len(toks)),
+        float(info.head is not None and known(info.head)),
+        float(info.head is None or info.generic),
+        float(sum(t in POSITION_WORDS for t in toks)),
+        float(bool(think)),
+        math.log1p(len(think.split())),
+        float(len(_HEDGE_RE.findall(think))),
+        float(len(_NEGATION_RE.findall(think))),
+        float(decision == "absent"),
+        float(decision == "select"),
+        float(len(parsed.boxes)),
+        math.log(w * h),
+        math.log(w / h),
+        float(box[0] <= 1 or box[1] <= 1),
+        float(label.strip(" .") == expr.lower().strip(" .")),
+    ]
+
+
+def collect(dev: bool, prefix: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Features, wrong-answer labels, the guards' abstentions and file names of the dev or
+    held-out set."""
+    xs: list[list[float]] = []
+    ys: list[float] = []
+    guard: list[float] = []
+    names: list[str] = []
+    for path in sorted(DATA.glob(f"{prefix}*.json.gz")):
+        held_file = any(name in path.name for name in HELD_OUT_FILES)
+        outputs = load_outputs(path)
+        if dev:
+            if held_file:
+                continue
+            outputs = outputs[0::2]
+        elif not held_file:
+            outputs = outputs[1::2]
+        for stored, record in zip(outputs, evaluate_outputs(outputs), strict=True):
+            if record.result is not None and record.result.candidates:  # parsed answers only
+                xs.append(features(stored))
+                ys.append(0.0 if record.raw_correct else 1.0)
+                guard.append(1.0 if record.status == "abstained" else 0.0)
+                names.append(path.name.split(".")[0])
+    return np.array(xs), np.array(ys), np.array(guard), np.array(names)
+
+
+def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 3000) -> Any:
+    """Logistic regression by gradient descent on standardized features."""
+    mean, std = x.mean(0), x.std(0)
+    mean[0], std[0] = 0.0, 1.0
+    std[std == 0] = 1.0
+    z = (x - mean) / std
+    weights = np.zeros(x.shape[1])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-z @ weights))
+        weights -= 0.5 * (z.T @ (p - y) / len(y) + l2 * weights)
+    return lambda data: 1.0 / (1.0 + np.exp(-((data - mean) / std) @ weights))
+
+
+def auroc(score: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve of `score` for y = 1 (rank statistic)."""
+    ranks = score.argsort().argsort() + 1.0
+    pos = y == 1
+    n_pos, n_neg = pos.sum(), (~pos).sum()
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def main() -> None:
+    """Fit on dev, report dev and held-out, pooled and per file (argv[1]: a file prefix)."""
+    prefix = sys.argv[1] if len(sys.argv) > 1 else ""
+    x_dev, y_dev, _, _ = collect(dev=True, prefix=prefix)
+    x_val, y_val, guard_val, file_val = collect(dev=False, prefix=prefix)
+    risk = fit(x_dev, y_dev)
+    dev_risk, val_risk = risk(x_dev), risk(x_val)
+    right_dev = np.sort(dev_risk[y_dev == 0])
+    threshold = right_dev[int(math.ceil((1 - MAX_FALSE_ABSTENTION) * len(right_dev))) - 1]
+    for name, r, y in (("dev", dev_risk, y_dev), ("held-out", val_risk, y_val)):
+        flagged = r > threshold
+        print(
+            f"{name} pooled: n {len(y)}, wrong {int(y.sum())}, AUROC {auroc(r, y):.3f}, "
+            f"right flagged {flagged[y == 0].mean():.2%}, wrong caught "
+            f"{flagged[y == 1].mean():.2%}"
+        )
+    print("held-out per file: AUROC | risk: right flagged, wrong caught | guards: same")
+    for name in sorted(set(file_val)):
+        m = file_val == name
+        r, y, g = val_risk[m], y_val[m], guard_val[m] == 1
+        flagged = r > threshold
+        print(
+            f"  {name}: AUROC {auroc(r, y):.3f} | {flagged[y == 0].mean():.2%}, "
+            f"{flagged[y == 1].mean():.2%} | {g[y == 0].mean():.2%}, {g[y == 1].mean():.2%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
