@@ -252,6 +252,31 @@ def _per_check(run_: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+NOTES = [
+    "## Reading the numbers",
+    "",
+    "- **Parsing.** Most of main's catches on the base models were `format` failures: answers "
+    'whose trace sat in a JSON string (`"thought": "<think>…</think>"`), whose box sat '
+    "in a string value, a tuple, `top_left`/`bottom_right` or `x1,y1,width,height` keys, "
+    "whose `<think>` never closed, or whose labels held `<think>` blocks. Those boxes now parse "
+    "and are scored; they are right about as often as the rest of the file, so raw accuracy "
+    "rises (RefCOCO base model 0.834 → 0.879) and the catches they gave for free are gone. On "
+    "the ScreenSpot files (raw accuracy 0.31-0.48) accepting more answers lowers Φ10, which "
+    "would be best at zero coverage there; Φ10 with guards stays above answering everything.",
+    "- **False abstentions** are at most 1% on every file with raw accuracy ≥ 0.8 except the "
+    "RefCOCO base model (3.2% → 1.3%): 19 of its 30 `cardinality` abstentions are answers with two or more "
+    "*disjoint* boxes whose first box happens to be right (dev half: 9 right, 8 wrong). Those "
+    "answers name two different places for one target; keeping the first would be a coin "
+    "flip, so the check still abstains (overlapping boxes of one label now keep the first).",
+    "- **Catches** stay far below 20% on the accurate files. The text these models write "
+    "barely predicts a wrong box: the label restates the expression, and the think trace's "
+    "denials of the target are as often followed by a right box as by a wrong one (dev: "
+    "`think_consistency` after the change 10 right / 7 wrong). A learned text-only risk "
+    "score was tried and dropped: see `risk_experiment.md`.",
+    "",
+]
+
+
 def markdown(before: dict[str, Any], after: dict[str, Any]) -> str:
     """bench/results/real_outputs.md."""
     lines = [
@@ -286,6 +311,7 @@ def markdown(before: dict[str, Any], after: dict[str, Any]) -> str:
         "## Abstentions per check (after, full files)",
         "",
         *_per_check(after),
+        *NOTES,
     ]
     return "\n".join(lines)
 
