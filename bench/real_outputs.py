@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -100,19 +102,51 @@ def _gunzip(path: Path) -> str:
         return fh.read()
 
 
-def time_eval(path: Path, repeats: int = 3) -> dict[str, float]:
-    """Seconds to load, verify and score one file (best and median of `repeats`)."""
+def time_eval(path: Path, repeats: int = 3, cli: bool = True) -> dict[str, float]:
+    """Seconds to load, verify and score one file in process (wall and CPU, best and median of
+    `repeats`), and of the whole ``boxguard eval --outputs FILE --json`` command (best of
+    `repeats`, CPU of the child process; only with `cli`), with the load average: the machine
+    is shared."""
     from boxguard.clients.offline import evaluate_outputs, load_outputs, summarize_outputs
 
-    times = []
+    walls, cpus, cli_walls, cli_cpus = [], [], [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         outputs = load_outputs(path)
         records = evaluate_outputs(outputs)
         summarize_outputs(records, outputs)
-        times.append(time.perf_counter() - started)
-    times.sort()
-    return {"n": len(outputs), "best_s": times[0], "median_s": times[len(times) // 2]}
+        walls.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu)
+        if not cli:
+            continue
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "boxguard.clients.cli",
+                "eval",
+                "--outputs",
+                str(path),
+                "--json",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        cli_walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cli_cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    walls.sort()
+    return {
+        "n": len(outputs),
+        "best_s": walls[0],
+        "median_s": walls[len(walls) // 2],
+        "cpu_s": min(cpus),
+        "cli_best_s": min(cli_walls, default=math.nan),
+        "cli_cpu_s": min(cli_cpus, default=math.nan),
+        "load_average": os.getloadavg()[0],
+    }
 
 
 def _commit(path: Path) -> str | None:
@@ -143,7 +177,7 @@ def run(guards_dir: Path | None) -> dict[str, Any]:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, "
         f"Python {platform.python_version()}",
         "files": [evaluate_file(f) for f in files],
-        "timing": time_eval(DATA / TIMED_FILE),
+        "timing": time_eval(DATA / TIMED_FILE, cli=guards_dir is None),
     }
 
 
@@ -230,9 +264,12 @@ def _criteria(run_: dict[str, Any]) -> list[str]:
         f"({100 * catch:.1f}%)",
         f"- Φ10 with guards ≥ Φ10 answering everything on every file: {mark(not phi_bad)}"
         + (f" (below: {', '.join(_name(f['file']) for f in phi_bad)})" if phi_bad else ""),
-        f"- `boxguard eval --outputs` code on {timing['n']} outputs < 5 s: "
-        f"{mark(timing['best_s'] < 5)} (best {timing['best_s']:.2f} s, median "
-        f"{timing['median_s']:.2f} s of 3)",
+        f"- `boxguard eval --outputs` on {timing['n']} outputs < 5 s: "
+        f"{mark(timing['cli_best_s'] < 5)} (the whole command: best {timing['cli_best_s']:.2f} s "
+        f"wall, {timing['cli_cpu_s']:.2f} s CPU; load, verify and score in process: best "
+        f"{timing['best_s']:.2f} s wall, median {timing['median_s']:.2f} s, "
+        f"{timing['cpu_s']:.2f} s CPU; of 3 runs at load average {timing['load_average']:.1f} "
+        "on 2 cores)",
     ]
 
 
@@ -256,23 +293,24 @@ NOTES = [
     "## Reading the numbers",
     "",
     "- **Parsing.** Most of main's catches on the base models were `format` failures: answers "
-    'whose trace sat in a JSON string (`"thought": "<think>…</think>"`), whose box sat '
-    "in a string value, a tuple, `top_left`/`bottom_right` or `x1,y1,width,height` keys, "
-    "whose `<think>` never closed, or whose labels held `<think>` blocks. Those boxes now parse "
-    "and are scored; they are right about as often as the rest of the file, so raw accuracy "
-    "rises (RefCOCO base model 0.834 → 0.879) and the catches they gave for free are gone. On "
-    "the ScreenSpot files (raw accuracy 0.31-0.48) accepting more answers lowers Φ10, which "
-    "would be best at zero coverage there; Φ10 with guards stays above answering everything.",
+    'whose trace sat in a JSON string (`"thought": "<think>…</think>"`), whose box sat in '
+    "a string value, a tuple, `top_left`/`bottom_right` or `x1,y1,width,height` keys, whose "
+    "`<think>` never closed, or whose labels held `<think>` blocks. Those boxes now parse and "
+    "are scored; they are right about as often as the rest of the file, so raw accuracy rises "
+    "(RefCOCO base model 0.834 → 0.879) and the catches they gave for free are gone. On the "
+    "ScreenSpot files (raw accuracy 0.31-0.48) accepting more answers lowers Φ10, which would "
+    "be best at zero coverage there; Φ10 with guards stays above answering everything.",
     "- **False abstentions** are at most 1% on every file with raw accuracy ≥ 0.8 except the "
-    "RefCOCO base model (3.2% → 1.3%): 19 of its 30 `cardinality` abstentions are answers with two or more "
-    "*disjoint* boxes whose first box happens to be right (dev half: 9 right, 8 wrong). Those "
-    "answers name two different places for one target; keeping the first would be a coin "
-    "flip, so the check still abstains (overlapping boxes of one label now keep the first).",
+    "RefCOCO base model (3.2% → 1.3%): 19 of its 30 `cardinality` abstentions are answers "
+    "with two or more *disjoint* boxes whose first box happens to be right (dev half: 9 "
+    "right, 8 wrong). Those answers name two different places for one target; keeping the "
+    "first would be a coin flip, so the check still abstains (overlapping boxes of one label "
+    "now keep the first).",
     "- **Catches** stay far below 20% on the accurate files. The text these models write "
     "barely predicts a wrong box: the label restates the expression, and the think trace's "
     "denials of the target are as often followed by a right box as by a wrong one (dev: "
-    "`think_consistency` after the change 10 right / 7 wrong). A learned text-only risk "
-    "score was tried and dropped: see `risk_experiment.md`.",
+    "`think_consistency` after the change 10 right / 7 wrong). A learned text-only risk score "
+    "was tried and dropped: see `risk_experiment.md`.",
     "",
 ]
 
