@@ -31,7 +31,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,19 +193,17 @@ def _unknown_size(stored: StoredOutput) -> tuple[float, float]:
     return float(math.ceil(max(xs)) + 1), float(math.ceil(max(ys)) + 1)
 
 
-def _result(
-    verdict: Verdict, size: tuple[float, float], model_size: tuple[float, float] | None, output: str
-) -> GroundResult:
+def _result(verdict: Verdict, stored: StoredOutput, size: tuple[float, float]) -> GroundResult:
     """The verdict in the server's response shape, so live and offline reports share code."""
     dump = verdict.model_dump(
         include={"status", "detections", "candidates", "reasons", "checks", "think"}
     )
-    mw, mh = model_size if model_size is not None else (None, None)
+    mw, mh = stored.model_size if stored.model_size is not None else (None, None)
     return GroundResult.model_validate(
         {
             **dump,
-            "id": uuid.uuid4().hex,
-            "raw_output": output,
+            "id": stored.sample.id,
+            "raw_output": stored.output,
             "image": {
                 "width": round(size[0]),
                 "height": round(size[1]),
@@ -236,9 +233,7 @@ def evaluate_outputs(
             multiple=multiple,
             policy=base if stored.image_size else unknown,
         )
-        records.append(
-            score_sample(stored.sample, _result(verdict, size, stored.model_size, stored.output))
-        )
+        records.append(score_sample(stored.sample, _result(verdict, stored, size)))
     return records
 
 
