@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from .errors import (
     BoxguardError,
     ConnectionFailed,
+    InvalidRequest,
     Overloaded,
     ServerError,
     ServiceUnavailable,
@@ -197,7 +198,11 @@ class BaseClient:
         try:
             request = GroundRequest.model_validate(fields)
         except ValidationError as exc:
-            raise ValueError(f"invalid request: {exc.errors(include_url=False)}") from exc
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+                for error in exc.errors(include_url=False)
+            )
+            raise InvalidRequest(problems) from exc
         return request.model_dump(exclude_none=True)
 
     @staticmethod

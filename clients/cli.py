@@ -18,7 +18,7 @@ import httpx
 import typer
 
 from .base import DEFAULT_TIMEOUT
-from .errors import BoxguardError
+from .errors import BoxguardError, InvalidRequest
 from .images import is_url
 from .results import GroundResult
 from .sync import Client
@@ -78,7 +78,8 @@ def _policy(text: str | None) -> dict[str, Any] | None:
 def _fail(error: BoxguardError) -> typer.Exit:
     """Print an SDK error on stderr and return the exit to raise."""
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-    return typer.Exit(2 if error.status_code and 400 <= error.status_code < 500 else 1)
+    refused = isinstance(error, InvalidRequest) or 400 <= (error.status_code or 0) < 500
+    return typer.Exit(2 if refused else 1)
 
 
 def _print_result(result: GroundResult, expression: str) -> None:

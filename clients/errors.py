@@ -24,6 +24,7 @@ __all__ = [
     "BadRequest",
     "BoxguardError",
     "ConnectionFailed",
+    "InvalidRequest",
     "Overloaded",
     "PayloadTooLarge",
     "ServerError",
@@ -76,6 +77,19 @@ class BadRequest(BoxguardError):
     """The server refused the request as invalid (400, 403, 404, 415, 422, other 4xx)."""
 
     default_code = "bad_request"
+
+
+class InvalidRequest(BadRequest, ValueError):
+    """The request fails the wire schema; raised before anything is sent (as the server's 422).
+
+    Example:
+        >>> from boxguard.clients import Client
+        >>> Client().ground("cat.jpg", "  ")  # doctest: +SKIP
+        Traceback (most recent call last):
+        InvalidRequest: [validation_error] expression: String should match pattern '\\S'
+    """
+
+    default_code = "validation_error"
 
 
 class Unauthorized(BoxguardError):

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from .backends import Backend, create_backend
+from .docs import install_docs
 from .errors import (
     BackendUnavailable,
     BadRequest,
@@ -105,7 +106,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         version="0.1.0",
         summary="Grounding for Qwen-VL models that would rather abstain than hallucinate.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     install_problem_handlers(app)
     # Added last = outermost: request id, then CORS, then keys, then the body limit.
@@ -127,9 +131,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
-    async def healthz() -> Health:
-        """Liveness: the process answers."""
-        return Health(status="ok")
+    async def healthz(request: Request) -> Health:
+        """Liveness: the process answers; names the model and backend as /readyz does, cheaply."""
+        return Health(status="ok", **_serving(request))
 
     @app.get(
         "/readyz",
@@ -140,10 +144,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     async def readyz(request: Request) -> Any:
         """Readiness: 200 only when the backend can serve."""
         backend_ = getattr(request.app.state, "backend", None)
-        service = getattr(request.app.state, "service", None)
         if backend_ is None or not backend_.ready:
             return JSONResponse(Health(status="not_ready").model_dump(), status_code=503)
-        return Health(status="ready", model=service.model_name, backend=backend_.name)
+        return Health(status="ready", **_serving(request))
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def metrics_endpoint(request: Request) -> Response:
@@ -191,6 +194,16 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.openapi_schema = None
     _register_form_schema(app)
     return app
+
+
+def _serving(request: Request) -> dict[str, str | None]:
+    """The model and backend names once the lifespan set them up (attributes only, no calls)."""
+    service = getattr(request.app.state, "service", None)
+    backend = getattr(request.app.state, "backend", None)
+    return {
+        "model": service.model_name if service is not None else None,
+        "backend": backend.name if backend is not None else None,
+    }
 
 
 async def _ground(request: Request, settings: Settings) -> GroundResponse:

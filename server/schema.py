@@ -32,7 +32,9 @@ class GroundRequest(BaseModel):
     expression: str = Field(
         min_length=1,
         max_length=MAX_EXPRESSION_CHARS,
-        description="The referring expression, e.g. 'the metal pole left of the bus'.",
+        # Blank or whitespace-only is no expression; \S also puts the rule in the OpenAPI schema.
+        pattern=r"\S",
+        description="The referring expression, e.g. 'the metal pole left of the bus'; not blank.",
     )
     multiple: bool = Field(default=False, description="Return every object that matches.")
     think: bool = Field(default=False, description="Ask for a <think> trace before the answer.")
