@@ -10,12 +10,14 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
+from typer.core import TyperCommand, TyperOption
 
 from .base import DEFAULT_TIMEOUT
 from .errors import BoxguardError, InvalidRequest
@@ -26,6 +28,21 @@ from .sync import Client
 __all__ = ["app", "main", "make_client"]
 
 SERVER_HINT = 'the server is not installed: pip install "boxguard[server]"'
+
+
+class Command(TyperCommand):
+    """Help as other CLIs print it: `IMAGE EXPRESSION` in the usage line, no type on flags."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+                param.metavar = ""  # an on/off flag takes no value: show none, not <bool>
+        return params
+
 
 app = typer.Typer(
     name="boxguard",
@@ -41,17 +58,29 @@ transport: httpx.BaseTransport | None = None
 ServerOpt = Annotated[
     str | None,
     typer.Option(
-        "--server", "-s", help="Server URL (env BOXGUARD_URL; default http://127.0.0.1:8000)."
+        "--server",
+        "-s",
+        metavar="URL",
+        help="Server URL; env BOXGUARD_URL, else http://127.0.0.1:8000.",
+        show_default=False,
     ),
 ]
 ApiKeyOpt = Annotated[
     str | None,
-    typer.Option("--api-key", help="API key (env BOXGUARD_API_KEY).", show_default=False),
+    typer.Option(
+        "--api-key", metavar="KEY", help="API key (env BOXGUARD_API_KEY).", show_default=False
+    ),
 ]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds per request.")]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", metavar="SECONDS", help="Seconds per request.")
+]
 PolicyOpt = Annotated[
     str | None,
-    typer.Option("--policy", help="Guard policy overrides as JSON: '{\"min_confidence\": 0.5}'"),
+    typer.Option(
+        "--policy",
+        metavar="JSON",
+        help="Guard policy overrides as JSON: '{\"min_confidence\": 0.5}'",
+    ),
 ]
 
 
@@ -117,17 +146,19 @@ def _print_result(result: GroundResult, expression: str) -> None:
         console.print(f"[dim]{timings}[/]")
 
 
-@app.command()
+@app.command(cls=Command)
 def ground(
-    image: Annotated[str, typer.Argument(help="Image file or http(s) URL.")],
-    expression: Annotated[str, typer.Argument(help="Referring expression.")],
+    image: Annotated[str, typer.Argument(help="Image file or http(s) URL.", metavar="IMAGE")],
+    expression: Annotated[
+        str, typer.Argument(help="Referring expression (not blank).", metavar="EXPRESSION")
+    ],
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
     think: Annotated[bool, typer.Option("--think", help="Ask for a think trace.")] = False,
     multiple: Annotated[bool, typer.Option("--multiple", help="Every matching object.")] = False,
     draw: Annotated[
         Path | None,
-        typer.Option("--draw", help="Save the image with the boxes drawn here."),
+        typer.Option("--draw", metavar="FILE", help="Save the image with the boxes drawn here."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")] = False,
     policy: PolicyOpt = None,
@@ -155,10 +186,11 @@ def ground(
             typer.echo(f"drawn: {draw}")
 
 
-@app.command("eval")
+@app.command("eval", cls=Command)
 def eval_(
     dataset: Annotated[
-        Path | None, typer.Argument(help="boxguard JSONL or VLM-R1 REC JSON file.")
+        Path | None,
+        typer.Argument(help="boxguard JSONL or VLM-R1 REC JSON file.", metavar="[DATASET]"),
     ] = None,
     outputs: Annotated[
         Path | None,
@@ -171,23 +203,40 @@ def eval_(
     server: ServerOpt = None,
     report: Annotated[
         Path | None,
-        typer.Option("--report", help="Write samples.jsonl, report.json/.md, PNG, index.html."),
+        typer.Option(
+            "--report",
+            metavar="DIR",
+            help="Write samples.jsonl, report.json/.md, PNG, index.html here.",
+        ),
     ] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 8,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", "-c", min=1, metavar="N", help="Requests in flight at once."),
+    ] = 8,
     image_root: Annotated[
         Path | None,
         typer.Option(
-            "--image-root", help="Root of the image paths (default: the dataset's folder)."
+            "--image-root",
+            metavar="DIR",
+            help="Root of the image paths (default: the dataset's folder).",
         ),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="auto | jsonl | vlm-r1")] = "auto",
-    limit: Annotated[int | None, typer.Option(help="Only the first N samples.")] = None,
-    think: Annotated[bool, typer.Option("--think")] = False,
-    multiple: Annotated[bool, typer.Option("--multiple")] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="auto, jsonl or vlm-r1.")
+    ] = "auto",
+    limit: Annotated[
+        int | None, typer.Option(metavar="N", help="Only the first N samples.")
+    ] = None,
+    think: Annotated[bool, typer.Option("--think", help="Ask for think traces.")] = False,
+    multiple: Annotated[
+        bool, typer.Option("--multiple", help="Every matching object per sample.")
+    ] = False,
     policy: PolicyOpt = None,
     api_key: ApiKeyOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
 ) -> None:
     """Evaluate a dataset against a server, or stored outputs offline (--outputs): accuracy,
@@ -295,6 +344,7 @@ def _eval_server(
 def _print_summary(summary: dict[str, Any], report: Path | None) -> None:
     """The headline metrics as a rich table."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from .report import _fmt, check_table
@@ -324,6 +374,8 @@ def _print_summary(summary: dict[str, Any], report: Path | None) -> None:
     if "checks" in summary:
         console.print(f"parse rate {_fmt(summary['parse_rate'])}")
         console.print(check_table(summary["checks"]))
+    for note in summary.get("notes", []):
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if report is not None:
         console.print(f"report: {report / 'report.md'}, {report / 'index.html'}")
 
@@ -334,36 +386,47 @@ def _server_missing(exc: ImportError) -> typer.Exit:
     return typer.Exit(1)
 
 
-IntOpt = Annotated[int | None, typer.Option()]
-StrOpt = Annotated[str | None, typer.Option()]
-
-
-@app.command()
-def serve(
-    host: StrOpt = None,
-    port: IntOpt = None,
-    model: Annotated[str | None, typer.Option(help="Local model directory.")] = None,
-    backend: Annotated[str | None, typer.Option(help="transformers | vllm")] = None,
-    device: StrOpt = None,
-    max_pixels: IntOpt = None,
-    min_pixels: IntOpt = None,
-    tensor_parallel_size: IntOpt = None,
-    data_parallel_size: IntOpt = None,
-    gpu_memory_utilization: Annotated[float | None, typer.Option()] = None,
-    max_model_len: IntOpt = None,
-    load_format: StrOpt = None,
-    log_level: StrOpt = None,
-) -> None:
-    """Run the grounding server; flags override BOXGUARD_* env (needs the server extra)."""
-    given = {name: value for name, value in locals().items() if value is not None}
+def _serve_flags() -> list[inspect.Parameter]:
+    """One option per server setting; none on the light install (serve then prints the hint)."""
     try:
-        from boxguard.server.serve import run
+        from boxguard.server.serve import serve_flags
+    except ImportError:
+        return []
+    return serve_flags()
+
+
+def serve(ctx: typer.Context, **flags: Any) -> None:
+    """Run the grounding server (needs the server extra).
+
+    Every flag is also an env var, BOXGUARD_<NAME> (--max-new-tokens: BOXGUARD_MAX_NEW_TOKENS);
+    flags given on the command line override env.
+    """
+    given = {
+        name: value
+        for name, value in flags.items()
+        if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+    }
+    try:
+        from boxguard.server.serve import ServeError, run
     except ImportError as exc:
         raise _server_missing(exc) from None
-    run(given)
+    try:
+        run(given)
+    except ServeError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
 
 
-@app.command()
+serve.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        *_serve_flags(),
+    ]
+)
+app.command("serve", cls=Command)(serve)
+
+
+@app.command(cls=Command)
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Where to save the annotated image.")] = Path(
         "demo.png"

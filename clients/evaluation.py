@@ -204,7 +204,9 @@ def run_eval(
     summary["model"] = models[0] if len(models) == 1 else models
     summary["options"] = {"think": think, "multiple": multiple, "policy": dict(policy or {})}
     if report_dir is not None:
-        from .report import write_report
+        from .report import PLOT_MISSING, can_plot, write_report
 
+        if not can_plot():
+            summary["notes"] = [PLOT_MISSING]
         write_report(records, summary, Path(report_dir), max_thumbnails=max_thumbnails)
     return summary

@@ -17,7 +17,20 @@ from .evaluation import SampleRecord
 from .images import load_image
 from .metrics import risk_coverage_curve
 
-__all__ = ["write_report"]
+__all__ = ["PLOT_MISSING", "can_plot", "write_report"]
+
+PLOT_MISSING = 'no risk–coverage PNG: matplotlib is not installed (pip install "boxguard[eval]")'
+# One line per metric whose name alone does not say what it is (report.md's legend).
+METRIC_LEGEND = (
+    "- **coverage**: share of samples answered (not abstained).",
+    "- **selective accuracy**: accuracy over the answered samples only.",
+    "- **AURC**: area under the risk–coverage curve of the raw answers ranked by confidence "
+    "(mean error rate of the k most confident, over every k); lower is better.",
+    "- **Φc** (Φ1, Φ10, Φ100): mean score with +1 per right answer, −c per wrong answer and 0 "
+    "per abstention; higher is better, and a larger c punishes wrong answers more.",
+    "- **N-acc**: share of no-target samples answered with no box (gRefCOCO).",
+    "- **T-acc**: share of target samples not wrongly answered as 'no target' (gRefCOCO).",
+)
 
 GT_COLOR = (255, 235, 59)
 THUMB_SIDE = 320
@@ -39,15 +52,24 @@ def _curve(records: Sequence[SampleRecord]) -> list[tuple[float, float]]:
     return risk_coverage_curve([r.confidence for r in scored], [r.raw_correct for r in scored])
 
 
-def _plot(curve: list[tuple[float, float]], summary: dict[str, Any], path: Path) -> bool:
-    """Save the risk–coverage curve as PNG; False when matplotlib is not installed."""
+def can_plot() -> bool:
+    """Whether matplotlib (the `eval` extra) is installed, so the risk–coverage PNG is written."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
         return False
+    return True
+
+
+def _plot(curve: list[tuple[float, float]], summary: dict[str, Any], path: Path) -> bool:
+    """Save the risk–coverage curve as PNG; False when matplotlib is not installed."""
+    if not can_plot():
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     if curve:
         ax.plot(
@@ -157,8 +179,11 @@ def _markdown(summary: dict[str, Any], has_plot: bool) -> str:
             "|---|---|---|---|---|",
             *("| " + " | ".join(row) + " |" for row in check_rows(summary["checks"])),
         ]
+    lines += ["", "## What the metrics mean", "", *METRIC_LEGEND]
     if has_plot:
         lines += ["", "![risk-coverage](risk_coverage.png)"]
+    else:
+        lines += ["", f"({PLOT_MISSING})"]
     lines += ["", "Per-sample rows: `samples.jsonl`; image grid: `index.html`.", ""]
     return "\n".join(lines)
 

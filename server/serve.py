@@ -1,7 +1,13 @@
-"""`boxguard serve`: settings from BOXGUARD_* env with CLI flags on top, then uvicorn."""
+"""`boxguard serve`: settings from BOXGUARD_* env with CLI flags on top, checks, then uvicorn.
+
+Every `Settings` field is a flag: `serve_flags()` builds them from the fields (description = help
+text, default, panel from `FLAG_GROUPS`), so flags, env and docs cannot drift apart.
+"""
 
 from __future__ import annotations
 
+import errno
+import inspect
 import logging
 import signal
 import socket
@@ -10,36 +16,157 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from types import NoneType, UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from .settings import Settings
+import typer
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+
+from .settings import FLAG_GROUPS, Settings
+
+OTHER_GROUP = "Other"
+
+
+class ServeError(Exception):
+    """A setting, the model directory, the GPU or the port stops `serve` before it loads."""
+
+
+def flag_name(field: str) -> str:
+    """The CLI flag of a settings field: max_new_tokens -> --max-new-tokens."""
+    return "--" + field.replace("_", "-")
+
+
+def _flag_type(field: FieldInfo) -> type:
+    """The type a flag parses: optional types unwrapped, lists as comma-separated text."""
+    annotation = field.annotation
+    if get_origin(annotation) in (Union, UnionType):
+        (annotation,) = [arg for arg in get_args(annotation) if arg is not NoneType]
+    if get_origin(annotation) is list:
+        return str
+    assert isinstance(annotation, type), annotation
+    return annotation
+
+
+def _flag(name: str, field: FieldInfo, group: str) -> inspect.Parameter:
+    """One keyword parameter of the serve command, annotated with its typer option."""
+    flag_type = _flag_type(field)
+    decls = [flag_name(name)]
+    if flag_type is bool:
+        decls = [f"{flag_name(name)}/--no-{flag_name(name)[2:]}"]
+    default = None if field.default_factory is not None else field.default
+    option = typer.Option(*decls, help=field.description, rich_help_panel=group)
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=default,
+        annotation=Annotated[flag_type | None, option],
+    )
+
+
+def serve_flags() -> list[inspect.Parameter]:
+    """Typer parameters for every Settings field, grouped and ordered as FLAG_GROUPS says.
+
+    Example:
+        >>> [p.name for p in serve_flags()][:2]
+        ['host', 'port']
+    """
+    group_of = {name: group for group, names in FLAG_GROUPS.items() for name in names}
+    order = list(group_of)
+    fields = sorted(
+        Settings.model_fields.items(),
+        key=lambda item: order.index(item[0]) if item[0] in group_of else len(order),
+    )
+    return [_flag(name, field, group_of.get(name, OTHER_GROUP)) for name, field in fields]
+
+
+def _setting_error(error: dict[str, Any]) -> str:
+    """One validation error as the flag and the env var it came from."""
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    return f"{flag_name(name)} (BOXGUARD_{name.upper()}): {error['msg']}"
 
 
 def build_settings(overrides: dict[str, Any]) -> Settings:
     """Env first, then every CLI flag that was given (None = not given)."""
     given = {key: value for key, value in overrides.items() if value is not None}
-    return Settings(**given)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        raise ServeError("; ".join(_setting_error(dict(e)) for e in errors)) from None
+
+
+def check_model(settings: Settings) -> None:
+    """A given --model must be a local checkpoint directory (nothing is downloaded)."""
+    if settings.model is None:
+        return
+    from .model_source import resolve_model_dir
+
+    try:
+        resolve_model_dir(settings.model)
+    except FileNotFoundError as exc:
+        raise ServeError(str(exc)) from None
+
+
+def check_device(settings: Settings) -> None:
+    """--device cuda fails here, in one line, when no CUDA GPU is visible."""
+    if settings.backend != "transformers" or not settings.device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ServeError(
+            f"--device {settings.device}, but torch sees no CUDA GPU (torch "
+            f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); see Troubleshooting "
+            "in the README"
+        )
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound socket for the server, so a busy port fails before the model loads."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"{host}:{port} is already in use (another boxguard?); stop it or pick another "
+                "--port"
+            ) from None
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def run(overrides: dict[str, Any]) -> None:
-    """Serve until SIGINT/SIGTERM; uvicorn drains in-flight requests before exiting."""
+    """Check settings, model, GPU and port, then serve until SIGINT/SIGTERM (draining requests)."""
+    settings = build_settings(overrides)
+    check_model(settings)
+    check_device(settings)
+    sock = listen_socket(settings.host, settings.port)
+
     import uvicorn
 
     from .app import create_app
 
-    settings = build_settings(overrides)
     # uvicorn re-raises SIGTERM after draining; exit 0 then, as a clean shutdown should.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.request_timeout_s),
     )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 @contextmanager
@@ -55,9 +182,7 @@ def serve_in_thread(
     import httpx
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listen_socket(host, port)
     base_url = f"http://{host}:{sock.getsockname()[1]}"
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -7,6 +7,56 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# `boxguard serve --help` lists the flags in these panels, in this order, as `vllm serve --help`
+# groups its own; a field named in none of them is listed under "Other".
+FLAG_GROUPS: dict[str, tuple[str, ...]] = {
+    "Server": ("host", "port", "api_keys", "metrics_require_key", "cors_origins", "log_level"),
+    "Model": (
+        "model",
+        "model_name",
+        "tokenizer",
+        "backend",
+        "device",
+        "dtype",
+        "cpu_threads",
+        "min_pixels",
+        "max_pixels",
+    ),
+    "Generation": (
+        "max_new_tokens",
+        "think_max_tokens",
+        "max_detections",
+        "max_label_chars",
+        "sample_temperature",
+        "seed",
+    ),
+    "Scheduling": (
+        "max_batch_size",
+        "queue_size",
+        "retry_after_s",
+        "request_timeout_s",
+        "backend_check_interval_s",
+    ),
+    "Request limits": (
+        "max_body_bytes",
+        "upload_timeout_s",
+        "max_image_pixels",
+        "min_image_side",
+        "max_aspect_ratio",
+        "image_url_enabled",
+        "image_url_allowlist",
+    ),
+    "Guard policy": ("min_confidence", "visual_check", "self_consistency_k", "max_policy_samples"),
+    "vLLM engine": (
+        "gpu_memory_utilization",
+        "tensor_parallel_size",
+        "data_parallel_size",
+        "max_model_len",
+        "load_format",
+        "enforce_eager",
+    ),
+}
+
 
 class Settings(BaseSettings):
     """Everything `boxguard serve` can be told; each field is also `BOXGUARD_<NAME>`.
@@ -24,21 +74,25 @@ class Settings(BaseSettings):
         None, description="Local model directory; none = the bundled demo checkpoint."
     )
     model_name: str | None = Field(None, description="Name reported in responses.")
-    backend: str = Field("transformers", description="transformers | vllm")
+    backend: str = Field("transformers", description="transformers (CPU or GPU) or vllm (GPU).")
     device: str = Field("auto", description="transformers backend device: auto, cpu, cuda.")
     dtype: str = Field("auto", description="auto, float32, bfloat16, float16.")
     cpu_threads: int | None = Field(
-        None, ge=1, description="torch CPU threads; None = 1 for models under 50 M parameters."
+        None, ge=1, description="torch CPU threads; none = 1 for models under 50 M parameters."
     )
-    min_pixels: int | None = Field(None, ge=1, description="None = the checkpoint's value.")
+    min_pixels: int | None = Field(
+        None, ge=1, description="Smallest model frame in pixels; none = the checkpoint's value."
+    )
     max_pixels: int | None = Field(
-        None, ge=1, description="None = the checkpoint's value, else 1,003,520."
+        None,
+        ge=1,
+        description="Largest model frame in pixels; none = the checkpoint's value, else 1,003,520.",
     )
     max_new_tokens: int = Field(128, ge=8, le=4096, description="Answer token budget.")
     think_max_tokens: int = Field(256, ge=1, le=8192, description="Think trace token budget.")
     max_detections: int = Field(16, ge=1, le=100, description="Most boxes with multiple=true.")
-    max_label_chars: int = Field(48, ge=1, le=512)
-    max_batch_size: int = Field(8, ge=1, le=256)
+    max_label_chars: int = Field(48, ge=1, le=512, description="Longest label in an answer.")
+    max_batch_size: int = Field(8, ge=1, le=256, description="Most requests in one batch.")
     queue_size: int = Field(64, ge=1, description="Queued requests before 429.")
     retry_after_s: int = Field(1, ge=0, description="Retry-After on 429 and 503.")
     request_timeout_s: float = Field(120.0, gt=0, description="Deadline of one request (504).")
@@ -47,7 +101,9 @@ class Settings(BaseSettings):
         40_000_000, ge=1, description="Refuse images declaring more pixels, before decoding."
     )
     min_image_side: int = Field(8, ge=1, description="Refuse images with a smaller side.")
-    max_aspect_ratio: float = Field(200.0, gt=1, le=200.0)
+    max_aspect_ratio: float = Field(
+        200.0, gt=1, le=200.0, description="Refuse more elongated images (long/short side)."
+    )
     image_url_enabled: bool = Field(False, description="Allow `image_url` in requests.")
     image_url_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts `image_url` may name (comma-separated in env)."
@@ -56,9 +112,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Accepted API keys (comma-separated); empty = open."
     )
     metrics_require_key: bool = Field(False, description="Require the API key for /metrics.")
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS (comma-separated); empty = none."
+    )
     min_confidence: float | None = Field(
-        None, ge=0, le=1, description="Policy confidence threshold; None = the guards' default."
+        None, ge=0, le=1, description="Policy confidence threshold; none = the guards' default."
     )
     visual_check: bool = Field(False, description="Run the visual re-check by default.")
     self_consistency_k: int = Field(0, ge=0, le=16, description="Sampled answers; 0 = off.")
@@ -71,14 +129,18 @@ class Settings(BaseSettings):
     backend_check_interval_s: float = Field(
         2.0, gt=0, description="How often a dead backend is detected and restarted."
     )
-    log_level: str = Field("info")
+    log_level: str = Field("info", description="debug, info, warning or error.")
     # vLLM engine arguments (the vllm backend only).
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    tensor_parallel_size: int = Field(1, ge=1)
-    data_parallel_size: int = Field(1, ge=1)
-    max_model_len: int | None = Field(None, ge=256)
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Share of each GPU's memory vLLM may take."
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split across.")
+    data_parallel_size: int = Field(1, ge=1, description="vLLM engine cores (model replicas).")
+    max_model_len: int | None = Field(
+        None, ge=256, description="Context length; none = the model's."
+    )
     load_format: str = Field("auto", description="vLLM load format; 'dummy' = random weights.")
-    enforce_eager: bool = Field(False)
+    enforce_eager: bool = Field(False, description="Disable CUDA graphs (slower, less memory).")
     tokenizer: str | None = Field(None, description="Tokenizer directory if not the model's.")
 
     @field_validator("image_url_allowlist", "api_keys", "cors_origins", mode="before")

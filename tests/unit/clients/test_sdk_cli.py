@@ -153,6 +153,7 @@ def test_serve_passes_only_given_options(monkeypatch: pytest.MonkeyPatch) -> Non
     calls: list[dict[str, object]] = []
     stub = types.ModuleType("boxguard.server.serve")
     stub.run = calls.append  # type: ignore[attr-defined]
+    stub.ServeError = RuntimeError  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "boxguard.server.serve", stub)
     result = runner.invoke(
         cli.app,
