@@ -31,12 +31,15 @@ SERVER_HINT = 'the server is not installed: pip install "boxguard[server]"'
 
 
 class Command(TyperCommand):
-    """Help as other CLIs print it: `IMAGE EXPRESSION` in the usage line, no type on flags."""
+    """Help as other CLIs print it: `IMAGE EXPRESSION` in the usage line, no type on flags.
 
-    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+    (`ctx` is typer's vendored click Context, a private type, hence `Any`.)
+    """
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
 
-    def get_params(self, ctx: typer.Context) -> list[Any]:
+    def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)
         for param in params:
             if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
@@ -428,9 +431,12 @@ app.command("serve", cls=Command)(serve)
 
 @app.command(cls=Command)
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where to save the annotated image.")] = Path(
-        "demo.png"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Where to save the annotated image (relative: current directory)."
+        ),
+    ] = Path("demo.png"),
     port: Annotated[int, typer.Option(help="Server port (0 = a free port).")] = 0,
     model: Annotated[
         str | None, typer.Option(help="Model directory (default: bundled demo).")

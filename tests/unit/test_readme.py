@@ -1,0 +1,52 @@
+"""The README stays true: its configuration table, where `demo.png` lands, troubleshooting."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _section(title: str) -> str:
+    """The text of one `## ` or `### ` section."""
+    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ )", README, re.M | re.S)
+    assert match, f"no section {title!r}"
+    return match.group(1)
+
+
+def test_configuration_table_names_exactly_the_settings() -> None:
+    settings = pytest.importorskip("boxguard.server.settings")
+    rows = [line for line in _section("Configuration").splitlines() if line.startswith("| `")]
+    named = {name for row in rows for name in re.findall(r"`([A-Z0-9_]+)`", row.split("|")[1])}
+    assert named == {name.upper() for name in settings.Settings.model_fields}
+
+
+def test_configuration_table_groups_are_the_help_panels() -> None:
+    settings = pytest.importorskip("boxguard.server.settings")
+    groups = re.findall(r"^\| \*\*(.+?)\*\* \|", _section("Configuration"), re.M)
+    assert groups == list(settings.FLAG_GROUPS)
+
+
+def test_demo_png_lands_in_the_current_directory_and_is_ignored() -> None:
+    assert "writes `demo.png` into\nthe current directory" in README
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "demo.png"], cwd=ROOT)
+    assert ignored.returncode == 0, "demo.png is not in .gitignore"
+
+
+def test_troubleshooting_covers_what_users_hit_first() -> None:
+    text = " ".join(_section("Troubleshooting").split())
+    for topic in ("No GPU visible", "without a `config.json`", "Port in use", "Image too large"):
+        assert re.search(rf"\*\*[^*]*{re.escape(topic)}[^*]*\*\*", text), topic
+    # The messages quoted are the ones serve prints (tests/integration/test_serve_command.py).
+    for message in ("torch sees no CUDA GPU", "(no config.json)", "is already in use"):
+        assert message in text, message
+    for code in ("payload_too_large", "image_too_many_pixels"):
+        assert f"`{code}`" in text
