@@ -6,15 +6,7 @@ import pytest
 from boxguard.server.settings import Settings
 from pydantic import ValidationError
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    import os
-
-    for name in list(os.environ):
-        if name.upper().startswith("BOXGUARD_"):
-            monkeypatch.delenv(name)
-    return monkeypatch
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_defaults() -> None:
