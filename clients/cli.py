@@ -420,13 +420,21 @@ def serve(ctx: typer.Context, **flags: Any) -> None:
         raise typer.Exit(2) from None
 
 
+_SERVE_FLAGS = _serve_flags()
 serve.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [
         inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        *_serve_flags(),
+        *_SERVE_FLAGS,
     ]
 )
-app.command("serve", cls=Command)(serve)
+# Without the server extra there are no flags to parse: take any, so serve prints the hint.
+app.command(
+    "serve",
+    cls=Command,
+    context_settings={}
+    if _SERVE_FLAGS
+    else {"ignore_unknown_options": True, "allow_extra_args": True},
+)(serve)
 
 
 @app.command(cls=Command)

@@ -120,3 +120,19 @@ def test_a_busy_port_is_refused_before_anything_loads() -> None:
             listen_socket("127.0.0.1", port)
     finally:
         first.close()
+
+
+def test_light_install_serve_prints_the_install_hint_whatever_the_flags() -> None:
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "sys.modules['pydantic_settings'] = None  # the light install has no server extra\n"
+        "from typer.testing import CliRunner\n"
+        "from boxguard.clients import cli\n"
+        "r = CliRunner().invoke(cli.app, ['serve', '--port', '8000', '--model', 'm'])\n"
+        "print(r.exit_code, r.output)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("1 "), done.stdout + done.stderr
+    assert 'pip install "boxguard[server]"' in done.stdout
