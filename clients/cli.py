@@ -184,7 +184,11 @@ def ground(
     else:
         _print_result(result, expression)
     if draw is not None:
-        result.draw(image, expression=expression).save(draw)
+        try:
+            result.draw(image, expression=expression).save(draw)
+        except (OSError, ValueError) as exc:  # no such folder, unknown extension, read-only
+            typer.secho(f"error: cannot write {draw}: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
         if not as_json:
             typer.echo(f"drawn: {draw}")
 

@@ -97,15 +97,19 @@ def build_settings(overrides: dict[str, Any]) -> Settings:
 
 
 def check_model(settings: Settings) -> None:
-    """A given --model must be a local checkpoint directory (nothing is downloaded)."""
+    """A given --model must be a local checkpoint directory of a family boxguard knows."""
     if settings.model is None:
         return
     from .model_source import resolve_model_dir
+    from .models import UnsupportedModel, adapter_for
 
     try:
-        resolve_model_dir(settings.model)
-    except FileNotFoundError as exc:
+        model_dir, _ = resolve_model_dir(settings.model)
+        adapter_for(model_dir)
+    except (FileNotFoundError, UnsupportedModel) as exc:
         raise ServeError(str(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable or not JSON
+        raise ServeError(f"cannot read {settings.model}/config.json: {exc}") from None
 
 
 def check_device(settings: Settings) -> None:

@@ -200,3 +200,14 @@ def test_demo_delegates(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     result = runner.invoke(cli.app, ["demo", "--out", str(tmp_path / "d.png")])
     assert result.exit_code == 0, result.output
     assert calls == [{"out": tmp_path / "d.png", "port": 0, "model": None}]
+
+
+def test_ground_draw_to_an_unwritable_place_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, image: Path, tmp_path: Path
+) -> None:
+    serve_with(monkeypatch, lambda r: ok(make_body(detections=[DET])))
+    for target in (tmp_path / "missing" / "out.png", tmp_path / "out.unknown"):
+        result = runner.invoke(cli.app, ["ground", str(image), "x", "--draw", str(target)])
+        assert result.exit_code == 1
+        assert result.stderr.strip().startswith(f"error: cannot write {target}")
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -5,11 +5,18 @@ from __future__ import annotations
 import re
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
 from boxguard.clients import cli
-from boxguard.server.serve import ServeError, build_settings, flag_name, listen_socket
+from boxguard.server.serve import (
+    ServeError,
+    build_settings,
+    check_model,
+    flag_name,
+    listen_socket,
+)
 from boxguard.server.settings import FLAG_GROUPS, Settings
 from typer.testing import CliRunner
 
@@ -136,3 +143,20 @@ def test_light_install_serve_prints_the_install_hint_whatever_the_flags() -> Non
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.startswith("1 "), done.stdout + done.stderr
     assert 'pip install "boxguard[server]"' in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (None, "no config.json"),
+        ('{"model_type": "llama"}', "model_type 'llama' is not supported"),
+        ("not json", "cannot read"),
+    ],
+)
+def test_model_directories_serve_cannot_use_are_refused(
+    tmp_path: Path, config: str | None, message: str
+) -> None:
+    if config is not None:
+        (tmp_path / "config.json").write_text(config)
+    with pytest.raises(ServeError, match=re.escape(message)):
+        check_model(Settings(model=str(tmp_path)))
