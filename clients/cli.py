@@ -197,7 +197,7 @@ def ground(
 def eval_(
     dataset: Annotated[
         Path | None,
-        typer.Argument(help="boxguard JSONL or VLM-R1 REC JSON file.", metavar="[DATASET]"),
+        typer.Argument(help="boxguard JSONL or VLM-R1 REC JSON file.", metavar="DATASET"),
     ] = None,
     outputs: Annotated[
         Path | None,

@@ -27,7 +27,7 @@ def test_flags_show_no_type_and_usage_has_no_braces(command: str) -> None:
 
 def test_usage_lines_name_the_arguments() -> None:
     assert "Usage: boxguard ground [OPTIONS] IMAGE EXPRESSION" in _help("ground", 120)
-    assert "Usage: boxguard eval [OPTIONS] DATASET" in _help("eval", 120)
+    assert "Usage: boxguard eval [OPTIONS] [DATASET]" in _help("eval", 120)
 
 
 @pytest.mark.parametrize("command", ["ground", "eval"])
