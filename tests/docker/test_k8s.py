@@ -24,7 +24,8 @@ yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "docker" / "k8s"
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "gpu-tp4")
+GPU_OVERLAYS = [name for name in OVERLAYS if name.startswith("gpu")]
 # Test ids that do not read "gpu": tests/conftest.py skips items with a "gpu" keyword.
 OVERLAY_IDS = [f"{name}-overlay" for name in OVERLAYS]
 # An old minor still run by managed clusters (extended support), and the newest the schemas know.
@@ -102,7 +103,7 @@ def _settings_env(objects: list[dict[str, Any]]) -> dict[str, str]:
 def test_overlay_renders_every_object(rendered: dict, overlay: str) -> None:
     objects = rendered[overlay]
     kinds = {o["kind"] for o in objects}
-    expected = EXPECTED_KINDS | ({"PersistentVolumeClaim"} if overlay == "gpu" else set())
+    expected = EXPECTED_KINDS | ({"PersistentVolumeClaim"} if overlay in GPU_OVERLAYS else set())
     assert kinds == expected
     for obj in objects:
         if obj["kind"] != "Namespace":
@@ -192,7 +193,7 @@ def test_settings_are_real_boxguard_settings(rendered: dict, overlay: str) -> No
     assert not unknown and all(k.startswith("BOXGUARD_") for k in env), unknown
     values = {k.removeprefix("BOXGUARD_").lower(): v for k, v in env.items()}
     settings = Settings(**values)
-    assert settings.backend == ("vllm" if overlay == "gpu" else "transformers")
+    assert settings.backend == ("vllm" if overlay in GPU_OVERLAYS else "transformers")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
@@ -208,7 +209,7 @@ def test_pod_lifecycle_fits_the_server(rendered: dict, overlay: str) -> None:
     assert probes["livenessProbe"]["httpGet"]["path"] == "/healthz"
     startup = probes["startupProbe"]
     load_budget = startup["periodSeconds"] * startup["failureThreshold"]
-    assert load_budget >= (900 if overlay == "gpu" else 120), "no time to load the model"
+    assert load_budget >= (900 if overlay in GPU_OVERLAYS else 120), "no time to load the model"
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
     drain = float(pre_stop[1]) + float(env["BOXGUARD_REQUEST_TIMEOUT_S"])
@@ -225,8 +226,9 @@ def test_pod_lifecycle_fits_the_server(rendered: dict, overlay: str) -> None:
         assert {"cpu", "memory"} <= set(container["resources"][kind])
 
 
-def test_gpu_overlay_runs_vllm_on_a_gpu(rendered: dict) -> None:
-    objects = rendered["gpu"]
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS, ids=[f"{o}-overlay" for o in GPU_OVERLAYS])
+def test_gpu_overlays_run_vllm_on_their_gpus(rendered: dict, overlay: str) -> None:
+    objects = rendered[overlay]
     container = _container(objects)
     pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
     env = _settings_env(objects)
