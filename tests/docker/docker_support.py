@@ -108,12 +108,19 @@ def prepare_build_args() -> list[str]:
     return args
 
 
-def timed(label: str, timings: dict[str, float], cmd: list[str], timeout: float) -> None:
+def timed(
+    label: str,
+    timings: dict[str, float],
+    cmd: list[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Run cmd in the repository root, record its wall time, fail with its output's tail."""
     start = time.monotonic()
     with tempfile.TemporaryFile("w+") as log:
         try:
             code = subprocess.run(
-                cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, cwd=ROOT
+                cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, cwd=ROOT, env=env
             ).returncode
         except subprocess.TimeoutExpired:
             code = -1

@@ -204,7 +204,8 @@ def scale_stack(docker_engine: str, cpu_image: str, compose_cmd: list[str]) -> I
     )
     try:
         start = time.monotonic()
-        timed("compose up", timings, [*compose, "up", "-d", "--no-build", *SERVICES], 300)
+        up = [*compose, "up", "-d", "--no-build", "--pull", "never", *SERVICES]
+        timed("compose up", timings, up, 300, env=env)
         _wait(
             f"{REPLICAS} replicas UP in HAProxy",
             lambda: len(_up_addresses(stack.stats_url)) == REPLICAS,
@@ -366,6 +367,9 @@ def test_killed_replica_drops_out_and_comes_back(docker_engine: str, scale_stack
         interval=1,
     )
 
+    # What HAProxy answered the clients: a non-200 here is a retry the SDK had to make.
+    log = run_cmd([*stack.compose, "logs", "--no-color", "haproxy"], env=stack.env).stdout
+    answers = re.findall(r" boxguard boxguard/\S+ \S+ (\d{3}) .*\"POST /ground", log)
     latencies = sorted(end - start for start, end in load.done)
     summary = {
         "requests": len(load.done),
@@ -374,6 +378,8 @@ def test_killed_replica_drops_out_and_comes_back(docker_engine: str, scale_stack
         "sdk_retries": load.attempts - len(load.done),
         "haproxy_retries": int(backend["wretr"] or 0),
         "haproxy_redispatches": int(backend["wredis"] or 0),
+        "haproxy_answers": {code: answers.count(code) for code in sorted(set(answers))},
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "run_s": round(run_s, 1),
         "throughput_rps": round(len(load.done) / run_s, 2),
         "p50_s": round(latencies[len(latencies) // 2], 3),
