@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -25,7 +26,7 @@ TORCH_VERSION = "2.13.0"
 BASE_PYTHON_TAG = "cp311"  # Debian bookworm's python3
 
 
-def missing_tool(what: str, hint: str) -> None:
+def missing_tool(what: str, hint: str) -> NoReturn:
     """A missing tool fails in CI (the CI script installs it) and skips elsewhere."""
     message = f"{what} not found: {hint}"
     if IN_CI:
@@ -33,7 +34,7 @@ def missing_tool(what: str, hint: str) -> None:
     pytest.skip(message)
 
 
-def run_cmd(cmd: list[str], timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess:
+def run_cmd(cmd: list[str], timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
 
 

@@ -10,7 +10,6 @@ dependency pins clash with the dev tools').
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker_support import DOCKER_DIR, ROOT, missing_tool
 
 yaml = pytest.importorskip("yaml")
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "docker" / "k8s"
+K8S = DOCKER_DIR / "k8s"
 OVERLAYS = ("cpu", "gpu", "gpu-tp4")
 GPU_OVERLAYS = [name for name in OVERLAYS if name.startswith("gpu")]
 # Test ids that do not read "gpu": tests/conftest.py skips items with a "gpu" keyword.
@@ -43,23 +42,14 @@ EXPECTED_KINDS = {
     "ServiceMonitor",
     "NetworkPolicy",
 }
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _missing(what: str, hint: str) -> None:
-    """A missing tool fails in CI (the CI script installs it) and skips elsewhere."""
-    message = f"{what} not found: {hint}"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _tool(name: str) -> str:
     """A console script on PATH or beside this interpreter (venvs that are not activated)."""
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found is None:
-        _missing(name, f'pip install -e ".[dev]" (or pip install {name})')
-    return str(found)
+        missing_tool(name, f'pip install -e ".[dev]" (or pip install {name})')
+    return found
 
 
 def _render(path: Path) -> list[dict[str, Any]]:
@@ -262,7 +252,9 @@ def test_autoscaler_metrics_exist_end_to_end(rendered: dict) -> None:
     rules = yaml.safe_load(adapter_config["data"]["config.yaml"])["rules"]
     exposed = {}
     for rule in rules:
-        series = re.match(r"(\w+)\{", rule["seriesQuery"]).group(1)
+        found = re.match(r"(\w+)\{", rule["seriesQuery"])
+        assert found is not None, rule["seriesQuery"]
+        series = found.group(1)
         assert series in gauges, f"{series} is not a gauge the server exports"
         assert re.fullmatch(rule["name"]["matches"].strip("^$"), series)
         assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
@@ -277,7 +269,7 @@ def test_checkov_finds_nothing_unexplained(rendered: dict, tmp_path: Path) -> No
     """checkov passes on both overlays; each check its config skips is explained in the docs."""
     checkov = shutil.which("checkov")
     if checkov is None:
-        _missing("checkov", "pip install checkov (in a venv of its own: .ci/run does it)")
+        missing_tool("checkov", "pip install checkov (in a venv of its own: .ci/run does it)")
     for name, objects in rendered.items():
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(objects))
     config = K8S / ".checkov.yaml"

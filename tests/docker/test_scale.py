@@ -70,18 +70,25 @@ def test_compose_scale_profile(compose_cmd: list[str]) -> None:
     assert json.loads(result.stdout)["services"]["boxguard-replica"]["deploy"]["replicas"] == 5
 
 
+def _match(pattern: str, text: str) -> re.Match[str]:
+    """The first match of pattern (multi-line mode); fails the test when there is none."""
+    found = re.search(pattern, text, re.M)
+    assert found is not None, f"{pattern!r} not found"
+    return found
+
+
 def _haproxy_settings() -> dict[str, float]:
     """Health-check timing from haproxy.cfg: inter, fall, rise (count) and timeout check (s)."""
     text = HAPROXY_CFG.read_text()
-    default_server = re.search(r"^\s*default-server (.+)$", text, re.M).group(1).split()
+    default_server = _match(r"^\s*default-server (.+)$", text).group(1).split()
     options = dict(zip(default_server, default_server[1:], strict=False))  # "inter" -> "1s"
     seconds = {"ms": 0.001, "s": 1.0}
 
     def duration(value: str) -> float:
-        number, unit = re.fullmatch(r"(\d+)(ms|s)", value).groups()
+        number, unit = _match(r"^(\d+)(ms|s)$", value).groups()
         return int(number) * seconds[unit]
 
-    check_timeout = re.search(r"^\s*timeout check (\S+)$", text, re.M).group(1)
+    check_timeout = _match(r"^\s*timeout check (\S+)$", text).group(1)
     return {
         "inter": duration(options["inter"]),
         "fall": int(options["fall"]),
