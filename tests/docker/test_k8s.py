@@ -237,6 +237,7 @@ def test_gpu_overlays_run_vllm_on_their_gpus(rendered: dict, overlay: str) -> No
     shm = volumes[mounts["/dev/shm"]["name"]]["emptyDir"]
     assert shm["medium"] == "Memory" and shm["sizeLimit"] != "64Mi"
     assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    assert "/home/boxguard" in mounts, "vLLM's kernel caches need a writable home"
     assert _container(rendered["cpu"])["image"] == "boxguard:cpu"
 
 

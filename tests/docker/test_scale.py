@@ -376,7 +376,8 @@ def test_killed_replica_drops_out_and_comes_back(docker_engine: str, scale_stack
 
     # What HAProxy answered the clients: a non-200 here is a retry the SDK had to make.
     log = run_cmd([*stack.compose, "logs", "--no-color", "haproxy"], env=stack.env).stdout
-    answers = re.findall(r" boxguard boxguard/\S+ \S+ (\d{3}) .*\"POST /ground", log)
+    ground_lines = [line for line in log.splitlines() if '"POST /ground' in line]
+    answers = [_match(r" boxguard/\S+ \S+ (-?\d+) ", line).group(1) for line in ground_lines]
     latencies = sorted(end - start for start, end in load.done)
     summary = {
         "requests": len(load.done),
@@ -386,6 +387,7 @@ def test_killed_replica_drops_out_and_comes_back(docker_engine: str, scale_stack
         "haproxy_retries": int(backend["wretr"] or 0),
         "haproxy_redispatches": int(backend["wredis"] or 0),
         "haproxy_answers": {code: answers.count(code) for code in sorted(set(answers))},
+        "haproxy_not_200": [line.split("| ", 1)[-1] for line in ground_lines if " 200 " not in line],
         "load_average_1m": round(os.getloadavg()[0], 1),
         "run_s": round(run_s, 1),
         "throughput_rps": round(len(load.done) / run_s, 2),
