@@ -387,7 +387,9 @@ def test_killed_replica_drops_out_and_comes_back(docker_engine: str, scale_stack
         "haproxy_retries": int(backend["wretr"] or 0),
         "haproxy_redispatches": int(backend["wredis"] or 0),
         "haproxy_answers": {code: answers.count(code) for code in sorted(set(answers))},
-        "haproxy_not_200": [line.split("| ", 1)[-1] for line in ground_lines if " 200 " not in line],
+        "haproxy_not_200": [
+            line.split("| ", 1)[-1] for line in ground_lines if " 200 " not in line
+        ],
         "load_average_1m": round(os.getloadavg()[0], 1),
         "run_s": round(run_s, 1),
         "throughput_rps": round(len(load.done) / run_s, 2),
