@@ -190,6 +190,7 @@ def test_dashboard_queries_parse(tmp_path: Path) -> None:
 # --- the CPU image, built and run -------------------------------------------------------------
 
 
+@pytest.fixture
 def cpu_container(docker_engine: str, cpu_image: str) -> Iterator[tuple[str, str]]:
     """(container name, base URL) of the CPU image running on a loopback port; removed after."""
     docker = docker_engine
