@@ -37,6 +37,7 @@ from .imaging import decode_base64_image, open_image
 from .metrics import get_metrics
 from .model_source import resolve_model_dir
 from .models import adapter_for
+from .playground import router as playground_router
 from .problems import PROBLEM_JSON, BodyLimitMiddleware, install_problem_handlers
 from .schema import GroundRequest, GroundResponse, Health, Problem
 from .security import ApiKeyMiddleware, RequestIdMiddleware
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
     app.add_middleware(RequestIdMiddleware)
+    app.include_router(playground_router)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz(request: Request) -> Health:

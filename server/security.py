@@ -9,11 +9,12 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import Unauthorized
+from .playground import ASSET_PREFIX, PAGE_PATHS
 from .problems import problem_response
 
 log = logging.getLogger("boxguard.server")
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", *PAGE_PATHS})
 
 
 class RequestIdMiddleware:
@@ -70,7 +71,12 @@ class ApiKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        open_path = path in OPEN_PATHS or (path == "/metrics" and not self.metrics_require_key)
+        # The playground page, its assets and samples hold no data: open, like health checks.
+        open_path = (
+            path in OPEN_PATHS
+            or path.startswith(ASSET_PREFIX)
+            or (path == "/metrics" and not self.metrics_require_key)
+        )
         if scope["type"] != "http" or not self.keys or open_path or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return

@@ -1,0 +1,143 @@
+"""The web playground: one static page at `/` and `/playground`, its assets and sample scenes.
+
+Everything the page needs is served from this package (no CDN, no build step), so it works
+air-gapped. The page holds no data, so it stays open when API keys are on; its requests to
+`/ground` carry the key the user types.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from importlib.resources import files
+from typing import Any
+
+from boxguard.demo.dataset import demo_scene
+from boxguard.demo.scenes import Background, Scene, make_object, render_scene
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from .grounding import base_policy
+from .settings import Settings
+
+PAGE_PATHS = ("/", "/playground")
+ASSET_PREFIX = "/playground/"
+
+_STATIC = files("boxguard.server") / "static"
+# Each asset the page loads, with its media type; nothing else under static/ is served.
+ASSETS = {
+    "playground.css": "text/css; charset=utf-8",
+    "playground.js": "text/javascript; charset=utf-8",
+}
+# The page is static and tiny: revalidate each time so an upgraded server is never stale.
+_NO_STORE = {"Cache-Control": "no-cache"}
+
+_PAPER = Background("plain", (246, 245, 240))
+
+
+def _lone_circle() -> Scene:
+    """One large shape: what the bundled demo checkpoint localizes best."""
+    return Scene(400, 300, _PAPER, (make_object("circle", "red", "large", 230, 140, 120),))
+
+
+def _three_stars() -> Scene:
+    """Three stars and a distractor, for the `multiple` toggle."""
+    objects = (
+        make_object("star", "orange", "large", 90, 100, 90),
+        make_object("star", "orange", "large", 300, 90, 90),
+        make_object("star", "orange", "small", 200, 230, 60),
+        make_object("square", "purple", "large", 380, 240, 80),
+    )
+    return Scene(460, 320, _PAPER, objects)
+
+
+def _five_shapes() -> Scene:
+    """The fixed scene of `boxguard demo`."""
+    return demo_scene()[0]
+
+
+# name -> (title, scene builder, expressions to suggest; the first is filled in on pick)
+SAMPLES: dict[str, tuple[str, Any, tuple[str, ...]]] = {
+    "five-shapes": (
+        "Five shapes",
+        _five_shapes,
+        tuple(sample.expression for sample in demo_scene()[1]),
+    ),
+    "one-circle": ("One circle", _lone_circle, ("the red circle", "the blue square")),
+    "stars": ("Stars", _three_stars, ("the orange stars", "the small orange star")),
+}
+
+
+@lru_cache(maxsize=len(SAMPLES))
+def sample_png(name: str) -> bytes:
+    """The rendered PNG of sample scene `name` (rendered once per process)."""
+    _, build, _ = SAMPLES[name]
+    buffer = io.BytesIO()
+    render_scene(build()).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def playground_config(settings: Settings) -> dict[str, Any]:
+    """What the page needs to know about this server: key requirement, policy defaults, samples.
+
+    Example:
+        >>> playground_config(Settings())["api_key_required"]
+        False
+    """
+    policy = base_policy(settings)
+    return {
+        "api_key_required": bool(settings.api_keys),
+        "policy": {
+            "min_confidence": policy.min_confidence,
+            "visual_check": policy.visual_check,
+            "self_consistency_k": policy.self_consistency_k,
+        },
+        "max_policy_samples": settings.max_policy_samples,
+        "max_body_bytes": settings.max_body_bytes,
+        "samples": [
+            {
+                "name": name,
+                "title": title,
+                "url": f"{ASSET_PREFIX[1:]}samples/{name}.png",  # relative to the page
+                "expressions": list(expressions),
+            }
+            for name, (title, _, expressions) in SAMPLES.items()
+        ],
+    }
+
+
+def _static_text(name: str) -> str:
+    """One file of the package's static folder."""
+    return (_STATIC / name).read_text(encoding="utf-8")
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get(PAGE_PATHS[0], response_class=HTMLResponse)
+@router.get(PAGE_PATHS[1], response_class=HTMLResponse)
+async def playground_page() -> HTMLResponse:
+    """The playground page."""
+    return HTMLResponse(_static_text("playground.html"), headers=_NO_STORE)
+
+
+@router.get(ASSET_PREFIX + "assets/{name}")
+async def playground_asset(name: str) -> Response:
+    """A stylesheet or script of the page."""
+    if name not in ASSETS:
+        raise HTTPException(404, f"no playground asset {name!r}")
+    return Response(_static_text(name), media_type=ASSETS[name], headers=_NO_STORE)
+
+
+@router.get(ASSET_PREFIX + "config")
+async def playground_settings(request: Request) -> JSONResponse:
+    """The page's view of this server's settings."""
+    return JSONResponse(playground_config(request.app.state.settings), headers=_NO_STORE)
+
+
+@router.get(ASSET_PREFIX + "samples/{name}.png")
+async def playground_sample(name: str) -> Response:
+    """A bundled sample scene, rendered by the demo world."""
+    if name not in SAMPLES:
+        raise HTTPException(404, f"no sample scene {name!r}")
+    return Response(sample_png(name), media_type="image/png")

@@ -1,0 +1,40 @@
+"""The playground's server side: what it tells the page, and its sample scenes."""
+
+from __future__ import annotations
+
+import io
+
+from boxguard.server.playground import SAMPLES, playground_config, sample_png
+from boxguard.server.settings import Settings
+from PIL import Image
+
+
+def test_config_reports_the_servers_policy_defaults_and_key_requirement() -> None:
+    config = playground_config(
+        Settings(min_confidence=0.4, visual_check=True, self_consistency_k=3, api_keys=["k"])
+    )
+    assert config["api_key_required"] is True
+    assert config["policy"] == {
+        "min_confidence": 0.4,
+        "visual_check": True,
+        "self_consistency_k": 3,
+    }
+
+
+def test_config_without_overrides_uses_the_guards_defaults() -> None:
+    config = playground_config(Settings())
+    assert config["api_key_required"] is False
+    assert config["policy"]["min_confidence"] == 0.25
+    assert config["policy"]["visual_check"] is False
+    assert config["max_policy_samples"] == Settings().max_policy_samples
+
+
+def test_samples_are_rendered_pngs_of_their_scenes_with_expressions() -> None:
+    config = playground_config(Settings())
+    assert [s["name"] for s in config["samples"]] == list(SAMPLES)
+    for name, (_, build, expressions) in SAMPLES.items():
+        scene = build()
+        image = Image.open(io.BytesIO(sample_png(name)))
+        assert image.format == "PNG" and image.size == (scene.width, scene.height)
+        assert expressions and all(e.strip() for e in expressions)
+    assert sample_png("stars") is sample_png("stars")  # rendered once
