@@ -25,9 +25,13 @@ ASSET_PREFIX = "/playground/"
 
 _STATIC = files("boxguard.server") / "static"
 # Each asset the page loads, with its media type; nothing else under static/ is served.
+_JS = "text/javascript; charset=utf-8"
 ASSETS = {
     "playground.css": "text/css; charset=utf-8",
-    "playground.js": "text/javascript; charset=utf-8",
+    "playground.js": _JS,
+    "dom.js": _JS,
+    "result.js": _JS,
+    "snippets.js": _JS,
 }
 # The page is static and tiny: revalidate each time so an upgraded server is never stale.
 _NO_STORE = {"Cache-Control": "no-cache"}

@@ -13,8 +13,10 @@ import pytest
 from PIL import Image
 
 START_PAGES = ("/", "/playground")
-# A URL in an attribute, a CSS url(...), or a bare http(s) URL anywhere in the text.
-LINKS = re.compile(r"""(?:href|src)\s*=\s*["']([^"']+)["']|url\(\s*["']?([^"')]+)""")
+# What a document loads: an href/src attribute, a CSS url(...), a JS module import.
+LINKS = re.compile(
+    r"""(?:href|src)\s*=\s*["']([^"']+)["']|url\(\s*["']?([^"')]+)|from\s+["']([^"']+)["']"""
+)
 ABSOLUTE = re.compile(r"""(?:https?:)?//[^\s"'`<>()]+""")
 TEXT_TYPES = ("text/html", "text/css", "text/javascript", "application/javascript")
 
@@ -33,7 +35,7 @@ def crawl(base: str) -> dict[str, httpx.Response]:
         if not response.headers["content-type"].startswith(TEXT_TYPES):
             continue
         for match in LINKS.finditer(response.text):
-            link = match.group(1) or match.group(2)
+            link = next(group for group in match.groups() if group)
             if link.startswith(("data:", "#")):
                 continue
             target = urlsplit(urljoin(base + path, link))
