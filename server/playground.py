@@ -97,7 +97,6 @@ def playground_config(settings: Settings) -> dict[str, Any]:
             "self_consistency_k": policy.self_consistency_k,
         },
         "max_policy_samples": settings.max_policy_samples,
-        "max_body_bytes": settings.max_body_bytes,
         "samples": [
             {
                 "name": name,

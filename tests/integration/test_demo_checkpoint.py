@@ -21,6 +21,7 @@ pytestmark = pytest.mark.skipif(
     not (BUNDLED_CHECKPOINT / "config.json").is_file(), reason="no bundled demo checkpoint"
 )
 
+
 @pytest.fixture(scope="module")
 def demo_url() -> Iterator[str]:
     from boxguard.server.app import create_app

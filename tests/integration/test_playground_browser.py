@@ -183,6 +183,11 @@ def test_page_grounds_a_sample_scene_and_shows_boxes_checks_and_code(
     raw = page.find_element(By.ID, "raw-section")
     assert raw.get_attribute("open") is None and "bbox_2d" in raw.get_attribute("textContent")
     assert len(page.find_elements(By.CSS_SELECTOR, "#history li")) >= 1
+    # Hovering the box highlights its row.
+    ActionChains(page).move_to_element(page.find_element(By.CSS_SELECTOR, "#boxes .box")).perform()
+    assert "hot" in page.find_element(By.CSS_SELECTOR, "#boxes-table tbody tr").get_attribute(
+        "class"
+    )
     screenshot(page, "playground.png", tmp_path)
 
     # Every resource the page loaded came from the server itself.
@@ -269,6 +274,10 @@ def test_with_api_keys_a_request_needs_the_key(page: WebDriver, keyed_url: str) 
     assert history == ["accepted", "401 unauthorized"]
     page.find_element(By.ID, "copy-curl").click()
     assert "Authorization: Bearer $BOXGUARD_API_KEY" in page.find_element(By.ID, "snippet").text
+    # The history brings an earlier answer back.
+    page.find_elements(By.CSS_SELECTOR, "#history button")[1].click()
+    wait(page).until(lambda d: "error" in _classes(d, "status"))
+    assert page.find_element(By.ID, "problem-code").text == "unauthorized"
     # The key stays in this tab's session storage, not in the page or the code.
     page.refresh()
     wait(page).until(lambda d: d.find_element(By.ID, "api-key").get_attribute("value") == API_KEY)
@@ -293,6 +302,40 @@ def test_keyboard_only_reaches_every_input_and_enter_submits(
     keys.send_keys(Keys.ENTER).perform()
     assert wait_outcome(page) == "accepted"
     assert page.find_elements(By.CSS_SELECTOR, "#boxes .box.verified")
+
+    # Then the options: think, multiple, visual re-check (Space), k = 2, and Enter.
+    page.find_element(By.ID, "expression").click()
+    keys.send_keys(Keys.TAB, Keys.TAB, Keys.TAB, Keys.SPACE, Keys.TAB).perform()
+    assert page.switch_to.active_element.get_attribute("id") == "sc-k"
+    keys.send_keys(Keys.BACKSPACE, "2", Keys.ENTER).perform()
+    wait(page).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history li")) == 2)
+    checks = {row[0]: row[3] for row in table_rows(page, "checks-table")}
+    assert "not applicable" not in checks["visual_check"], checks
+    assert "not applicable" not in checks["self_consistency"], checks
+
+
+def test_drop_and_paste_take_an_image(page: WebDriver, server_url: str) -> None:
+    open_page(page, server_url + "/")
+    # What the browser hands the page for a dropped file and a pasted image.
+    script = """
+      const [kind, done] = arguments;
+      fetch('playground/samples/one-circle.png').then((r) => r.blob()).then((blob) => {
+        const data = new DataTransfer();
+        data.items.add(new File([blob], 'circle-from-desktop.png', {type: 'image/png'}));
+        const target = document.getElementById('drop-zone');
+        if (kind === 'drop') {
+          target.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
+        } else {
+          document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data}));
+        }
+        done();
+      });
+    """
+    for kind, name in (("drop", "circle-from-desktop.png"), ("paste", "pasted.png")):
+        page.execute_async_script(script, kind)
+        assert page.find_element(By.ID, "image-name").text.startswith(name)
+    page.find_element(By.ID, "expression").send_keys("the red circle")
+    assert submit_with_enter(page) == "accepted"
 
 
 def test_phone_viewport_fits_and_shows_the_result(
