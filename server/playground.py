@@ -8,6 +8,8 @@ air-gapped. The page holds no data, so it stays open when API keys are on; its r
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
@@ -34,7 +36,7 @@ ASSETS = {
     "snippets.js": _JS,
 }
 # The page is static and tiny: revalidate each time so an upgraded server is never stale.
-_NO_STORE = {"Cache-Control": "no-cache"}
+_REVALIDATE = {"Cache-Control": "no-cache"}
 
 _PAPER = Background("plain", (246, 245, 240))
 
@@ -60,24 +62,29 @@ def _five_shapes() -> Scene:
     return demo_scene()[0]
 
 
-# name -> (title, scene builder, expressions to suggest; the first is filled in on pick)
-SAMPLES: dict[str, tuple[str, Any, tuple[str, ...]]] = {
-    "five-shapes": (
-        "Five shapes",
-        _five_shapes,
-        tuple(sample.expression for sample in demo_scene()[1]),
+@dataclass(frozen=True)
+class SampleScene:
+    """A bundled scene of the demo world and the expressions the page suggests for it."""
+
+    title: str
+    build: Callable[[], Scene]
+    expressions: tuple[str, ...]  # the first is filled in when the scene is picked
+
+
+SAMPLES = {
+    "five-shapes": SampleScene(
+        "Five shapes", _five_shapes, tuple(sample.expression for sample in demo_scene()[1])
     ),
-    "one-circle": ("One circle", _lone_circle, ("the red circle", "the blue square")),
-    "stars": ("Stars", _three_stars, ("the orange stars", "the small orange star")),
+    "one-circle": SampleScene("One circle", _lone_circle, ("the red circle", "the blue square")),
+    "stars": SampleScene("Stars", _three_stars, ("the orange stars", "the small orange star")),
 }
 
 
 @lru_cache(maxsize=len(SAMPLES))
 def sample_png(name: str) -> bytes:
     """The rendered PNG of sample scene `name` (rendered once per process)."""
-    _, build, _ = SAMPLES[name]
     buffer = io.BytesIO()
-    render_scene(build()).save(buffer, format="PNG", optimize=True)
+    render_scene(SAMPLES[name].build()).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
@@ -100,15 +107,16 @@ def playground_config(settings: Settings) -> dict[str, Any]:
         "samples": [
             {
                 "name": name,
-                "title": title,
+                "title": sample.title,
                 "url": f"{ASSET_PREFIX[1:]}samples/{name}.png",  # relative to the page
-                "expressions": list(expressions),
+                "expressions": list(sample.expressions),
             }
-            for name, (title, _, expressions) in SAMPLES.items()
+            for name, sample in SAMPLES.items()
         ],
     }
 
 
+@lru_cache(maxsize=len(ASSETS) + 1)
 def _static_text(name: str) -> str:
     """One file of the package's static folder."""
     return (_STATIC / name).read_text(encoding="utf-8")
@@ -121,7 +129,7 @@ router = APIRouter(include_in_schema=False)
 @router.get(PAGE_PATHS[1], response_class=HTMLResponse)
 async def playground_page() -> HTMLResponse:
     """The playground page."""
-    return HTMLResponse(_static_text("playground.html"), headers=_NO_STORE)
+    return HTMLResponse(_static_text("playground.html"), headers=_REVALIDATE)
 
 
 @router.get(ASSET_PREFIX + "assets/{name}")
@@ -129,13 +137,13 @@ async def playground_asset(name: str) -> Response:
     """A stylesheet or script of the page."""
     if name not in ASSETS:
         raise HTTPException(404, f"no playground asset {name!r}")
-    return Response(_static_text(name), media_type=ASSETS[name], headers=_NO_STORE)
+    return Response(_static_text(name), media_type=ASSETS[name], headers=_REVALIDATE)
 
 
 @router.get(ASSET_PREFIX + "config")
-async def playground_settings(request: Request) -> JSONResponse:
+async def page_config(request: Request) -> JSONResponse:
     """The page's view of this server's settings."""
-    return JSONResponse(playground_config(request.app.state.settings), headers=_NO_STORE)
+    return JSONResponse(playground_config(request.app.state.settings), headers=_REVALIDATE)
 
 
 @router.get(ASSET_PREFIX + "samples/{name}.png")

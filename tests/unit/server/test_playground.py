@@ -32,9 +32,9 @@ def test_config_without_overrides_uses_the_guards_defaults() -> None:
 def test_samples_are_rendered_pngs_of_their_scenes_with_expressions() -> None:
     config = playground_config(Settings())
     assert [s["name"] for s in config["samples"]] == list(SAMPLES)
-    for name, (_, build, expressions) in SAMPLES.items():
-        scene = build()
+    for name, sample in SAMPLES.items():
+        scene = sample.build()
         image = Image.open(io.BytesIO(sample_png(name)))
         assert image.format == "PNG" and image.size == (scene.width, scene.height)
-        assert expressions and all(e.strip() for e in expressions)
+        assert sample.expressions and all(e.strip() for e in sample.expressions)
     assert sample_png("stars") is sample_png("stars")  # rendered once
