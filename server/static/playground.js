@@ -213,6 +213,9 @@ async function submit(event) {
   }
   remember(entry);
   show(entry);
+  if (entry.problem && entry.problem.status === 401 && !$("api-key-row").hidden) {
+    $("api-key").focus();
+  }
   // On a phone the result is below the form: bring it into view.
   if ($("result").getBoundingClientRect().top > window.innerHeight * 0.5) {
     $("result").scrollIntoView({ block: "start" });

@@ -44,7 +44,7 @@ export function clearResult(message) {
 // problem: an RFC 9457 problem detail (title, detail, code, status, errors).
 export function showProblem(problem) {
   const heading = problem.status ? `${problem.status} ${problem.title}` : problem.title;
-  setStatus("error", problem.status ? `Error ${heading}` : heading);
+  setStatus("error", problem.status ? `Request failed (${problem.status})` : "Not sent");
   $("problem-title").textContent = heading;
   $("problem-detail").textContent = problem.detail || "";
   $("problem-code").textContent = problem.code || "";

@@ -257,6 +257,7 @@ def test_bad_image_shows_the_problem_detail(
     assert page.find_element(By.ID, "problem-detail").text == expected["detail"]
     assert page.find_element(By.ID, "problem-code").text == "invalid_image"
     assert not page.find_elements(By.CSS_SELECTOR, "#boxes .box")
+    assert not page.find_element(By.ID, "frame").is_displayed()  # no broken-image icon
 
 
 def test_with_api_keys_a_request_needs_the_key(page: WebDriver, keyed_url: str) -> None:
