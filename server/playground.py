@@ -23,7 +23,7 @@ from .grounding import base_policy
 from .settings import Settings
 
 PAGE_PATHS = ("/", "/playground")
-ASSET_PREFIX = "/playground/"
+ASSET_PREFIX = "/playground/"  # the page's assets, config and sample scenes
 
 _STATIC = files("boxguard.server") / "static"
 # Each asset the page loads, with its media type; nothing else under static/ is served.
