@@ -119,7 +119,7 @@ function wireImageInputs() {
     const file = firstImage(event.clipboardData && event.clipboardData.files);
     if (file) {
       event.preventDefault();
-      setImage(file, "pasted.png");
+      setImage(file, `pasted.${file.type.split("/")[1]}`);
     }
   });
 }

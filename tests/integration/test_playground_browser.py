@@ -7,6 +7,8 @@ Regenerate the committed screenshots: BOXGUARD_UPDATE_SCREENSHOTS=1 python -m py
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import re
@@ -19,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 pytest.importorskip("transformers")
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -317,28 +320,43 @@ def test_keyboard_only_reaches_every_input_and_enter_submits(
     assert "not applicable" not in checks["self_consistency"], checks
 
 
-def test_drop_and_paste_take_an_image(page: WebDriver, server_url: str) -> None:
+def test_drop_and_paste_take_an_image_and_boxes_follow_exif_orientation(
+    page: WebDriver, server_url: str
+) -> None:
+    # A phone photo: stored sideways with EXIF orientation 6; browser and server both upright it.
+    upright = Image.open(
+        io.BytesIO(httpx.get(server_url + "/playground/samples/one-circle.png").content)
+    )
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    stored = io.BytesIO()
+    upright.rotate(90, expand=True).save(stored, "JPEG", quality=95, exif=exif)
     open_page(page, server_url + "/")
     # What the browser hands the page for a dropped file and a pasted image.
     script = """
-      const [kind, done] = arguments;
-      fetch('playground/samples/one-circle.png').then((r) => r.blob()).then((blob) => {
-        const data = new DataTransfer();
-        data.items.add(new File([blob], 'circle-from-desktop.png', {type: 'image/png'}));
-        const target = document.getElementById('drop-zone');
-        if (kind === 'drop') {
-          target.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
-        } else {
-          document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data}));
-        }
-        done();
-      });
+      const [kind, name, b64, done] = arguments;
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const data = new DataTransfer();
+      data.items.add(new File([bytes], name, {type: 'image/jpeg'}));
+      if (kind === 'drop') {
+        const zone = document.getElementById('drop-zone');
+        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
+      } else {
+        document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data}));
+      }
+      done();
     """
-    for kind, name in (("drop", "circle-from-desktop.png"), ("paste", "pasted.png")):
-        page.execute_async_script(script, kind)
-        assert page.find_element(By.ID, "image-name").text.startswith(name)
+    encoded = base64.b64encode(stored.getvalue()).decode()
+    page.execute_async_script(script, "drop", "photo.jpg", encoded)
+    assert page.find_element(By.ID, "image-name").text.startswith("photo.jpg")
     page.find_element(By.ID, "expression").send_keys("the red circle")
     assert submit_with_enter(page) != "error"
+    assert page.find_element(By.ID, "image-info").text.startswith("400×300 px")
+    box = drawn_boxes(page)[0]
+    assert box["bbox"] == pytest.approx(json.loads(table_rows(page, "boxes-table")[0][4]), abs=2.5)
+
+    page.execute_async_script(script, "paste", "clipboard.jpg", encoded)
+    assert page.find_element(By.ID, "image-name").text.startswith("pasted.jpeg")
 
 
 def test_phone_viewport_fits_and_shows_the_result(
