@@ -1,14 +1,25 @@
-"""Backend-neutral output constraints; each backend compiles them with xgrammar."""
+"""Backend-neutral output constraints and the one xgrammar EBNF grammar both backends compile.
+
+Both backends constrain with the same grammar text (`Constraint.ebnf()`): the transformers
+backend compiles it with its own xgrammar compiler, the vLLM backend hands it to vLLM as
+`StructuredOutputsParams(grammar=...)`. vLLM's own JSON-schema path is not used, because its
+whitespace options differ across versions (0.32 turns `disable_any_whitespace` into the compact
+`","`/`":"` separators, which Qwen never writes).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 ANSWER_OPEN = "<answer>"
 ANSWER_CLOSE = "</answer>"
+# Qwen's native JSON spacing (json.dumps' default), with no other whitespace anywhere.
+JSON_SEPARATORS = (", ", ": ")
 
 
 def box_list_schema(max_x: int, max_y: int, *, max_items: int, max_label_chars: int) -> dict:
@@ -63,14 +74,30 @@ class Constraint:
         if (self.json_schema is None) == (not self.choices):
             raise ValueError("a Constraint has either a json_schema or choices")
 
-    def ebnf(self) -> str | None:
-        """The EBNF grammar for a choice constraint (None for JSON constraints)."""
-        if not self.choices:
-            return None
-        alts = " | ".join(
-            '"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in self.choices
-        )
-        return f"root ::= {alts}"
+    def ebnf(self) -> str:
+        """The xgrammar EBNF grammar of the answer, the one text every backend compiles.
+
+        Example:
+            >>> Constraint(choices=("yes", "no")).ebnf()
+            'root ::= "yes" | "no"'
+        """
+        if self.json_schema is None:
+            alts = " | ".join(
+                '"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in self.choices
+            )
+            return f"root ::= {alts}"
+        return json_schema_ebnf(json.dumps(self.json_schema))
+
+
+@lru_cache(maxsize=512)
+def json_schema_ebnf(schema_json: str) -> str:
+    """xgrammar's EBNF for a JSON schema: `JSON_SEPARATORS`, no free whitespace, strict."""
+    import xgrammar as xgr  # lazily: only a backend that compiles grammars needs it
+
+    grammar = xgr.Grammar.from_json_schema(
+        schema_json, any_whitespace=False, separators=JSON_SEPARATORS, strict_mode=True
+    )
+    return str(grammar)
 
 
 def yes_no_constraint() -> Constraint:

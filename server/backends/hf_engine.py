@@ -148,15 +148,8 @@ class HFEngine:
         return int(token_id)
 
     def compile(self, constraint: Constraint) -> xgr.CompiledGrammar:
-        """Compile a constraint with xgrammar (the compiler caches by schema)."""
-        ebnf = constraint.ebnf()
-        if ebnf is not None:
-            return self.compiler.compile_grammar(ebnf)
-        import json
-
-        return self.compiler.compile_json_schema(
-            json.dumps(constraint.json_schema), any_whitespace=False
-        )
+        """Compile the constraint's grammar, the text vLLM gets too (xgrammar caches by text)."""
+        return self.compiler.compile_grammar(constraint.ebnf())
 
     def encode(self, jobs: Sequence[SequenceJob]) -> dict[str, torch.Tensor]:
         """Tokenize prompts with expanded image tokens, left-padded, plus pixel inputs."""

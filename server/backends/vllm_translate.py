@@ -68,9 +68,8 @@ def engine_args_dict(settings: Settings, model_dir: str, adapter: ModelAdapter) 
             "max_pixels": adapter.max_pixels,
         },
         "logprobs_mode": LOGPROBS_MODE,
-        # The same compiler as the transformers backend; one-line JSON with ", " and ": "
-        # separators (Qwen's native style) and no unbounded whitespace runs.
-        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+        # The same compiler as the transformers backend; requests carry boxguard's own grammar.
+        "structured_outputs_config": {"backend": "xgrammar"},
         # Stat loggers on: vLLM's PrometheusStatLogger registers vllm:* metrics in-process.
         "disable_log_stats": False,
         "enable_log_requests": False,
@@ -82,10 +81,8 @@ def engine_args_dict(settings: Settings, model_dir: str, adapter: ModelAdapter) 
 
 
 def structured_outputs_kwargs(constraint: Constraint) -> dict[str, Any]:
-    """StructuredOutputsParams keyword arguments: `json=schema` or `choice=[...]`."""
-    if constraint.choices:
-        return {"choice": list(constraint.choices)}
-    return {"json": constraint.json_schema}
+    """StructuredOutputsParams kwargs: the EBNF grammar the transformers backend compiles too."""
+    return {"grammar": constraint.ebnf()}
 
 
 def effective_n(request: GenerationRequest) -> int:

@@ -40,7 +40,7 @@ def test_constraint_needs_exactly_one_of_schema_or_choices() -> None:
         Constraint()
     with pytest.raises(ValueError):
         Constraint(json_schema={"type": "array"}, choices=("yes",))
-    assert Constraint(json_schema={"type": "array"}).ebnf() is None
+    assert "root ::=" in Constraint(json_schema={"type": "array"}).ebnf()
 
 
 def test_yes_no_constraint() -> None:
@@ -71,8 +71,8 @@ def compiler(tiny_checkpoint: Path) -> object:
 
 
 def compile_schema(compiler: object, schema: dict) -> object:
-    # Exactly as HFEngine.compile does it.
-    return compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+    # Exactly as HFEngine.compile does it (and what the vLLM backend sends as `grammar`).
+    return compiler.compile_grammar(Constraint(json_schema=schema).ebnf())
 
 
 def accepts(grammar: object, text: str) -> bool:
@@ -148,6 +148,26 @@ def test_relative_bounds_1000(compiler: object) -> None:
     grammar = compile_schema(compiler, box_list_schema(1000, 1000, max_items=1, max_label_chars=8))
     assert accepts(grammar, f"[{box(1000, 1000, 1000, 1000, 'x')}]")
     assert not accepts(grammar, f"[{box(1001, 0, 0, 0, 'x')}]")
+
+
+def test_the_ebnf_is_xgrammars_own_json_schema_grammar(compiler: object) -> None:
+    """Printed and parsed again, the grammar accepts what xgrammar's schema compiler accepts."""
+    schema = box_list_schema(448, 336, max_items=2, max_label_chars=12)
+    direct = compiler.compile_json_schema(
+        json.dumps(schema), any_whitespace=False, separators=(", ", ": ")
+    )
+    via_text = compile_schema(compiler, schema)
+    samples = [
+        "[]",
+        f"[{box()}]",
+        f"[{box()}, {box(5, 6, 7, 8, 'x')}]",
+        f"[{box()}, {box()}, {box()}]",
+        '[{"bbox_2d":[1,2,3,4],"label":"x"}]',
+        f"[{box(449, 0, 0, 0, 'x')}]",
+        f"[{box(label='abcdefghijklm')}]",
+    ]
+    assert [accepts(via_text, t) for t in samples] == [accepts(direct, t) for t in samples]
+    assert [accepts(via_text, t) for t in samples] == [True, True, True] + [False] * 4
 
 
 def test_without_any_whitespace_only_the_json_dumps_spacing_is_allowed(one_box: object) -> None:

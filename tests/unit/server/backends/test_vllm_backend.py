@@ -26,6 +26,7 @@ from boxguard.server.models.families import Qwen25VLAdapter
 from boxguard.server.settings import Settings
 
 SCHEMA = box_list_schema(644, 476, max_items=1, max_label_chars=32)
+GRAMMAR = Constraint(json_schema=SCHEMA).ebnf()
 PROMPT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Locate x<|im_end|>\n"
 
 
@@ -93,14 +94,14 @@ def test_engine_args_leave_unset_values_to_vllm() -> None:
 
 def test_answer_kwargs_constrain_to_the_schema() -> None:
     kw = vt.answer_kwargs(_request(temperature=0.0, n=1, seed=3))
-    assert kw["structured_outputs"] == {"json": SCHEMA}
+    assert kw["structured_outputs"] == {"grammar": GRAMMAR}
     assert kw["max_tokens"] == 64 and kw["logprobs"] == 0 and kw["n"] == 1
     assert kw["output_kind"] == vt.FINAL_ONLY and kw["seed"] == 3
 
 
-def test_choice_constraint_becomes_a_choice() -> None:
+def test_choice_constraint_becomes_its_grammar() -> None:
     kw = vt.answer_kwargs(_request(constraint=yes_no_constraint()))
-    assert kw["structured_outputs"] == {"choice": ["yes", "no"]}
+    assert kw["structured_outputs"] == {"grammar": 'root ::= "yes" | "no"'}
     assert kw["max_tokens"] == 4
 
 
@@ -122,7 +123,7 @@ def test_think_phases() -> None:
     assert first["stop"] == ["</think>"] and first["max_tokens"] == 20
     assert first["structured_outputs"] is None and first["n"] == 2
     second = vt.continuation_kwargs(req, 1)
-    assert second["structured_outputs"] == {"json": SCHEMA}
+    assert second["structured_outputs"] == {"grammar": GRAMMAR}
     assert (second["n"], second["max_tokens"], second["seed"]) == (1, 50, 11)
     assert vt.think_prompt("P") == "P<think>"
     assert vt.continuation_prompt("P", "hmm") == "P<think>hmm</think>\n<answer>"
@@ -182,18 +183,63 @@ def test_replicate_greedy_samples() -> None:
     assert copies[1].tokens is not c.tokens
 
 
+# --- one grammar for both backends ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "constraint",
+    [
+        Constraint(json_schema=SCHEMA, max_tokens=64),
+        Constraint(json_schema=SCHEMA, think=True, think_max_tokens=8),
+        yes_no_constraint(),
+    ],
+    ids=["json", "think", "choice"],
+)
+def test_vllm_gets_the_grammar_the_transformers_backend_compiles(
+    engine: Any, constraint: Constraint
+) -> None:
+    """The grammar text vLLM receives is the one HFEngine compiles: same rules, same answers."""
+    xgr = pytest.importorskip("xgrammar")
+    request = _request(constraint=constraint, temperature=1.0, n=2)
+    sent = [vt.answer_kwargs(request), vt.continuation_kwargs(request, 1)]
+    grammars = {kw["structured_outputs"]["grammar"] for kw in sent}
+    assert len(grammars) == 1
+    hf = engine.compile(constraint)
+    via_vllm = engine.compiler.compile_grammar(grammars.pop())
+    assert str(via_vllm.grammar) == str(hf.grammar)
+    samples = [
+        '[{"bbox_2d": [1, 2, 3, 4], "label": "x"}]',
+        '[{"bbox_2d":[1,2,3,4],"label":"x"}]',  # compact: vLLM 0.32's disable_any_whitespace
+        '[ {"bbox_2d": [1, 2, 3, 4], "label": "x"}]',
+        "[]",
+        "yes",
+        "no",
+    ]
+
+    def verdicts(compiled: Any) -> list[bool]:
+        out = []
+        for text in samples:
+            matcher = xgr.GrammarMatcher(compiled)
+            out.append(matcher.accept_string(text) and matcher.is_completed())
+        return out
+
+    assert verdicts(via_vllm) == verdicts(hf)
+    expected = [False] * 4 + [True] * 2 if constraint.choices else [True, False, False, True]
+    assert verdicts(hf)[: len(expected)] == expected
+
+
 # --- with vLLM installed: the real vLLM objects ----------------------------------------------
 
 
 def test_real_vllm_objects() -> None:
     pytest.importorskip("vllm")
     params = vb.build_sampling_params(vt.answer_kwargs(_request()))
-    assert params.structured_outputs is not None and params.structured_outputs.json == SCHEMA
+    assert params.structured_outputs is not None and params.structured_outputs.grammar == GRAMMAR
     assert params.output_kind.name == "FINAL_ONLY" and params.logprobs == 0 and params.n == 1
     think = vb.build_sampling_params(vt.think_kwargs(_request(temperature=0.5, n=2)))
     assert think.stop == ["</think>"] and think.structured_outputs is None
     choice = vb.build_sampling_params(vt.answer_kwargs(_request(constraint=yes_no_constraint())))
-    assert choice.structured_outputs.choice == ["yes", "no"]
+    assert choice.structured_outputs.grammar == yes_no_constraint().ebnf()
     settings = Settings(backend="vllm", load_format="dummy", max_model_len=2048)
     args = vb.build_engine_args(vt.engine_args_dict(settings, "/m", Qwen25VLAdapter()))
     assert args.logprobs_mode == "processed_logprobs" and args.load_format == "dummy"
@@ -278,7 +324,7 @@ async def test_generate_plain(monkeypatch: pytest.MonkeyPatch) -> None:
     gen = await backend.generate(_request(n=2, temperature=0.0))
     assert [c.text for c in gen.completions] == ["[]", "[]"] and gen.prompt_tokens == 9
     _, params, _ = backend.engine.calls[0]
-    assert params.structured_outputs == {"json": SCHEMA} and params.output_kind == "FINAL"
+    assert params.structured_outputs == {"grammar": GRAMMAR} and params.output_kind == "FINAL"
 
 
 async def test_generate_think_in_two_calls(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -290,7 +336,7 @@ async def test_generate_think_in_two_calls(monkeypatch: pytest.MonkeyPatch) -> N
     (first, p1, _), (second, p2, _) = backend.engine.calls
     assert first["prompt"] == PROMPT + "<think>" and p1.structured_outputs is None
     assert second["prompt"] == PROMPT + "<think>hm</think>\n<answer>"
-    assert p2.structured_outputs == {"json": SCHEMA}
+    assert p2.structured_outputs == {"grammar": GRAMMAR}
     text = gen.completions[0].text
     assert text == "<think>hm</think>\n<answer>[]</answer>" == _concat(gen.completions[0])
 
