@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..constraints import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
+from ..models.base import strip_special_tokens
 from .base import BackendDead, BackendError, Completion, Generation, GenerationRequest, TokenChoice
 from .batching import BatchQueue, Pending
 
@@ -186,7 +187,12 @@ class TransformersBackend:
             prefix.append(_forced(f"{THINK_CLOSE}\n{ANSWER_OPEN}"))
             think_text = "".join(t.text for t in prefix)
             answer_jobs.append(
-                SequenceJob(job.prompt + think_text, job.image, job.constraint, job.cancelled)
+                SequenceJob(
+                    job.prompt + strip_special_tokens(think_text),
+                    job.image,
+                    job.constraint,
+                    job.cancelled,
+                )
             )
             prefixes.append(prefix)
         answers = engine.generate(

@@ -110,6 +110,7 @@ class VLLMBackend:
         self._dead = False
         self._inflight = 0
         self._max_inflight = 0
+        self._engine_requests: set[str] = set()  # ids of the engine requests running now
         self._stats_task: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine is bound to
 
@@ -145,15 +146,24 @@ class VLLMBackend:
         self._stats_task = asyncio.create_task(self._log_stats_forever())
 
     async def stop(self) -> None:
-        """Shut the engine down; in-flight requests fail with BackendDead."""
+        """Abort in-flight requests (they fail with BackendDead: 503), then shut the engine down.
+
+        `AsyncLLM.shutdown()` alone would leave their outputs waiting until their deadlines; an
+        abort finishes each with finish_reason "abort", which `_call` turns into BackendDead.
+        """
         if self._stats_task is not None:
             self._stats_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._stats_task
             self._stats_task = None
         engine, self.engine = self.engine, None
-        if engine is not None:
-            engine.shutdown()
+        if engine is None:
+            return
+        running = sorted(self._engine_requests)
+        if running:
+            log.info("stopping vLLM: aborting %d in-flight engine requests", len(running))
+            await self._abort(engine, running)
+        engine.shutdown()
 
     async def generate(self, request: GenerationRequest) -> Generation:
         """Generate `request.n` completions under the constraint (think in two engine calls)."""
@@ -224,6 +234,7 @@ class VLLMBackend:
         params = build_sampling_params(kwargs, self._vllm)
         request_id = f"{request.request_id or 'req'}-{uuid.uuid4().hex[:12]}-{tag}"
         final = None
+        self._engine_requests.add(request_id)
         try:
             async for out in engine.generate(prompt, params, request_id):
                 final = out
@@ -241,13 +252,18 @@ class VLLMBackend:
             raise BackendError(f"vLLM failed the request: {exc.__cause__ or exc}") from exc
         except ValueError as exc:  # vLLM's validation (e.g. the prompt is over max_model_len)
             raise BackendError(f"vLLM refused the request: {exc}") from exc
-        if final is None or not final.outputs:
-            raise BackendError("vLLM returned no output")
+        finally:
+            self._engine_requests.discard(request_id)
+        outputs = final.outputs if final is not None else []
+        if not outputs or any(o.finish_reason == "abort" for o in outputs):
+            if self.engine is not engine:
+                raise BackendDead("the vLLM engine was stopped")
+            raise BackendError("vLLM aborted the request or returned no output")
         return final
 
     @staticmethod
-    async def _abort(engine: Any, request_id: str) -> None:
-        """Abort one engine request, ignoring failures (it may be finished already)."""
+    async def _abort(engine: Any, request_id: str | list[str]) -> None:
+        """Abort engine requests, ignoring failures (they may be finished already)."""
         with contextlib.suppress(Exception):
             await asyncio.shield(engine.abort(request_id))
 

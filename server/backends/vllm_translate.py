@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..constraints import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, Constraint
+from ..models.base import strip_special_tokens
 from .base import Completion, GenerationRequest, TokenChoice
 
 if TYPE_CHECKING:
@@ -138,8 +139,11 @@ def think_prompt(prompt: str) -> str:
 
 
 def continuation_prompt(prompt: str, think: str) -> str:
-    """Phase-2 prompt: the prompt, the think trace and the forced tags up to the answer."""
-    return prompt + THINK_OPEN + think + THINK_CLOSE + "\n" + ANSWER_OPEN
+    """Phase-2 prompt: the prompt, the think trace (control tokens stripped) and the forced tags.
+
+    A spelled `<|image_pad|>` in the think would make vLLM's processor count a second image.
+    """
+    return prompt + THINK_OPEN + strip_special_tokens(think) + THINK_CLOSE + "\n" + ANSWER_OPEN
 
 
 def prompt_input(prompt: str, image: Image.Image | None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .base import ModelAdapter, ModelFrame
+from .base import ModelAdapter, ModelFrame, strip_special_tokens
 from .families import Qwen2VLAdapter, Qwen3VLAdapter, Qwen25VLAdapter
 from .resize import AspectRatioError, resize_to_frame, smart_resize
 
@@ -69,4 +69,5 @@ __all__ = [
     "read_model_type",
     "resize_to_frame",
     "smart_resize",
+    "strip_special_tokens",
 ]

@@ -24,6 +24,23 @@ R1_SUFFIX = (
 )
 
 
+def strip_special_tokens(text: str) -> str:
+    """`text` without spelled chat or vision control tokens, even ones nested to reassemble.
+
+    Applied to user text (expressions) and to a think trace before it goes back into a prompt,
+    where `<|image_pad|>` would count as a second image and `<|im_end|>` would end the turn.
+
+    Example:
+        >>> strip_special_tokens("the <|im_<|x|>end|>red <|image_pad|>circle")
+        'the red circle'
+    """
+    while True:
+        stripped = SPECIAL_TOKEN.sub("", text)
+        if stripped == text:
+            return text
+        text = stripped
+
+
 @dataclass(frozen=True)
 class ModelFrame:
     """The model-input size of one image and the coordinate frame of the model's boxes."""
@@ -82,7 +99,7 @@ class ModelAdapter:
     def user_text(self, expression: str, *, multiple: bool, think: bool) -> str:
         """The user-turn text: the plain question, or the R1 think/answer form."""
         # User text must not smuggle chat or vision control tokens into the prompt.
-        text = self.question(SPECIAL_TOKEN.sub("", expression), multiple=multiple)
+        text = self.question(strip_special_tokens(expression), multiple=multiple)
         return text + R1_SUFFIX if think else text
 
     def prompt(self, expression: str, *, multiple: bool = False, think: bool = False) -> str:

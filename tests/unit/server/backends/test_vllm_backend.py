@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from boxguard.server.backends import (
     BackendDead,
+    BackendError,
     Completion,
     GenerationRequest,
     QueueFull,
@@ -127,6 +128,9 @@ def test_think_phases() -> None:
     assert (second["n"], second["max_tokens"], second["seed"]) == (1, 50, 11)
     assert vt.think_prompt("P") == "P<think>"
     assert vt.continuation_prompt("P", "hmm") == "P<think>hmm</think>\n<answer>"
+    # A spelled control token in the think must not reach the prompt (a second image for vLLM).
+    spelled = "see <|vision_start|><|image_pad|><|vision_end|> it <|im_end|>"
+    assert vt.continuation_prompt("P", spelled) == "P<think>see  it </think>\n<answer>"
 
 
 def test_prompt_input_carries_the_image() -> None:
@@ -282,18 +286,29 @@ class _FakeEngine:
         self.aborted: list[str] = []
         self.errored = False
         self.tokenizer = None
+        self.waiting: dict[str, asyncio.Event] = {}
+        self.shut_down = False
 
     async def generate(self, prompt: dict, params: Any, request_id: str) -> Any:
         self.calls.append((prompt, params, request_id))
         step = self.script.pop(0)
         if isinstance(step, BaseException):
             raise step
-        if step == "hang":
-            await asyncio.sleep(3600)
+        if step == "hang":  # until aborted; vLLM then ends the stream with an "abort" output
+            self.waiting[request_id] = asyncio.Event()
+            await self.waiting[request_id].wait()
+            yield _final(_output([], "", finish="abort"))
+            return
         yield step
 
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
+    async def abort(self, request_id: str | list[str]) -> None:
+        for one in [request_id] if isinstance(request_id, str) else request_id:
+            self.aborted.append(one)
+            if one in self.waiting:
+                self.waiting[one].set()
+
+    def shutdown(self) -> None:
+        self.shut_down = True
 
 
 def _fake_vllm() -> SimpleNamespace:
@@ -350,6 +365,36 @@ async def test_cancel_aborts_the_engine_request(monkeypatch: pytest.MonkeyPatch)
         await task
     assert backend.engine.aborted == [backend.engine.calls[0][2]]
     assert backend._inflight == 0
+
+
+async def test_stop_fails_in_flight_requests_with_backend_dead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In-flight requests end at once with BackendDead (503), not at their deadlines."""
+    backend = _backend(monkeypatch, ["hang", "hang"])
+    engine = backend.engine
+    think = Constraint(json_schema=SCHEMA, think=True, think_max_tokens=8)
+    tasks = [
+        asyncio.create_task(backend.generate(_request())),
+        asyncio.create_task(backend.generate(_request(constraint=think))),  # in phase 1
+    ]
+    await asyncio.sleep(0.05)
+    await backend.stop()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2)
+    assert [type(r) for r in results] == [BackendDead, BackendDead]
+    assert sorted(engine.aborted) == sorted(rid for _, _, rid in engine.calls)
+    assert len(engine.calls) == 2  # the think request never reached phase 2
+    assert engine.shut_down and not backend.ready and backend._inflight == 0
+    with pytest.raises(BackendError):
+        await backend.generate(_request())
+
+
+async def test_an_aborted_output_is_not_an_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine-side abort while running is a BackendError, never a (truncated) answer."""
+    backend = _backend(monkeypatch, [_final(_output([(1, "[", -0.1)], "[", finish="abort"))])
+    with pytest.raises(BackendError, match="aborted"):
+        await backend.generate(_request())
+    assert backend.ready
 
 
 async def test_engine_death_marks_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
