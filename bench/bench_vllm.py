@@ -42,17 +42,19 @@ QWEN25_VL_7B: dict[str, Any] = {
         "hidden_act": "silu", "model_type": "qwen2_5_vl",
     },
 }
+# Qwen/Qwen2.5-VL-7B-Instruct's preprocessor_config.json (qwen-vl-utils' defaults too).
+QWEN25_VL_7B_PIXELS = {"min_pixels": 3136, "max_pixels": 12_845_056}
 BF16_DENSE_PEAK = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12,
                    "L40S": 362e12, "B200": 2250e12}
 TEXT_TOKENS = 60  # system + chat wrappers + REC question, Qwen2 tokenizer
-MAX_PIXELS = 1280 * 28 * 28
 COLORS = ["red", "green", "blue", "yellow", "purple", "orange"]
 SHAPES = ["circle", "square"]
 
 
 def flops_per_image(
     cfg: dict[str, Any], width: int, height: int, *, decode_tokens: int = 40,
-    text_tokens: int = TEXT_TOKENS, min_pixels: int = 3136, max_pixels: int = MAX_PIXELS,
+    text_tokens: int = TEXT_TOKENS, min_pixels: int = QWEN25_VL_7B_PIXELS["min_pixels"],
+    max_pixels: int = QWEN25_VL_7B_PIXELS["max_pixels"],
 ) -> dict[str, Any]:
     """Dense FLOPs of one grounding request: vision tower + LLM prefill + decode."""
     from boxguard.server.models.resize import smart_resize
@@ -122,15 +124,22 @@ def write_dummy_7b(out_dir: Path, tiny_dir: Path) -> Path:
     """A Qwen2.5-VL-7B model dir (config only, for load_format=dummy) with the tiny tokenizer.
 
     The tiny checkpoint's config.json is the template (its layout suits the installed
-    transformers and its special token ids match its tokenizer); sizes become the 7B ones.
+    transformers and its special token ids match its tokenizer); sizes become the 7B ones, and
+    the image processor gets the 7B's pixel bounds, so frames are the real model's.
     """
     import shutil
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    templates = ("config.json", "preprocessor_config.json")
     for item in tiny_dir.iterdir():
         weights = item.suffix in (".safetensors", ".bin", ".pt")
-        if item.is_file() and not weights and item.name != "config.json":
+        if item.is_file() and not weights and item.name not in templates:
             shutil.copy2(item, out_dir / item.name)
+    processor = json.loads((tiny_dir / "preprocessor_config.json").read_text())
+    processor.update(QWEN25_VL_7B_PIXELS)
+    processor["size"] = {"shortest_edge": QWEN25_VL_7B_PIXELS["min_pixels"],
+                         "longest_edge": QWEN25_VL_7B_PIXELS["max_pixels"]}
+    (out_dir / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
     cfg = json.loads((tiny_dir / "config.json").read_text())
     t = QWEN25_VL_7B["text"]
     text = {k: v for k, v in t.items() if k != "mrope_section"}
@@ -453,11 +462,10 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or only the FLOPs arithmetic with --dry-run)."""
     args = parse_args(argv)
     peak = (args.peak_tflops or 989.0) * 1e12
-    flops = {f"{w}x{h}": flops_per_image(QWEN25_VL_7B, w, h, decode_tokens=args.max_tokens)
-             for w, h in args.sizes}
     if args.dry_run:
-        for est in flops.values():
-            print(explain_flops(est, peak))
+        for w, h in args.sizes:
+            print(explain_flops(flops_per_image(QWEN25_VL_7B, w, h,
+                                                decode_tokens=args.max_tokens), peak))
         return
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     import torch
@@ -470,6 +478,13 @@ def main(argv: list[str] | None = None) -> None:
 
         tiny = Path(build_tiny_checkpoint(args.work_dir / "tiny"))
         model_dir = write_dummy_7b(args.work_dir / "qwen2_5_vl_7b_dummy", tiny)
+    from boxguard.server.models import adapter_for
+
+    served = adapter_for(model_dir)  # the estimate uses the frames the server really serves
+    flops = {f"{w}x{h}": flops_per_image(QWEN25_VL_7B, w, h, decode_tokens=args.max_tokens,
+                                         min_pixels=served.min_pixels,
+                                         max_pixels=served.max_pixels)
+             for w, h in args.sizes}
     n = max(args.requests, max(args.concurrency))
     data = {f"{w}x{h}": make_images(n, (w, h), seed=w) for w, h in args.sizes}
     results: dict = {}

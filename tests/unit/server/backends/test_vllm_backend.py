@@ -415,12 +415,17 @@ async def test_queue_bound(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the benchmark's FLOPs arithmetic --------------------------------------------------------
 
 
-def test_bench_flops_estimate_for_qwen25vl_7b() -> None:
+def _bench_module() -> Any:
     path = Path(__file__).resolve().parents[4] / "bench" / "bench_vllm.py"
     spec = importlib.util.spec_from_file_location("bench_vllm", path)
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_flops_estimate_for_qwen25vl_7b() -> None:
+    bench = _bench_module()
     est = bench.flops_per_image(bench.QWEN25_VL_7B, 640, 480, decode_tokens=40)
     assert est["model_width"] == 644 and est["model_height"] == 476
     assert est["vision_tokens"] == 391
@@ -429,6 +434,22 @@ def test_bench_flops_estimate_for_qwen25vl_7b() -> None:
     assert est["vision"] < est["prefill"]
     big = bench.flops_per_image(bench.QWEN25_VL_7B, 1280, 960, decode_tokens=40)
     assert big["total"] > 2 * est["total"]
+
+
+def test_dummy_7b_has_the_real_7b_pixel_bounds(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The 7B dummy serves the 7B's frames, not the tiny checkpoint's 50,176-pixel ones."""
+    from boxguard.server.models import adapter_for
+
+    bench = _bench_module()
+    model = bench.write_dummy_7b(tmp_path / "dummy7b", tiny_checkpoint)
+    adapter = adapter_for(model)
+    assert (adapter.min_pixels, adapter.max_pixels) == (3136, 12_845_056)
+    frames = [adapter.model_frame(640, 480), adapter.model_frame(1280, 960)]
+    assert [(f.width, f.height) for f in frames] == [(644, 476), (1288, 952)]
+    est = bench.flops_per_image(bench.QWEN25_VL_7B, 1280, 960)
+    assert (est["model_width"], est["model_height"]) == (1288, 952)
+    config = json.loads((model / "config.json").read_text())
+    assert config["vision_config"]["depth"] == 32
 
 
 async def test_start_builds_the_engine_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
