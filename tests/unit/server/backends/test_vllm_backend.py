@@ -239,6 +239,10 @@ def test_real_vllm_objects() -> None:
     pytest.importorskip("vllm")
     params = vb.build_sampling_params(vt.answer_kwargs(_request()))
     assert params.structured_outputs is not None and params.structured_outputs.grammar == GRAMMAR
+    from vllm.v1.structured_output.backend_xgrammar import validate_xgrammar_grammar
+
+    validate_xgrammar_grammar(params)  # vLLM's own check: parses as EBNF, passed on unchanged
+    assert params.structured_outputs.grammar == GRAMMAR
     assert params.output_kind.name == "FINAL_ONLY" and params.logprobs == 0 and params.n == 1
     think = vb.build_sampling_params(vt.think_kwargs(_request(temperature=0.5, n=2)))
     assert think.stop == ["</think>"] and think.structured_outputs is None
