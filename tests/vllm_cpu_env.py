@@ -74,21 +74,21 @@ def is_complete(path: Path | None = None) -> bool:
     return ((path or venv_dir()) / DONE_MARK).exists()
 
 
-def _registry_env() -> dict[str, str]:
-    """Environment for pip that sees the package registry only (no local wheel folders)."""
-    env = dict(os.environ)
-    env["PIP_CONFIG_FILE"] = os.devnull
-    env.pop("PIP_FIND_LINKS", None)
-    env.pop("PIP_CONSTRAINT", None)
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    return env
+def _registry_env(python: Path) -> dict[str, str]:
+    """pip's environment without local wheel folders; the rest of pip's configuration stays.
+
+    An empty `PIP_FIND_LINKS` does not clear a configured find-links, an empty folder does.
+    """
+    no_links = python.parent.parent / "no-find-links"
+    no_links.mkdir(exist_ok=True)
+    return {**os.environ, "PIP_FIND_LINKS": str(no_links), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
 def _pip(python: Path, *args: str) -> None:
     """Run pip of the virtualenv against the registry, failing loudly."""
     cmd = [str(python), "-m", "pip", "install", "-q", *args]
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, env=_registry_env())
+    subprocess.run(cmd, check=True, env=_registry_env(python))
 
 
 def _imports_this_checkout(python: Path) -> bool:

