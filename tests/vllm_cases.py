@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from boxguard.server.app import create_app
-from boxguard.server.backends import GenerationRequest
+from boxguard.server.backends import BackendDead, GenerationRequest
 from boxguard.server.backends.vllm_backend import VLLMBackend
 from boxguard.server.constraints import Constraint, yes_no_constraint
 from boxguard.server.models import adapter_for, resize_to_frame
@@ -214,3 +214,29 @@ def assert_visual_check_ran(url: str, samples: list[tuple[str, str]]) -> None:
 def test_visual_check_runs_through_vllm(served: tuple[str, VLLMBackend]) -> None:
     url, _ = served
     assert_visual_check_ran(url, [(scene(seed=seed), "the red circle") for seed in range(8)])
+
+
+def test_stop_fails_in_flight_requests(
+    vllm_checkpoint: Path, vllm_engine_settings: dict[str, Any]
+) -> None:
+    """stop() ends running engine requests at once with BackendDead (503), not at a deadline."""
+    settings = vllm_settings(vllm_checkpoint, vllm_engine_settings)
+    backend = VLLMBackend(settings, str(vllm_checkpoint), adapter_for(vllm_checkpoint))
+    long_think = Constraint(json_schema={"type": "string"}, think=True, think_max_tokens=1500,
+                            max_tokens=200)
+
+    async def stop_while_generating() -> float:
+        await backend.start()
+        request = generation_request(backend, long_think, temperature=1.0, seed=5)
+        task = asyncio.create_task(backend.generate(request))
+        while not backend._engine_requests:  # until the engine has it
+            assert not task.done()
+            await asyncio.sleep(0.01)
+        t0 = time.monotonic()
+        await backend.stop()
+        with pytest.raises(BackendDead):
+            await asyncio.wait_for(task, 60)
+        return time.monotonic() - t0
+
+    assert asyncio.run(stop_while_generating()) < 30
+    assert not backend.ready

@@ -40,6 +40,7 @@ from vllm_cases import (  # noqa: E402, F401  (the shared cases run here too)
     test_logprobs_arrive_and_tokens_spell_the_text,
     test_metrics_show_vllm,
     test_sampling_n_and_choice,
+    test_stop_fails_in_flight_requests,
     test_think_then_json,
     test_visual_check_runs_through_vllm,
     vllm_checkpoint,
