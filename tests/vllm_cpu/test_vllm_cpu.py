@@ -25,6 +25,7 @@ from vllm_cases import (  # noqa: E402, F401  (the shared cases run here too)
     test_think_then_json,
     vllm_checkpoint,
 )
+
 # The visual-check case is not imported: the random model's boxes never pass the cheap checks
 # here; test_parity.py runs it on the demo checkpoint, which writes real boxes.
 
