@@ -248,6 +248,7 @@ def bare_jobs(backend: Any, items: list, settings: Any) -> list[Any]:
             final = None
             async for out in backend.engine.generate(prompt, params, uuid.uuid4().hex):
                 final = out
+            assert final is not None, "vLLM returned no output"
             return len(final.outputs[0].token_ids)
 
         jobs.append(job)
