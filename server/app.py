@@ -153,10 +153,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def metrics_endpoint(request: Request) -> Response:
         """Prometheus metrics (boxguard_* and, with vLLM, vllm:*)."""
-        backend_ = getattr(request.app.state, "backend", None)
-        depth = getattr(backend_, "queue_depth", None)
-        if depth is not None:
-            metrics.queue_depth.set(depth)
+        backend_: Backend | None = getattr(request.app.state, "backend", None)
+        if backend_ is not None:
+            metrics.queue_depth.set(backend_.queue_depth)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
@@ -218,6 +217,9 @@ async def _ground(request: Request, settings: Settings) -> GroundResponse:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     req, image_bytes = await _parse_body(request)
+    sources = (image_bytes is not None) + (req.image is not None) + (req.image_url is not None)
+    if sources > 1:
+        raise BadRequest("send the image once: a file part, or `image`, or `image_url`")
     if image_bytes is None:
         if req.image_url is not None:
             if not settings.image_url_enabled:
@@ -229,8 +231,6 @@ async def _ground(request: Request, settings: Settings) -> GroundResponse:
             image_bytes = decode_base64_image(req.image)
         else:
             raise MissingImage("send `image` (base64 or data URL) or a multipart `image` file")
-    elif req.image is not None or req.image_url is not None:
-        raise BadRequest("send the image once: a file part, or `image`, or `image_url`")
     image = await asyncio.to_thread(
         open_image,
         image_bytes,

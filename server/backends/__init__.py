@@ -6,6 +6,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from .base import (
+    Aborted,
     Backend,
     BackendDead,
     BackendError,
@@ -41,6 +42,7 @@ def create_backend(settings: Settings, model_dir: str, adapter: ModelAdapter) ->
 
 __all__ = [
     "BACKENDS",
+    "Aborted",
     "Backend",
     "BackendDead",
     "BackendError",

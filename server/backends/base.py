@@ -13,7 +13,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class GenerationRequest:
-    """One prompt with one image already resized to the model frame, and its constraint."""
+    """One prompt with one image already resized to the model frame, and its constraint.
+
+    `temperature == 0` is greedy whatever `n`: the n completions are identical copies of one
+    decode. `temperature > 0` samples n independent completions (see `decoding`).
+    """
 
     prompt: str
     image: Image.Image | None
@@ -69,15 +73,30 @@ class QueueFull(BackendError):
     """The backend's bounded queue is full; the server answers 429."""
 
 
+class Aborted(BackendError):
+    """The generation was stopped by `Backend.abort` before it finished."""
+
+
 @runtime_checkable
 class Backend(Protocol):
-    """A model engine that generates constrained answers for images and prompts."""
+    """A model engine that generates constrained answers for images and prompts.
+
+    The app uses exactly these members. `start` and `stop` keep the event loop free (model
+    loads and engine shutdowns run in worker threads) so /healthz answers during a restart.
+    `stop` answers every in-flight `generate` with `BackendDead` (the client gets a 503).
+    `ready` turns False after a fatal engine error; the app's supervisor then restarts it.
+    """
 
     name: str
 
     @property
     def ready(self) -> bool:
-        """True once started and able to serve."""
+        """True once started and able to serve; False after a fatal error or `stop`."""
+        ...
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests accepted but not yet running on the engine."""
         ...
 
     async def start(self) -> None:
@@ -85,9 +104,17 @@ class Backend(Protocol):
         ...
 
     async def stop(self) -> None:
-        """Release the model and finish or cancel in-flight work."""
+        """Release the model; in-flight requests fail with BackendDead."""
         ...
 
     async def generate(self, request: GenerationRequest) -> Generation:
-        """Generate `request.n` completions under `request.constraint`."""
+        """Generate `request.n` completions under `request.constraint`.
+
+        Raises QueueFull when the backend is at capacity, BackendDead when it is not running,
+        Aborted after `abort`, BackendError for a failure of this request alone.
+        """
+        ...
+
+    async def abort(self, request_id: str) -> None:
+        """Stop every queued or running generation whose request_id is `request_id`."""
         ...

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .base import QueueFull
+from .base import BackendDead, QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,12 @@ class BatchQueue(Generic[T]):
         self._max_batch = max_batch
         self._held: list[Pending[T]] = []
         self._worker: asyncio.Task[None] | None = None
-        self.in_batch = 0
+        self._batch: list[Pending[T]] = []
+
+    @property
+    def in_batch(self) -> int:
+        """Items the worker is running now."""
+        return len(self._batch)
 
     @property
     def depth(self) -> int:
@@ -62,14 +67,28 @@ class BatchQueue(Generic[T]):
             self._worker = asyncio.get_running_loop().create_task(self._work())
 
     async def stop(self) -> None:
-        """Stop the worker and fail whatever is still queued."""
+        """Stop the worker; queued and running items fail with BackendDead (a 503)."""
+        self.fail(lambda _: True, BackendDead("the backend stopped"))
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
-        for pending in self._drain_all():
+
+    def fail(self, match: Callable[[T], bool], error: BaseException) -> int:
+        """Fail the queued and running items that `match`; returns how many.
+
+        A failed item's future is done, so `Pending.cancelled` stops its rows in the engine.
+        """
+        failed = 0
+        waiting = self._drain_all()
+        for pending in [*self._batch, *waiting]:
+            if not pending.future.done() and match(pending.item):
+                pending.future.set_exception(error)
+                failed += 1
+        for pending in waiting:  # back in order, where the worker waits for them
             if not pending.future.done():
-                pending.future.set_exception(asyncio.CancelledError())
+                self._queue.put_nowait(pending)
+        return failed
 
     async def submit(self, item: T, key: Hashable) -> Any:
         """Queue an item and wait for its result; raises QueueFull when the queue is full."""
@@ -106,19 +125,19 @@ class BatchQueue(Generic[T]):
     async def _work(self) -> None:
         while True:
             batch = await self._next_batch()
-            self.in_batch = len(batch)
+            self._batch = batch
             try:
                 results = await self._run_batch(batch)
             except asyncio.CancelledError:
                 # Stopping mid-batch: its callers must not wait forever.
                 for pending in batch:
                     if not pending.future.done():
-                        pending.future.set_exception(asyncio.CancelledError())
+                        pending.future.set_exception(BackendDead("the backend stopped"))
                 raise
             except Exception as exc:  # the batch failed as a whole: every caller sees it
                 results = [exc] * len(batch)
             finally:
-                self.in_batch = 0
+                self._batch = []
             if len(results) != len(batch):
                 error = RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
                 results = [error] * len(batch)

@@ -18,7 +18,11 @@ from transformers import (
     StoppingCriteria,
     StoppingCriteriaList,
 )
-from transformers.generation.logits_process import LogitsProcessor
+from transformers.generation.logits_process import (
+    LogitsProcessor,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from ..constraints import Constraint
 from .base import BackendError, TokenChoice
@@ -71,6 +75,36 @@ class _CancelledRows(StoppingCriteria):
     ) -> torch.BoolTensor:  # noqa: E501
         flags = [job.cancelled() for job in self.jobs]
         return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+
+class ChosenLogprobs(LogitsProcessor):
+    """Keeps the logprob of each step's chosen token only: (batch, steps), not (…, vocab).
+
+    Runs last, on the scores the token is drawn from (after the grammar mask, temperature and
+    top-p). The token chosen at one step is known at the next call (the last column of
+    `input_ids`), so it holds one step's log-softmax on the device until then.
+    """
+
+    def __init__(self) -> None:
+        self._previous: torch.Tensor | None = None
+        self._chosen: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._take(input_ids[:, -1])
+        self._previous = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def _take(self, chosen: torch.Tensor) -> None:
+        if self._previous is not None:
+            self._chosen.append(self._previous.gather(1, chosen[:, None].long())[:, 0])
+            self._previous = None
+
+    def finish(self, last_chosen: torch.Tensor) -> torch.Tensor:
+        """(batch, steps) logprobs on the host, given the tokens chosen at the last step."""
+        self._take(last_chosen)
+        if not self._chosen:
+            return torch.zeros((last_chosen.shape[0], 0))
+        return torch.stack(self._chosen, dim=1).cpu()
 
 
 def pick_device(name: str) -> torch.device:
@@ -199,6 +233,14 @@ class HFEngine:
                 raise ValueError("a batch is either all constrained or all free")
             grammars = [self.compile(job.constraint) for job in jobs if job.constraint]
             processors.append(xgr.contrib.hf.LogitsProcessor(grammars))
+        if params.do_sample:
+            # Ours, not generate()'s, so that the recorder after them sees the final scores.
+            if params.temperature != 1.0:
+                processors.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_p < 1.0:
+                processors.append(TopPLogitsWarper(params.top_p))
+        recorder = ChosenLogprobs()
+        processors.append(recorder)
         kwargs: dict[str, object] = {
             "max_new_tokens": params.max_new_tokens,
             "do_sample": params.do_sample,
@@ -206,11 +248,10 @@ class HFEngine:
             "stopping_criteria": StoppingCriteriaList([_CancelledRows(jobs)]),
             "eos_token_id": self.stop_token_ids,
             "pad_token_id": self.pad_token_id,
-            "output_scores": True,
             "return_dict_in_generate": True,
         }
         if params.do_sample:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+            kwargs.update(temperature=1.0, top_p=1.0, top_k=0)
         if params.stop_strings:
             kwargs.update(stop_strings=list(params.stop_strings), tokenizer=self.tokenizer)
         with self._lock:
@@ -218,10 +259,9 @@ class HFEngine:
                 torch.manual_seed(params.seed)
             out = self.model.generate(**inputs, **kwargs)
         prompt_len = inputs["input_ids"].shape[1]
-        new_tokens = out.sequences[:, prompt_len:].cpu()
-        logprobs = torch.stack(
-            [torch.log_softmax(s.float(), dim=-1) for s in out.scores], dim=1
-        ).cpu()
+        new_tokens = out.sequences[:, prompt_len:]
+        logprobs = recorder.finish(new_tokens[:, -1])
+        new_tokens = new_tokens.cpu()
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
         results = [
             self._result(new_tokens[i], logprobs[i], params, jobs[i]) for i in range(len(jobs))
@@ -241,9 +281,10 @@ class HFEngine:
                 finish = "stop"
                 break
             kept.append(token_id)
+        values = logprobs[: len(kept)].tolist()
         tokens = [
-            TokenChoice(token_id, piece, float(logprobs[step, token_id]))
-            for step, (token_id, piece) in enumerate(zip(kept, self._pieces(kept), strict=True))
+            TokenChoice(token_id, piece, value)
+            for token_id, piece, value in zip(kept, self._pieces(kept), values, strict=True)
         ]
         text = "".join(t.text for t in tokens)
         if finish == "length" and any(s in text for s in params.stop_strings):
@@ -253,17 +294,22 @@ class HFEngine:
         return SequenceResult(text=text, tokens=tokens, finish_reason=finish)
 
     def _pieces(self, ids: list[int]) -> list[str]:
-        """Per-token text that concatenates to the full decode (multi-byte chars land whole
-        on the token that completes them)."""
+        """Per-token text that concatenates to the full decode, in linear time.
+
+        Each token is decoded in a window from the token before it (context for tokenizers
+        that treat a leading space specially), so the work per token is bounded. A token that
+        ends inside a multi-byte character gets "" and the one completing it the whole character.
+        """
         pieces: list[str] = []
-        done = ""
-        for i in range(len(ids)):
-            text = self.tokenizer.decode(ids[: i + 1], skip_special_tokens=False)
-            if text.endswith("\ufffd") and i + 1 < len(ids):
+        start, prefix = 0, ""  # the window's first token, and the text of window[:-1] once final
+        for end in range(1, len(ids) + 1):
+            window = self.tokenizer.decode(ids[start:end], skip_special_tokens=False)
+            if window.endswith("\ufffd") and end < len(ids):
                 pieces.append("")
                 continue
-            pieces.append(text[len(done) :])
-            done = text
+            pieces.append(window[len(prefix) :])
+            last = self.tokenizer.decode(ids[end - 1 : end], skip_special_tokens=False)
+            start, prefix = (end - 1, last) if "\ufffd" not in last else (end, "")
         return pieces
 
     def prefill_rope_deltas(self, job: SequenceJob) -> torch.Tensor:

@@ -8,12 +8,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..constraints import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
-from ..models.base import strip_special_tokens
-from .base import BackendDead, BackendError, Completion, Generation, GenerationRequest, TokenChoice
+from ..constraints import THINK_CLOSE
+from .base import Aborted, BackendDead, BackendError, Completion, Generation, GenerationRequest
 from .batching import BatchQueue, Pending
+from .decoding import (
+    continuation_prompt,
+    cut_at,
+    effective_n,
+    is_sampled,
+    join_think,
+    replicate,
+    think_prompt,
+)
 
 try:
+    import torch
+
     from .hf_engine import DecodeParams, HFEngine, SequenceJob, SequenceResult
 except ImportError as exc:  # pragma: no cover - exercised only on a light install
     raise ImportError(
@@ -27,9 +37,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _forced(text: str) -> TokenChoice:
-    """Text the server appended itself: certain, so logprob 0."""
-    return TokenChoice(token_id=-1, text=text, logprob=0.0)
+def is_fatal(exc: BaseException) -> bool:
+    """Whether an engine error leaves the engine unusable until it is reloaded.
+
+    A CUDA error (illegal access, device-side assert) poisons the context for every later call,
+    and host memory exhaustion leaves the worker's state unknown; anything else is one batch's
+    failure and the engine keeps serving.
+    """
+    return isinstance(exc, (torch.AcceleratorError, MemoryError)) or "CUDA error" in str(exc)
+
+
+def _as_completion(result: SequenceResult) -> Completion:
+    return Completion(text=result.text, tokens=result.tokens, finish_reason=result.finish_reason)
 
 
 class TransformersBackend:
@@ -78,13 +97,21 @@ class TransformersBackend:
         )
 
     async def stop(self) -> None:
-        """Stop taking work, fail the queue, release the thread and the model."""
+        """Stop taking work, answer in-flight requests 503, release the thread and the model."""
         self._ready = False
         await self._queue.stop()
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            # The running batch sees its rows cancelled and ends within a decode step.
+            await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
             self._executor = None
         self.engine = None
+
+    async def abort(self, request_id: str) -> None:
+        """Fail the queued and running generations of `request_id` with Aborted."""
+        self._queue.fail(
+            lambda item: item.request_id == request_id,
+            Aborted(f"request {request_id} was aborted"),
+        )
 
     async def generate(self, request: GenerationRequest) -> Generation:
         """Queue the request (QueueFull when full) and wait for its completions."""
@@ -92,12 +119,11 @@ class TransformersBackend:
             raise BackendDead("backend is not running")
         c = request.constraint
         # Everything the worker passes to generate() as one set of parameters must match.
-        sampled = request.n > 1 or request.temperature > 0
         key = (
             c.think,
             c.max_tokens,
             c.think_max_tokens,
-            sampled,
+            is_sampled(request),
             request.temperature,
             request.top_p,
             request.seed,
@@ -113,7 +139,7 @@ class TransformersBackend:
         return await loop.run_in_executor(self._executor, self._generate_batch, batch)
 
     def _generate_batch(self, batch: list[Pending[GenerationRequest]]) -> list[object]:
-        """Expand each request into n sequences, run the phases, regroup per request."""
+        """Expand each request into its sequences, run the phases, regroup per request."""
         engine = self.engine
         if engine is None:
             raise BackendDead("model is not loaded")
@@ -122,94 +148,65 @@ class TransformersBackend:
         owners: list[int] = []
         for index, pending in enumerate(batch):
             req = pending.item
-            for _ in range(req.n):
+            for _ in range(effective_n(req)):
                 jobs.append(
                     SequenceJob(
                         req.prompt, req.image, req.constraint, lambda p=pending: p.cancelled
                     )
                 )
                 owners.append(index)
-        sampled = first.n > 1 or first.temperature > 0
         try:
             if first.constraint.think:
-                results = self._think_then_answer(engine, jobs, first, sampled)
+                results = self._think_then_answer(engine, jobs, first)
             else:
-                params = self._params(first, first.constraint.max_tokens, sampled)
-                results = [(res, []) for res in engine.generate(jobs, params)]
+                params = self._params(first, first.constraint.max_tokens)
+                results = [
+                    (_as_completion(r), r.prompt_tokens) for r in engine.generate(jobs, params)
+                ]
         except BackendError:
             raise
         except Exception as exc:
             log.exception("generation failed (request_ids=%s)", [p.item.request_id for p in batch])
+            if is_fatal(exc):
+                self._ready = False  # the supervisor reloads the engine
+                raise BackendDead("the engine failed fatally; it is being restarted") from exc
             raise BackendError("generation failed") from exc
         grouped: list[list[Completion]] = [[] for _ in batch]
         prompt_tokens = [0] * len(batch)
-        for owner, (answer, prefix) in zip(owners, results, strict=True):
-            prompt_tokens[owner] = max(prompt_tokens[owner], answer.prompt_tokens)
-            tokens = prefix + answer.tokens
-            grouped[owner].append(
-                Completion(
-                    text="".join(t.text for t in tokens),
-                    tokens=tokens,
-                    finish_reason=answer.finish_reason,
-                )
-            )
+        for owner, (completion, prompt_len) in zip(owners, results, strict=True):
+            prompt_tokens[owner] = max(prompt_tokens[owner], prompt_len)
+            grouped[owner].append(completion)
         return [
-            Generation(completions=c, prompt_tokens=p)
-            for c, p in zip(grouped, prompt_tokens, strict=True)
+            Generation(completions=replicate(c, max(1, p.item.n)), prompt_tokens=t)
+            for c, t, p in zip(grouped, prompt_tokens, batch, strict=True)
         ]
 
-    def _params(self, req: GenerationRequest, max_tokens: int, sampled: bool) -> DecodeParams:
+    def _params(self, req: GenerationRequest, max_tokens: int) -> DecodeParams:
         return DecodeParams(
             max_new_tokens=max_tokens,
-            do_sample=sampled,
-            temperature=max(req.temperature, 1e-3) if sampled else 1.0,
+            do_sample=is_sampled(req),
+            temperature=req.temperature if is_sampled(req) else 1.0,
             top_p=req.top_p,
             seed=req.seed,
         )
 
     def _think_then_answer(
-        self, engine: HFEngine, jobs: list[SequenceJob], first: GenerationRequest, sampled: bool
-    ) -> list[tuple[SequenceResult, list[TokenChoice]]]:
+        self, engine: HFEngine, jobs: list[SequenceJob], first: GenerationRequest
+    ) -> list[tuple[Completion, int]]:
         """Free think text under its own budget, then the forced tags and the JSON answer."""
-        think_jobs = [SequenceJob(j.prompt + THINK_OPEN, j.image, None, j.cancelled) for j in jobs]
-        think_params = self._params(first, first.constraint.think_max_tokens, sampled)
+        think_jobs = [SequenceJob(think_prompt(j.prompt), j.image, None, j.cancelled) for j in jobs]
+        think_params = self._params(first, first.constraint.think_max_tokens)
         think_params = replace(think_params, stop_strings=(THINK_CLOSE,))
-        thinks = engine.generate(think_jobs, think_params)
-        answer_jobs: list[SequenceJob] = []
-        prefixes: list[list[TokenChoice]] = []
-        for job, think in zip(jobs, thinks, strict=True):
-            body = think.text.split(THINK_CLOSE, 1)[0]
-            kept = _tokens_covering(think.tokens, len(body))
-            bridge = body[sum(len(t.text) for t in kept) :]
-            prefix = [_forced(THINK_OPEN), *kept]
-            if bridge:
-                prefix.append(_forced(bridge))
-            prefix.append(_forced(f"{THINK_CLOSE}\n{ANSWER_OPEN}"))
-            think_text = "".join(t.text for t in prefix)
-            answer_jobs.append(
-                SequenceJob(
-                    job.prompt + strip_special_tokens(think_text),
-                    job.image,
-                    job.constraint,
-                    job.cancelled,
-                )
-            )
-            prefixes.append(prefix)
-        answers = engine.generate(
-            answer_jobs, self._params(first, first.constraint.max_tokens, sampled)
-        )
-        for answer in answers:
-            answer.tokens.append(_forced(ANSWER_CLOSE))
-        return list(zip(answers, prefixes, strict=True))
-
-
-def _tokens_covering(tokens: list[TokenChoice], n_chars: int) -> list[TokenChoice]:
-    """The leading tokens whose text lies entirely within the first n_chars characters."""
-    kept: list[TokenChoice] = []
-    used = 0
-    for token in tokens:
-        if used + len(token.text) > n_chars:
-            break
-        kept.append(token)
-        used += len(token.text)
-    return kept
+        thinks = [
+            cut_at(_as_completion(r), THINK_CLOSE)
+            for r in engine.generate(think_jobs, think_params)
+        ]
+        answer_jobs = [
+            SequenceJob(continuation_prompt(j.prompt, t.text), j.image, j.constraint, j.cancelled)
+            for j, t in zip(jobs, thinks, strict=True)
+        ]
+        answers = engine.generate(answer_jobs, self._params(first, first.constraint.max_tokens))
+        return [
+            (join_think(t, _as_completion(a)), a.prompt_tokens)
+            for t, a in zip(thinks, answers, strict=True)
+        ]

@@ -20,19 +20,24 @@ import uuid
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from .base import BackendDead, BackendError, Completion, Generation, GenerationRequest, QueueFull
+from .base import (
+    Aborted,
+    BackendDead,
+    BackendError,
+    Completion,
+    Generation,
+    GenerationRequest,
+    QueueFull,
+)
+from .decoding import continuation_prompt, join_think, replicate, think_prompt
 from .vllm_translate import (
     FINAL_ONLY,
     answer_kwargs,
     completion_from_output,
     continuation_kwargs,
-    continuation_prompt,
     engine_args_dict,
-    join_think,
     prompt_input,
-    replicate,
     think_kwargs,
-    think_prompt,
 )
 
 if TYPE_CHECKING:
@@ -112,6 +117,7 @@ class VLLMBackend:
         self._max_inflight = 0
         self._engine_requests: set[str] = set()  # ids of the engine requests running now
         self._stats_task: asyncio.Task[None] | None = None
+        self._running: dict[str, set[asyncio.Task[Any]]] = {}  # request id -> its generations
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine is bound to
 
     @property
@@ -134,8 +140,10 @@ class VLLMBackend:
             return
         args = build_engine_args(self.engine_args(), self._vllm)
         log.info("starting vLLM %s AsyncLLM for %s", self._vllm.version, self.model_dir)
-        # Built on the event loop's thread, as vLLM's own API server does.
-        self.engine = self._vllm.AsyncLLM.from_engine_args(args)
+        # Built in a worker thread: loading, profiling and graph capture take minutes, and the
+        # loop keeps answering /healthz meanwhile. Without a running loop in that thread,
+        # AsyncLLM starts its output handler on this loop at the first generate().
+        self.engine = await asyncio.to_thread(self._vllm.AsyncLLM.from_engine_args, args)
         self.loop = asyncio.get_running_loop()
         self._dead = False
         scheduler = self.engine.vllm_config.scheduler_config
@@ -163,7 +171,7 @@ class VLLMBackend:
         if running:
             log.info("stopping vLLM: aborting %d in-flight engine requests", len(running))
             await self._abort(engine, running)
-        engine.shutdown()
+        await asyncio.to_thread(engine.shutdown)  # joins engine processes: off the loop
 
     async def generate(self, request: GenerationRequest) -> Generation:
         """Generate `request.n` completions under the constraint (think in two engine calls)."""
@@ -175,14 +183,32 @@ class VLLMBackend:
         if self._inflight >= self._max_inflight:
             raise QueueFull(f"{self._inflight} requests in flight; try again later")
         self._inflight += 1
+        work = asyncio.ensure_future(
+            self._generate_think(request)
+            if request.constraint.think
+            else self._generate_answer(request)
+        )
+        running = self._running.setdefault(request.request_id, set())
+        running.add(work)
         try:
-            if request.constraint.think:
-                completions, prompt_tokens = await self._generate_think(request)
-            else:
-                completions, prompt_tokens = await self._generate_answer(request)
+            completions, prompt_tokens = await work
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if work.cancelled() and not (current is not None and current.cancelling()):
+                raise Aborted(f"request {request.request_id} was aborted") from None
+            await asyncio.gather(work, return_exceptions=True)  # it aborts its engine requests
+            raise
         finally:
             self._inflight -= 1
+            running.discard(work)
+            if not running:
+                self._running.pop(request.request_id, None)
         return Generation(replicate(completions, max(1, request.n)), prompt_tokens)
+
+    async def abort(self, request_id: str) -> None:
+        """Cancel the running generations of `request_id`; they abort their engine requests."""
+        for work in list(self._running.get(request_id, ())):
+            work.cancel()
 
     async def _generate_answer(self, request: GenerationRequest) -> tuple[list[Completion], int]:
         """One constrained engine call."""

@@ -3,22 +3,18 @@
 Nothing here imports vLLM: every function returns plain dicts or boxguard dataclasses, so the
 translation is testable on a CPU-only install. `vllm_backend` turns the dicts into vLLM objects.
 
-The think variant runs in two engine calls, like the transformers backend: phase 1 writes the
-think trace unconstrained (bounded by `think_max_tokens`, stopped at `</think>`); phase 2 gets
-the prompt plus the think and the forced `</think>\\n<answer>` and writes the JSON under the
-constraint. Forced text gets TokenChoices with token id -1 and logprob 0.0, so the tokens of a
-Completion always concatenate to its text.
+The think variant runs in two engine calls, as `decoding` describes for every backend; greedy
+requests ask the engine for one sample whatever their n (`decoding.effective_n`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..constraints import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, Constraint
-from ..models.base import strip_special_tokens
+from ..constraints import THINK_CLOSE, Constraint
 from .base import Completion, GenerationRequest, TokenChoice
+from .decoding import effective_n, forced
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -26,7 +22,6 @@ if TYPE_CHECKING:
     from ..models import ModelAdapter
     from ..settings import Settings
 
-FORCED_TOKEN_ID = -1
 FINAL_ONLY = "FINAL_ONLY"
 # Logprobs after the grammar bitmask, penalties, temperature and top-p: the distribution the
 # token was really drawn from. (vLLM 0.20 applies the bitmask before the sampler, so even
@@ -86,11 +81,6 @@ def structured_outputs_kwargs(constraint: Constraint) -> dict[str, Any]:
     return {"grammar": constraint.ebnf()}
 
 
-def effective_n(request: GenerationRequest) -> int:
-    """Samples to ask the engine for: vLLM refuses n > 1 with greedy decoding (all identical)."""
-    return 1 if request.temperature <= 0 else max(1, request.n)
-
-
 def _common_kwargs(request: GenerationRequest) -> dict[str, Any]:
     """Sampling fields shared by every engine call of one request."""
     return {
@@ -131,19 +121,6 @@ def continuation_kwargs(request: GenerationRequest, index: int) -> dict[str, Any
     if request.seed is not None:
         kwargs["seed"] = request.seed + index  # what vLLM does for the children of n > 1
     return kwargs
-
-
-def think_prompt(prompt: str) -> str:
-    """Phase-1 prompt: the chat prompt with the think tag opened."""
-    return prompt + THINK_OPEN
-
-
-def continuation_prompt(prompt: str, think: str) -> str:
-    """Phase-2 prompt: the prompt, the think trace (control tokens stripped) and the forced tags.
-
-    A spelled `<|image_pad|>` in the think would make vLLM's processor count a second image.
-    """
-    return prompt + THINK_OPEN + strip_special_tokens(think) + THINK_CLOSE + "\n" + ANSWER_OPEN
 
 
 def prompt_input(prompt: str, image: Image.Image | None) -> dict[str, Any]:
@@ -222,30 +199,3 @@ def completion_from_output(
     if not tokens and text:
         tokens = [forced(text)]
     return Completion(text=text, tokens=tokens, finish_reason=output.finish_reason or "stop")
-
-
-def forced(text: str) -> TokenChoice:
-    """A token the backend wrote itself (not sampled): id -1, logprob 0.0."""
-    return TokenChoice(FORCED_TOKEN_ID, text, 0.0)
-
-
-def join_think(think: Completion, answer: Completion) -> Completion:
-    """`<think>…</think>\\n<answer>JSON</answer>` with forced tags between the sampled parts."""
-    tokens = [
-        forced(THINK_OPEN),
-        *think.tokens,
-        forced(THINK_CLOSE + "\n" + ANSWER_OPEN),
-        *answer.tokens,
-        forced(ANSWER_CLOSE),
-    ]
-    text = THINK_OPEN + think.text + THINK_CLOSE + "\n" + ANSWER_OPEN + answer.text + ANSWER_CLOSE
-    return Completion(text=text, tokens=tokens, finish_reason=answer.finish_reason)
-
-
-def replicate(completions: list[Completion], n: int) -> list[Completion]:
-    """Copies of a greedy completion up to `n` (greedy samples are identical)."""
-    if not completions or len(completions) >= n:
-        return completions
-    first = completions[0]
-    extra = n - len(completions)
-    return completions + [replace(first, tokens=list(first.tokens)) for _ in range(extra)]

@@ -7,7 +7,7 @@ from collections.abc import Hashable
 from typing import Any
 
 import pytest
-from boxguard.server.backends.base import QueueFull
+from boxguard.server.backends.base import BackendDead, QueueFull
 from boxguard.server.backends.batching import BatchQueue, Pending
 
 
@@ -252,8 +252,8 @@ async def test_stop_fails_queued_items() -> None:
     await settle()
     assert queue.depth == 2
     await queue.stop()
-    for task in queued:
-        with pytest.raises(asyncio.CancelledError):
+    for task in [running, *queued]:
+        with pytest.raises(BackendDead):
             await asyncio.wait_for(task, timeout=1)
     assert queue.depth == 0
     gate.set()
@@ -271,7 +271,7 @@ async def test_stop_fails_held_items_too() -> None:
     await settle()
     assert queue.depth == 1
     await queue.stop()
-    with pytest.raises(asyncio.CancelledError):
+    with pytest.raises(BackendDead):
         await asyncio.wait_for(first[1], timeout=1)
     gate.set()
     first[0].cancel()
@@ -288,6 +288,7 @@ async def test_stop_fails_in_flight_items() -> None:
     try:
         done, _ = await asyncio.wait({running}, timeout=0.5)
         assert running in done, "the caller of the in-flight batch was never answered"
+        assert isinstance(running.exception(), BackendDead)  # a 503, not a cancellation
     finally:
         running.cancel()
         gate.set()
@@ -304,3 +305,26 @@ async def test_start_is_idempotent_and_restartable() -> None:
     assert await queue.submit(2, key="k") == ("done", 2)
     await queue.stop()
     assert len(rec.batches) == 2
+
+
+async def test_fail_answers_only_the_matching_items_and_the_rest_still_run() -> None:
+    gate = asyncio.Event()
+    rec = Recorder(gate)
+    queue: BatchQueue[int] = BatchQueue(rec, maxsize=16, max_batch=1)
+    queue.start()
+    try:
+        running = asyncio.ensure_future(queue.submit(0, key="k"))
+        await rec.started.wait()
+        queued = [asyncio.ensure_future(queue.submit(i, key="k")) for i in (1, 2, 3)]
+        await settle()
+        assert queue.fail(lambda item: item in (0, 2), QueueFull("gone")) == 2
+        for task in (running, queued[1]):
+            with pytest.raises(QueueFull):
+                await asyncio.wait_for(task, timeout=1)
+        gate.set()
+        assert await asyncio.wait_for(asyncio.gather(queued[0], queued[2]), 2) == [
+            ("done", 1),
+            ("done", 3),
+        ]
+    finally:
+        await queue.stop()

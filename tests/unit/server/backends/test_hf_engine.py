@@ -281,7 +281,7 @@ def test_cancelled_row_finishes_as_abort(engine: HFEngine, adapter: ModelAdapter
 def test_token_pieces_keep_multibyte_characters_whole(engine: HFEngine, text: str) -> None:
     ids = engine.tokenizer.encode(text, add_special_tokens=False)
     assert len(ids) > len(text)  # the tiny vocabulary splits these characters into bytes
-    logprobs = torch.zeros(len(ids), engine.config.get_text_config().vocab_size)
+    logprobs = torch.zeros(len(ids))
     result = engine._result(
         torch.tensor(ids), logprobs, DecodeParams(max_new_tokens=99), SequenceJob("", None, None)
     )

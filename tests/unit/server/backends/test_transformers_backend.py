@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,9 @@ pytest.importorskip("torch")
 pytest.importorskip("xgrammar")
 
 from boxguard.server.backends.base import (  # noqa: E402
+    Aborted,
     BackendDead,
+    BackendError,
     Completion,
     GenerationRequest,
     QueueFull,
@@ -28,7 +31,7 @@ from boxguard.server.backends.hf_engine import (  # noqa: E402
 )
 from boxguard.server.backends.transformers_backend import (  # noqa: E402
     TransformersBackend,
-    _tokens_covering,
+    is_fatal,
 )
 from boxguard.server.constraints import yes_no_constraint  # noqa: E402
 from boxguard.server.models import ADAPTERS, ModelAdapter  # noqa: E402
@@ -190,21 +193,12 @@ def test_think_body_is_cut_at_a_close_tag_inside_a_token() -> None:
     engine = Engine()
     req = request(adapter, think=True)
     jobs = [SequenceJob("P", None, req.constraint)]
-    ((answer, prefix),) = backend._think_then_answer(engine, jobs, req, sampled=False)  # type: ignore[arg-type]
-    texts = [t.text for t in prefix]
-    assert texts == ["<think>", "I see", " it", "</think>\n<answer>"]
+    ((completion, _),) = backend._think_then_answer(engine, jobs, req)  # type: ignore[arg-type]
+    texts = [t.text for t in completion.tokens]
+    assert texts == ["<think>", "I see", " it", "</think>\n<answer>", "[]", "</answer>"]
     assert engine.calls[0][1].stop_strings == ("</think>",)
     assert engine.calls[1][0][0].prompt == "P<think>I see it</think>\n<answer>"
-    full = "".join(texts) + "".join(t.text for t in answer.tokens)
-    assert full == "<think>I see it</think>\n<answer>[]</answer>"
-
-
-def test_tokens_covering() -> None:
-    tokens = [TokenChoice(i, text, 0.0) for i, text in enumerate(["ab", "cd", "ef"])]
-    assert [t.text for t in _tokens_covering(tokens, 4)] == ["ab", "cd"]
-    assert [t.text for t in _tokens_covering(tokens, 5)] == ["ab", "cd"]
-    assert _tokens_covering(tokens, 1) == []
-    assert len(_tokens_covering(tokens, 99)) == 3
+    assert completion.text == "<think>I see it</think>\n<answer>[]</answer>"
 
 
 # -- sampling ----------------------------------------------------------------------------------
@@ -218,6 +212,29 @@ async def test_n3_sampled_completions(
     assert len(generation.completions) == 3
     for completion in generation.completions:
         check_json_completion(completion)
+
+
+async def test_greedy_n3_decodes_once_and_copies(
+    tiny_checkpoint: Path, adapter: ModelAdapter, engine: HFEngine
+) -> None:
+    """temperature 0 is greedy whatever n: one decoded row, n identical completions."""
+    rows: list[int] = []
+    original = engine.generate
+
+    def counting(jobs: list[SequenceJob], params: object) -> list[SequenceResult]:
+        rows.append(len(jobs))
+        return original(jobs, params)  # type: ignore[arg-type]
+
+    async with running(tiny_checkpoint, adapter, engine) as backend:
+        engine.generate = counting  # type: ignore[method-assign]
+        try:
+            generation = await backend.generate(request(adapter, n=3, temperature=0.0))
+        finally:
+            del engine.generate
+    assert rows == [1]
+    assert len(generation.completions) == 3
+    assert len({c.text for c in generation.completions}) == 1
+    assert generation.completions[1].tokens is not generation.completions[0].tokens
 
 
 # -- concurrency -------------------------------------------------------------------------------
@@ -272,3 +289,91 @@ async def test_prompt_tokens_are_counted(
     async with running(tiny_checkpoint, adapter, engine) as backend:
         generation = await backend.generate(request(adapter, max_tokens=16))
     assert generation.prompt_tokens > 0
+
+
+# -- shutdown, abort and fatal errors ----------------------------------------------------------
+
+
+def _slow(engine: HFEngine, started: asyncio.Event, loop: asyncio.AbstractEventLoop) -> object:
+    """engine.generate that signals its start and runs until its rows are cancelled."""
+    original = engine.generate
+
+    def generate(jobs: list[SequenceJob], params: object) -> list[SequenceResult]:
+        loop.call_soon_threadsafe(started.set)
+        while not all(job.cancelled() for job in jobs):
+            threading.Event().wait(0.01)
+        return original(jobs, params)  # type: ignore[arg-type]
+
+    return generate
+
+
+async def test_stop_answers_in_flight_and_queued_requests_backend_dead(
+    tiny_checkpoint: Path, adapter: ModelAdapter, engine: HFEngine
+) -> None:
+    backend = TransformersBackend(settings(max_batch_size=1), str(tiny_checkpoint), adapter)
+    backend._load = lambda: engine  # type: ignore[method-assign]
+    await backend.start()
+    started = asyncio.Event()
+    engine.generate = _slow(engine, started, asyncio.get_running_loop())  # type: ignore[method-assign]
+    try:
+        running_one = asyncio.create_task(backend.generate(request(adapter)))
+        await asyncio.wait_for(started.wait(), 10)
+        queued = asyncio.create_task(backend.generate(request(adapter, max_tokens=40)))
+        await asyncio.sleep(0.05)
+        assert backend.queue_depth == 1
+        await asyncio.wait_for(backend.stop(), 10)
+    finally:
+        del engine.generate
+    for task in (running_one, queued):
+        with pytest.raises(BackendDead):
+            await task
+    assert not backend.ready
+
+
+async def test_abort_stops_the_request_s_generation(
+    tiny_checkpoint: Path, adapter: ModelAdapter, engine: HFEngine
+) -> None:
+    started = asyncio.Event()
+    async with running(tiny_checkpoint, adapter, engine) as backend:
+        engine.generate = _slow(engine, started, asyncio.get_running_loop())  # type: ignore[method-assign]
+        try:
+            req = request(adapter)
+            req.request_id = "r-1"
+            task = asyncio.create_task(backend.generate(req))
+            await asyncio.wait_for(started.wait(), 10)
+            await backend.abort("r-2")  # another request's id: no effect
+            await asyncio.sleep(0.05)
+            assert not task.done()
+            await backend.abort("r-1")
+            with pytest.raises(Aborted):
+                await asyncio.wait_for(task, 10)
+        finally:
+            del engine.generate
+        assert backend.ready
+        check_json_completion((await backend.generate(request(adapter))).completions[0])
+
+
+@pytest.mark.parametrize(
+    ("error", "fatal"),
+    [
+        (RuntimeError("CUDA error: an illegal memory access was encountered"), True),
+        (MemoryError(), True),
+        (ValueError("one bad batch"), False),
+    ],
+)
+async def test_fatal_engine_error_turns_the_backend_not_ready(
+    tiny_checkpoint: Path, adapter: ModelAdapter, engine: HFEngine, error: Exception, fatal: bool
+) -> None:
+    assert is_fatal(error) is fatal
+
+    def failing(jobs: list[SequenceJob], params: object) -> list[SequenceResult]:
+        raise error
+
+    async with running(tiny_checkpoint, adapter, engine) as backend:
+        engine.generate = failing  # type: ignore[method-assign]
+        try:
+            with pytest.raises(BackendDead if fatal else BackendError):
+                await backend.generate(request(adapter))
+        finally:
+            del engine.generate
+        assert backend.ready is not fatal

@@ -20,6 +20,7 @@ from boxguard.server.backends import (
     TokenChoice,
     create_backend,
 )
+from boxguard.server.backends import decoding as dc
 from boxguard.server.backends import vllm_backend as vb
 from boxguard.server.backends import vllm_translate as vt
 from boxguard.server.constraints import Constraint, box_list_schema, yes_no_constraint
@@ -126,11 +127,11 @@ def test_think_phases() -> None:
     second = vt.continuation_kwargs(req, 1)
     assert second["structured_outputs"] == {"grammar": GRAMMAR}
     assert (second["n"], second["max_tokens"], second["seed"]) == (1, 50, 11)
-    assert vt.think_prompt("P") == "P<think>"
-    assert vt.continuation_prompt("P", "hmm") == "P<think>hmm</think>\n<answer>"
+    assert dc.think_prompt("P") == "P<think>"
+    assert dc.continuation_prompt("P", "hmm") == "P<think>hmm</think>\n<answer>"
     # A spelled control token in the think must not reach the prompt (a second image for vLLM).
     spelled = "see <|vision_start|><|image_pad|><|vision_end|> it <|im_end|>"
-    assert vt.continuation_prompt("P", spelled) == "P<think>see  it </think>\n<answer>"
+    assert dc.continuation_prompt("P", spelled) == "P<think>see  it </think>\n<answer>"
 
 
 def test_prompt_input_carries_the_image() -> None:
@@ -173,16 +174,16 @@ def test_think_stop_tokens_are_dropped_and_tags_forced() -> None:
     )
     assert [t.token_id for t in think.tokens] == [1]
     answer = vt.completion_from_output(_output([(4, "[]", -0.3)], "[]"))
-    joined = vt.join_think(think, answer)
+    joined = dc.join_think(think, answer)
     assert joined.text == "<think>red</think>\n<answer>[]</answer>"
     assert _concat(joined) == joined.text
-    forced = [t for t in joined.tokens if t.token_id == vt.FORCED_TOKEN_ID]
+    forced = [t for t in joined.tokens if t.token_id == dc.FORCED_TOKEN_ID]
     assert forced and all(t.logprob == 0.0 for t in forced)
 
 
 def test_replicate_greedy_samples() -> None:
     c = Completion("x", [TokenChoice(1, "x", -1.0)])
-    copies = vt.replicate([c], 3)
+    copies = dc.replicate([c], 3)
     assert len(copies) == 3 and all(k.text == "x" for k in copies)
     assert copies[1].tokens is not c.tokens
 
