@@ -1,0 +1,108 @@
+"""Backend restarts by the supervisor: off the event loop, and after a fatal engine error."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from boxguard.server.app import create_app
+from boxguard.server.backends import vllm_backend as vb
+from boxguard.server.backends.transformers_backend import TransformersBackend
+from boxguard.server.models import adapter_for
+from boxguard.server.settings import Settings
+from support import b64, png_bytes, serve_in_thread
+
+BODY = {"image": b64(png_bytes((64, 48))), "expression": "the red circle"}
+
+
+def _wait_for(condition: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class _SlowVLLM:
+    """vLLM's AsyncLLM stand-in: from_engine_args blocks its thread, as a real load does."""
+
+    def __init__(self) -> None:
+        self.builds = 0
+        self.load_s = 0.0
+        self.loading = threading.Event()
+        self.engines: list[Any] = []
+
+    def from_engine_args(self, args: Any) -> Any:
+        self.builds += 1
+        self.loading.set()
+        time.sleep(self.load_s)  # blocking on purpose: on the loop it would stall /healthz
+        self.loading.clear()
+        engine = SimpleNamespace(
+            errored=False,
+            tokenizer=None,
+            vllm_config=SimpleNamespace(scheduler_config=SimpleNamespace(max_num_seqs=4)),
+            shutdown=lambda: time.sleep(self.load_s / 2),
+        )
+        self.engines.append(engine)
+        return engine
+
+
+def test_healthz_answers_within_100ms_while_vllm_restarts(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = _SlowVLLM()
+    fake = SimpleNamespace(
+        version="fake",
+        AsyncLLM=slow,
+        AsyncEngineArgs=lambda **kw: kw,
+        StructuredOutputsConfig=lambda **kw: kw,
+    )
+    monkeypatch.setattr(vb, "_import_vllm", lambda: fake)
+    settings = Settings(model=str(tiny_checkpoint), backend="vllm", backend_check_interval_s=0.1)
+    backend = vb.VLLMBackend(settings, str(tiny_checkpoint), adapter_for(tiny_checkpoint))
+    with serve_in_thread(create_app(settings, backend=backend)) as url, httpx.Client() as client:
+        assert client.get(url + "/readyz").status_code == 200
+        slow.load_s = 2.0
+        slow.engines[-1].errored = True  # engine death: the supervisor stops and restarts it
+        assert slow.loading.wait(10), "the supervisor did not restart the engine"
+        latencies = []
+        while slow.loading.is_set():
+            started = time.perf_counter()
+            r = client.get(url + "/healthz", timeout=5)
+            latencies.append(time.perf_counter() - started)
+            assert r.status_code == 200
+            time.sleep(0.05)
+        assert len(latencies) >= 10, latencies
+        assert max(latencies) < 0.1, latencies
+        assert _wait_for(lambda: client.get(url + "/readyz").status_code == 200, 10)
+        assert slow.builds == 2
+
+
+def test_fatal_engine_error_is_a_503_then_the_supervisor_restarts_the_backend(
+    tiny_checkpoint: Path,
+) -> None:
+    settings = Settings(
+        model=str(tiny_checkpoint), max_new_tokens=16, backend_check_interval_s=0.1, retry_after_s=2
+    )
+    backend = TransformersBackend(settings, str(tiny_checkpoint), adapter_for(tiny_checkpoint))
+    with serve_in_thread(create_app(settings, backend=backend)) as url, httpx.Client() as client:
+        assert client.post(url + "/ground", json=BODY, timeout=60).status_code == 200
+        first_engine = backend.engine
+        assert first_engine is not None
+
+        def cuda_failure(jobs: Any, params: Any) -> Any:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+        first_engine.generate = cuda_failure  # type: ignore[method-assign]
+        r = client.post(url + "/ground", json=BODY, timeout=60)
+        assert r.status_code == 503 and r.json()["code"] == "backend_unavailable", r.text
+        assert r.headers["retry-after"] == "2"
+        assert _wait_for(lambda: backend.engine is not first_engine and backend.ready, 60)
+        assert client.get(url + "/readyz").status_code == 200
+        assert client.post(url + "/ground", json=BODY, timeout=60).status_code == 200
