@@ -118,6 +118,9 @@ class FaultyBackend:
         self.stops += 1
         await self.real.stop()
 
+    async def abort(self, request_id: str) -> None:
+        await self.real.abort(request_id)
+
     async def generate(self, request: GenerationRequest) -> Generation:
         if self.unexpected_error:
             raise ValueError("unexpected backend bug at /srv/secret/path.py")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from boxguard.server.backends import (
+    Aborted,
     BackendDead,
     BackendError,
     Completion,
@@ -400,6 +401,22 @@ async def test_an_aborted_output_is_not_an_answer(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(BackendError, match="aborted"):
         await backend.generate(_request())
     assert backend.ready
+
+
+async def test_abort_stops_only_that_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = _backend(monkeypatch, ["hang", "hang"])
+    one = asyncio.create_task(backend.generate(_request(request_id="r-1")))
+    two = asyncio.create_task(backend.generate(_request(request_id="r-2")))
+    await asyncio.sleep(0.05)
+    await backend.abort("r-1")
+    with pytest.raises(Aborted):
+        await one
+    assert [rid.startswith("r-1") for rid in backend.engine.aborted] == [True]
+    assert not two.done()
+    two.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await two
+    assert backend._inflight == 0 and backend._running == {}
 
 
 async def test_engine_death_marks_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
