@@ -11,14 +11,8 @@ Example:
 
 from __future__ import annotations
 
-from boxguard.server.schema import (
-    Check,
-    Detection,
-    GroundRequest,
-    GroundResponse,
-    Health,
-    ImageInfo,
-)
+from boxguard.guards.types import CheckResult, Detection
+from boxguard.guards.wire import GroundRequest, GroundResponse, Health, ImageInfo
 
 from .async_ import AsyncClient
 from .base import DEFAULT_URL, GroundItem, RetryPolicy
@@ -42,7 +36,7 @@ __all__ = [
     "AsyncClient",
     "BadRequest",
     "BoxguardError",
-    "Check",
+    "CheckResult",
     "Client",
     "ConnectionFailed",
     "Detection",

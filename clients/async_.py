@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
-from boxguard.server.schema import Health
+from boxguard.guards.wire import Health
 
 from .base import DEFAULT_TIMEOUT, BaseClient, GroundItem, normalize_item, progress_bar
 from .errors import BoxguardError

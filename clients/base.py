@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from boxguard.server.schema import GroundRequest, Health
+from boxguard.guards.wire import GroundRequest, Health
 from pydantic import ValidationError
 
 from .errors import (

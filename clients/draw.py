@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageDraw, ImageFont
 
 if TYPE_CHECKING:
-    from boxguard.server.schema import Detection, GroundResponse
+    from boxguard.guards.types import Detection
+    from boxguard.guards.wire import GroundResponse
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (0, 200, 83),

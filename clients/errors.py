@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import httpx
-from boxguard.server.schema import Problem
+from boxguard.guards.wire import Problem
 
 __all__ = [
     "BadRequest",

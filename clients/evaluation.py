@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from boxguard.guards.threshold import verdict_confidence
+
 from .datasets import Format, Sample, load_dataset
 from .errors import BoxguardError
 from .metrics import IOU_THRESHOLD, Outcome, iou, summarize
@@ -84,16 +86,6 @@ class SampleRecord:
             "request_id": result.request_id if result else (self.error and self.error.request_id),
             "error": None if self.error is None else str(self.error),
         }
-
-
-def verdict_confidence(result: GroundResult) -> float | None:
-    """The verdict's confidence: the confidence check's score (lowest box confidence, or the
-    no-object answer's), else the top box's confidence, else None (no logprobs)."""
-    for check in result.checks:
-        if check.name == CONFIDENCE_CHECK and check.score is not None:
-            return check.score
-    top = result.top_candidate
-    return top.confidence if top is not None else None
 
 
 def score_sample(sample: Sample, outcome: GroundResult | BoxguardError) -> SampleRecord:

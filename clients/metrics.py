@@ -1,4 +1,8 @@
-"""Pure metric functions of the evaluation: IoU, coverage, Φc, risk–coverage, N-acc/T-acc.
+"""The evaluation's metrics: per-sample outcomes, N-acc/T-acc and the report summary.
+
+IoU, coverage, Φc, the risk–coverage curve and AURC are guards' (`boxguard.guards.geometry`,
+`boxguard.guards.threshold`), the one implementation the threshold picker uses too; they are
+re-exported here.
 
 Conventions (see /work/shared/QWEN-FACTS.md, "Scoring conventions"):
 
@@ -13,13 +17,14 @@ so it counts as answered at every threshold: it ranks above every number.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from boxguard.guards import threshold as guard_threshold
+from boxguard.guards.geometry import iou
+from boxguard.guards.threshold import aurc, coverage, phi, risk_coverage_curve
 
 __all__ = [
     "Outcome",
@@ -53,105 +58,10 @@ class Outcome:
     other_abstention: bool = False  # abstained for a reason a confidence threshold cannot undo
 
 
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two [x1, y1, x2, y2] boxes (0 for empty boxes).
-
-    Example:
-        >>> iou([0, 0, 10, 10], [5, 0, 15, 10])
-        0.3333333333333333
-    """
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
-    area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
-    union = area_a + area_b - inter
-    return inter / union if union > 0 else 0.0
-
-
-def coverage(answered: Sequence[bool]) -> float | None:
-    """Share of samples answered (None for no samples)."""
-    return sum(answered) / len(answered) if answered else None
-
-
 def selective_accuracy(answered: Sequence[bool], correct: Sequence[bool]) -> float | None:
     """Accuracy over the answered samples only (None when nothing was answered)."""
     hits = [c for a, c in zip(answered, correct, strict=True) if a]
     return sum(hits) / len(hits) if hits else None
-
-
-def phi(answered: Sequence[bool], correct: Sequence[bool], c: float) -> float | None:
-    """Φc: mean of 1 (answered, right), -c (answered, wrong), 0 (abstained).
-
-    Example:
-        >>> phi([True, True, False], [True, False, False], c=10)
-        -3.0
-    """
-    if not answered:
-        return None
-    total = sum((1.0 if r else -c) for a, r in zip(answered, correct, strict=True) if a)
-    return total / len(answered)
-
-
-def _rank_key(confidence: float | None) -> float:
-    """Sort key: None ranks above every number."""
-    return math.inf if confidence is None else float(confidence)
-
-
-def _groups(confidences: Sequence[float | None], correct: Sequence[bool]) -> list[list[int]]:
-    """[confidence-tie group size, errors in it], most confident group first."""
-    counts: dict[float, list[int]] = {}
-    for conf, right in zip(confidences, correct, strict=True):
-        group = counts.setdefault(_rank_key(conf), [0, 0])
-        group[0] += 1
-        group[1] += 0 if right else 1
-    return [counts[key] for key in sorted(counts, reverse=True)]
-
-
-def risk_coverage_curve(
-    confidences: Sequence[float | None], correct: Sequence[bool]
-) -> list[tuple[float, float]]:
-    """(coverage, risk) at each distinct confidence threshold, highest threshold first.
-
-    Tied confidences enter together: a threshold cannot separate them.
-
-    Example:
-        >>> risk_coverage_curve([0.9, 0.9, 0.5], [True, False, True])
-        [(0.6666666666666666, 0.5), (1.0, 0.3333333333333333)]
-    """
-    n = len(confidences)
-    points: list[tuple[float, float]] = []
-    taken = errors = 0
-    for size, errs in _groups(confidences, correct):
-        taken += size
-        errors += errs
-        points.append((taken / n, errors / taken))
-    return points
-
-
-def aurc(confidences: Sequence[float | None], correct: Sequence[bool]) -> float | None:
-    """Area under the risk–coverage curve: mean over k of the risk of the k most confident.
-
-    Within a tie group the order is random, so the risk at each k is its expectation (errors
-    spread evenly over the group). Lower is better; None for no samples.
-
-    Example:
-        >>> round(aurc([0.9, 0.9, 0.5], [True, False, True]), 4)
-        0.4444
-    """
-    n = len(confidences)
-    if n == 0:
-        return None
-    total = 0.0
-    taken = 0
-    errors = 0.0
-    for size, errs in _groups(confidences, correct):
-        rate = errs / size
-        for j in range(1, size + 1):
-            total += (errors + j * rate) / (taken + j)
-        taken += size
-        errors += errs
-    return total / n
 
 
 def best_threshold(outcomes: Sequence[Outcome], c: float = 10.0) -> dict[str, float] | None:
@@ -204,8 +114,6 @@ def summarize(
     answered = [o.answered for o in outcomes]
     correct = [o.correct for o in outcomes]
     scored = [o for o in outcomes if not o.error]
-    raw_conf = [o.confidence for o in scored]
-    raw_ok = [o.raw_correct for o in scored]
     reasons: Counter[str] = Counter()
     for o in outcomes:
         if not o.answered:
@@ -217,7 +125,7 @@ def summarize(
         "raw_accuracy": sum(o.raw_correct for o in outcomes) / n if n else None,
         "coverage": coverage(answered),
         "selective_accuracy": selective_accuracy(answered, correct),
-        "aurc": aurc(raw_conf, raw_ok),
+        "aurc": aurc((o.confidence, o.raw_correct) for o in scored),
         "phi": {str(c): phi(answered, correct, float(c)) for c in phi_costs},
         "n_acc": n_acc(outcomes),
         "t_acc": t_acc(outcomes),

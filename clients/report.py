@@ -49,7 +49,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def _curve(records: Sequence[SampleRecord]) -> list[tuple[float, float]]:
     """Risk–coverage points of the raw answers, errors left out."""
     scored = [r for r in records if r.status != "error"]
-    return risk_coverage_curve([r.confidence for r in scored], [r.raw_correct for r in scored])
+    return risk_coverage_curve((r.confidence, r.raw_correct) for r in scored)
 
 
 def can_plot() -> bool:

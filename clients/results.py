@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from boxguard.server.schema import Detection, GroundResponse
+from boxguard.guards.types import Detection
+from boxguard.guards.wire import GroundResponse
 from pydantic import PrivateAttr
 
 from .images import ImageInput, load_image
@@ -33,11 +34,6 @@ class GroundResult(GroundResponse):
     """
 
     _request_id: str | None = PrivateAttr(default=None)
-
-    @property
-    def accepted(self) -> bool:
-        """True when the server returned verified boxes (possibly none: 'no such object')."""
-        return self.status == "accepted"
 
     @property
     def abstained(self) -> bool:

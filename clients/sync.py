@@ -8,7 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import httpx
-from boxguard.server.schema import Health
+from boxguard.guards.wire import Health
 
 from .base import DEFAULT_TIMEOUT, BaseClient, GroundItem, normalize_item, progress_bar
 from .errors import BoxguardError

@@ -1,13 +1,18 @@
-"""Pick the confidence threshold from labelled results (for `boxguard eval`); pure Python.
+"""Selective-prediction metrics and the confidence threshold picker; pure Python.
 
-An outcome is one evaluated request: the verdict's confidence (the lowest detection confidence,
-or the no-object branch confidence; None when there were no logprobs), whether the answer was
-right (REC: IoU > 0.5; no-target: zero boxes), and whether the guards already abstained for
-another reason. At threshold t a request is answered iff it was not abstained and its
-confidence is >= t (a None confidence cannot be thresholded, so it stays answered).
+The one implementation of coverage, risk, the risk–coverage curve, AURC and Φc: the threshold
+picker here and the evaluation reports (`boxguard.clients.metrics`) both use it.
 
-Scores follow Whitehead et al. (ECCV 2022): coverage, risk, risk-coverage AUC and
-``Phi_c = mean(1 if answered and right, -c if answered and wrong, 0 if abstained)``.
+An outcome is one evaluated request: the verdict's confidence (`verdict_confidence`; None when
+there were no logprobs), whether the answer was right (REC: IoU > 0.5; no-target: zero boxes),
+and whether the guards already abstained for another reason. At threshold t a request is
+answered iff it was not abstained and its confidence is >= t (a None confidence cannot be
+thresholded, so it stays answered).
+
+Scores follow Whitehead et al. (ECCV 2022) for ``Φc = mean(1 if answered and right, -c if
+answered and wrong, 0 if abstained)`` and Geifman et al. (ICLR 2019) for AURC: the mean, over
+k = 1..n, of the risk of the k most confident outcomes (the area under the risk–coverage curve
+at coverages 1/n … 1, with no invented point at coverage 0).
 
 Example:
     >>> rs = [(0.9, True), (0.8, True), (0.4, False), (0.3, True)]
@@ -25,6 +30,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from .types import Verdict
 
 Objective = Literal["phi1", "phi10", "phi100", "phi", "risk"]
 
@@ -55,16 +62,42 @@ def as_outcomes(results: Iterable[Any]) -> list[Outcome]:
     return out
 
 
-def verdict_confidence(verdict: Any) -> float | None:
-    """The confidence to threshold for one Verdict: the `confidence` check's score.
+def verdict_confidence(verdict: Verdict) -> float | None:
+    """The confidence to threshold for one Verdict (or a server response, which is one).
 
-    That score is the lowest detection confidence, or the branch confidence of a "no object"
-    answer (which has no Detection to carry it); None without token logprobs.
+    The `confidence` check's score: the lowest detection confidence, or the branch confidence
+    of a "no object" answer (which has no Detection to carry it). Without that score (no
+    token logprobs, or the check did not run), the model's first box's own confidence; else
+    None.
+
+    Example:
+        >>> verdict_confidence(Verdict(status="abstained",
+        ...     candidates=[{"bbox": (0, 0, 1, 1), "confidence": 0.25}]))
+        0.25
     """
-    for check in getattr(verdict, "checks", ()):
-        if check.name == "confidence":
-            return None if check.score is None else float(check.score)
-    return None
+    for check in verdict.checks:
+        if check.name == "confidence" and check.score is not None:
+            return float(check.score)
+    top = (verdict.detections or verdict.candidates or [None])[0]
+    return None if top is None else top.confidence
+
+
+def coverage(answered: Sequence[bool]) -> float | None:
+    """Share of outcomes answered (None for none)."""
+    return sum(answered) / len(answered) if answered else None
+
+
+def phi(answered: Sequence[bool], correct: Sequence[bool], c: float) -> float | None:
+    """Φc: mean of 1 (answered, right), -c (answered, wrong), 0 (abstained); None for none.
+
+    Example:
+        >>> phi([True, True, False], [True, False, False], c=10)
+        -3.0
+    """
+    if not answered:
+        return None
+    total = sum((1.0 if r else -c) for a, r in zip(answered, correct, strict=True) if a)
+    return total / len(answered)
 
 
 def _answered(o: Outcome, threshold: float) -> bool:
@@ -75,24 +108,16 @@ def _answered(o: Outcome, threshold: float) -> bool:
 def coverage_risk(results: Iterable[Any], threshold: float = 0.0) -> tuple[float, float]:
     """(coverage, risk) at a threshold; risk is 0 when nothing is answered."""
     outs = as_outcomes(results)
-    if not outs:
-        return 0.0, 0.0
-    answered = [o for o in outs if _answered(o, threshold)]
-    coverage = len(answered) / len(outs)
-    risk = sum(1 for o in answered if not o.correct) / len(answered) if answered else 0.0
-    return coverage, risk
+    answered = [_answered(o, threshold) for o in outs]
+    errors = sum(a and not o.correct for a, o in zip(answered, outs, strict=True))
+    return coverage(answered) or 0.0, errors / sum(answered) if any(answered) else 0.0
 
 
 def phi_c(results: Iterable[Any], threshold: float = 0.0, c: float = 10.0) -> float:
-    """Effective reliability Phi_c at a threshold (mean of +1 / -c / 0)."""
+    """Effective reliability Φc at a threshold (0 for no outcomes)."""
     outs = as_outcomes(results)
-    if not outs:
-        return 0.0
-    total = 0.0
-    for o in outs:
-        if _answered(o, threshold):
-            total += 1.0 if o.correct else -c
-    return total / len(outs)
+    value = phi([_answered(o, threshold) for o in outs], [o.correct for o in outs], c)
+    return 0.0 if value is None else value
 
 
 def candidate_thresholds(results: Iterable[Any]) -> list[float]:
@@ -105,19 +130,66 @@ def candidate_thresholds(results: Iterable[Any]) -> list[float]:
     return sorted(set(cands))
 
 
-def risk_coverage_curve(results: Iterable[Any]) -> list[tuple[float, float, float]]:
-    """(threshold, coverage, risk) for every candidate threshold, by increasing threshold."""
+def _rank(o: Outcome) -> float:
+    """Sort key, most confident first: None above every number, prior abstentions last."""
+    if o.abstained:
+        return -math.inf
+    return math.inf if o.confidence is None else float(o.confidence)
+
+
+def _tie_groups(outs: list[Outcome]) -> list[tuple[int, int]]:
+    """(size, errors) of each group of equal rank, most confident first."""
+    groups: dict[float, list[int]] = {}
+    for o in outs:
+        group = groups.setdefault(_rank(o), [0, 0])
+        group[0] += 1
+        group[1] += 0 if o.correct else 1
+    return [(groups[key][0], groups[key][1]) for key in sorted(groups, reverse=True)]
+
+
+def risk_coverage_curve(results: Iterable[Any]) -> list[tuple[float, float]]:
+    """(coverage, risk) at each distinct confidence, most confident first.
+
+    Outcomes are ranked by confidence (None first: it cannot be thresholded away; prior
+    abstentions last: no threshold answers them). Tied confidences enter together.
+
+    Example:
+        >>> risk_coverage_curve([(0.9, True), (0.9, False), (0.5, True)])
+        [(0.6666666666666666, 0.5), (1.0, 0.3333333333333333)]
+    """
     outs = as_outcomes(results)
-    return [(t, *coverage_risk(outs, t)) for t in candidate_thresholds(outs)]
+    points: list[tuple[float, float]] = []
+    taken = errors = 0
+    for size, errs in _tie_groups(outs):
+        taken += size
+        errors += errs
+        points.append((taken / len(outs), errors / taken))
+    return points
 
 
-def aurc(results: Iterable[Any]) -> float:
-    """Area under the risk-coverage curve (trapezoids over coverage; lower is better)."""
-    pts = sorted((cov, risk) for _, cov, risk in risk_coverage_curve(results))
-    area = 0.0
-    for (c0, r0), (c1, r1) in zip(pts, pts[1:], strict=False):
-        area += (c1 - c0) * (r0 + r1) / 2.0
-    return area
+def aurc(results: Iterable[Any]) -> float | None:
+    """Area under the risk–coverage curve: mean over k of the risk of the k most confident.
+
+    Within a tie group the order is arbitrary, so the risk at each k is its expectation
+    (errors spread evenly over the group). Lower is better; None for no outcomes.
+
+    Example:
+        >>> round(aurc([(0.9, True), (0.8, False), (0.7, True), (0.6, True), (0.5, False)]), 4)
+        0.2967
+    """
+    outs = as_outcomes(results)
+    if not outs:
+        return None
+    total = 0.0
+    taken = 0
+    errors = 0.0
+    for size, errs in _tie_groups(outs):
+        rate = errs / size
+        for j in range(1, size + 1):
+            total += (errors + j * rate) / (taken + j)
+        taken += size
+        errors += errs
+    return total / len(outs)
 
 
 def pick_threshold(results: Iterable[Any], objective: Objective = "phi10", *,

@@ -28,7 +28,7 @@ from .errors import (
 from .evidence import gather_evidence
 from .metrics import Metrics
 from .models import AspectRatioError, ModelAdapter, ModelFrame, resize_to_frame
-from .schema import Check, Detection, GroundRequest, GroundResponse, ImageInfo
+from .schema import GroundRequest, GroundResponse, ImageInfo
 from .settings import Settings
 
 T = TypeVar("T")
@@ -96,13 +96,8 @@ class GroundingService:
         )
         self._record(verdict)
         return GroundResponse(
+            **dict(verdict),
             id=request_id,
-            status=verdict.status,
-            detections=[_detection(d) for d in verdict.detections],
-            candidates=[_detection(d) for d in verdict.candidates],
-            reasons=list(verdict.reasons),
-            checks=[Check(**c.model_dump()) for c in verdict.checks],
-            think=verdict.think,
             raw_output=completion.text if req.return_raw else None,
             image=ImageInfo(
                 width=image.width,
@@ -216,10 +211,6 @@ class GroundingService:
         for det in verdict.detections:
             if det.confidence is not None:
                 self.metrics.confidence.observe(det.confidence)
-
-
-def _detection(det: Any) -> Detection:
-    return Detection(bbox=list(det.bbox), label=det.label, confidence=det.confidence)
 
 
 def _ms_since(started: float) -> float:

@@ -46,6 +46,7 @@ def test_ground_json_answers_in_original_pixels(live_server: str) -> None:
     names = [c.name for c in body.checks]
     assert "format" in names and "geometry" in names
     assert body.raw_output is not None
+    assert body.frame == "pixels"  # Verdict.frame reaches the wire (Qwen2.5-VL: model pixels)
     assert set(body.timings_ms) >= {"decode", "generate", "verify"}
     assert r.headers["x-request-id"] == body.id
     # The raw answer is in the model frame; candidates must be it mapped to original pixels.
@@ -194,6 +195,21 @@ BAD_INPUTS = [
         {"json": {"image_url": "http://example.com/a.png", **GOOD}},
         403,
         "image_url_disabled",
+    ),
+    (  # the image twice is the same 400 in JSON and multipart, URLs enabled or not
+        "json_image_and_image_url",
+        {"json": {"image": b64(png_bytes()), "image_url": "http://example.com/a.png", **GOOD}},
+        400,
+        "bad_request",
+    ),
+    (
+        "multipart_image_and_image_url",
+        {
+            "files": {"image": ("a.png", png_bytes(), "image/png")},
+            "data": {"image_url": "http://example.com/a.png", **GOOD},
+        },
+        400,
+        "bad_request",
     ),
     (
         "policy_out_of_range",

@@ -11,7 +11,14 @@ HEAVY = {"torch", "transformers", "vllm", "fastapi", "xgrammar", "uvicorn", "sta
 
 
 @pytest.mark.parametrize(
-    "module", ["boxguard.clients", "boxguard.guards", "boxguard.server.schema", "boxguard.server"]
+    "module",
+    [
+        "boxguard.clients",
+        "boxguard.guards",
+        "boxguard.guards.wire",
+        "boxguard.server.schema",
+        "boxguard.server",
+    ],
 )
 def test_import_stays_light(module: str) -> None:
     code = (

@@ -40,3 +40,14 @@ def test_cli_help_is_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_sdk_never_imports_the_server() -> None:
+    code = (
+        "import boxguard.clients, boxguard.clients.cli, boxguard.clients.evaluation, "
+        "boxguard.clients.report, sys; "
+        "server = sorted(m for m in sys.modules if m.startswith('boxguard.server')); "
+        "assert not server, server"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
 from boxguard.clients.metrics import (
     Outcome,
-    aurc,
     best_threshold,
     coverage,
     iou,
     n_acc,
     phi,
-    risk_coverage_curve,
     selective_accuracy,
     summarize,
     t_acc,
@@ -47,37 +44,6 @@ def test_all_abstain() -> None:
     assert phi(answered, correct, 100) == 0.0
     assert coverage(answered) == 0.0
     assert selective_accuracy(answered, correct) is None
-
-
-def test_aurc_without_ties() -> None:
-    # Ranked 0.9 R, 0.8 W, 0.7 R, 0.6 W: risks 0, 1/2, 1/3, 1/2.
-    value = aurc([0.6, 0.9, 0.7, 0.8], [False, True, True, False])
-    assert value == pytest.approx((0 + 1 / 2 + 1 / 3 + 1 / 2) / 4)
-
-
-def test_aurc_ties_use_the_expected_risk_and_ignore_input_order() -> None:
-    confs = [0.9, 0.9, 0.5]
-    right = [True, False, True]
-    # The tie group {R, W}: expected risk 1/2 at k=1 and k=2; then 1/3 at k=3.
-    expected = (0.5 + 0.5 + 1 / 3) / 3
-    for order in itertools.permutations(range(3)):
-        assert aurc([confs[i] for i in order], [right[i] for i in order]) == pytest.approx(expected)
-    # All tied: the risk at every k is the overall error rate.
-    assert aurc([0.7] * 4, [True, True, True, False]) == pytest.approx(0.25)
-
-
-def test_aurc_none_confidence_ranks_first_and_empty_is_none() -> None:
-    assert aurc([None, 0.9], [False, True]) == pytest.approx((1.0 + 0.5) / 2)
-    assert aurc([], []) is None
-
-
-def test_risk_coverage_curve_merges_ties() -> None:
-    curve = risk_coverage_curve([0.5, 0.9, 0.9, 0.1], [True, True, False, False])
-    assert curve == [
-        pytest.approx((0.5, 0.5)),
-        pytest.approx((0.75, 1 / 3)),
-        pytest.approx((1.0, 0.5)),
-    ]
 
 
 def _o(

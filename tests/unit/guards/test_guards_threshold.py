@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
-from boxguard.guards import TokenLogprob, verify
+from boxguard.guards import TokenLogprob, Verdict, verify
 from boxguard.guards.threshold import (
     Outcome,
     as_outcomes,
@@ -56,12 +58,37 @@ def test_prior_abstentions_and_missing_confidence() -> None:
     assert as_outcomes([{"confidence": 0.2, "correct": True}])[0] == Outcome(0.2, True)
 
 
-def test_curve_and_aurc() -> None:
-    curve = risk_coverage_curve(RS)
-    assert curve[0] == (0.0, 1.0, 0.25) and curve[-1][1] == 0.0
-    assert 0.0 <= aurc(RS) <= 0.25
-    perfect = [(0.9, True), (0.1, False)]
-    assert aurc(perfect) < aurc([(0.1, True), (0.9, False)])
+def test_aurc_hand_computed() -> None:
+    """Ranked 0.9 R, 0.8 W, 0.7 R, 0.6 R, 0.5 W: risks of the k most confident 0, 1/2, 1/3,
+    1/4, 2/5; AURC is their mean (no point at coverage 0, no trapezoids between thresholds)."""
+    rs = [(0.6, True), (0.9, True), (0.5, False), (0.7, True), (0.8, False)]
+    assert aurc(rs) == pytest.approx((0 + 1 / 2 + 1 / 3 + 1 / 4 + 2 / 5) / 5)  # 0.29667
+    assert aurc(RS) == pytest.approx((0 + 0 + 1 / 3 + 1 / 4) / 4)
+    assert aurc([(0.9, True), (0.1, False)]) < aurc([(0.1, True), (0.9, False)])
+    assert aurc([]) is None
+
+
+def test_aurc_ties_use_the_expected_risk_and_ignore_input_order() -> None:
+    rs = [(0.9, True), (0.9, False), (0.5, True)]
+    # The tie group {R, W}: expected risk 1/2 at k=1 and k=2; then 1/3 at k=3.
+    for order in itertools.permutations(rs):
+        assert aurc(order) == pytest.approx((0.5 + 0.5 + 1 / 3) / 3)
+    assert aurc([(0.7, True)] * 3 + [(0.7, False)]) == pytest.approx(0.25)
+
+
+def test_none_confidence_ranks_first_and_prior_abstentions_last() -> None:
+    assert aurc([(None, False), (0.9, True)]) == pytest.approx((1.0 + 0.5) / 2)
+    rs = [Outcome(0.1, True), Outcome(0.9, False, abstained=True)]
+    assert risk_coverage_curve(rs) == [(0.5, 0.0), (1.0, 0.5)]
+
+
+def test_risk_coverage_curve_merges_ties() -> None:
+    curve = risk_coverage_curve([(0.5, True), (0.9, True), (0.9, False), (0.1, False)])
+    assert curve == [
+        pytest.approx((0.5, 0.5)),
+        pytest.approx((0.75, 1 / 3)),
+        pytest.approx((1.0, 0.5)),
+    ]
 
 
 def test_unknown_objective() -> None:
@@ -75,3 +102,9 @@ def test_verdict_confidence() -> None:
                                                            TokenLogprob(token="]", logprob=-0.5)])
     assert verdict_confidence(v) == pytest.approx(0.6065, abs=1e-3)
     assert verdict_confidence(verify(out, "the dog", (10, 10))) is None
+
+
+def test_verdict_confidence_falls_back_to_the_first_box() -> None:
+    box = {"bbox": (0, 0, 4, 4), "confidence": 0.3}
+    assert verdict_confidence(Verdict(status="abstained", candidates=[box])) == 0.3
+    assert verdict_confidence(Verdict(status="abstained")) is None

@@ -1,0 +1,94 @@
+"""Wire schema of the boxguard HTTP API, defined once for the server and the client SDK.
+
+It lives in guards, the light package both depend on, because a response is a guards Verdict
+(its detections, candidates and checks are guards' own result types) plus what the server
+adds. Imports only pydantic and guards' types, so the light client install can use it.
+
+Example:
+    >>> GroundResponse.model_validate({"id": "r1", "status": "abstained", "model": "m",
+    ...     "image": {"width": 8, "height": 8}, "reasons": ["confidence"]}).accepted
+    False
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .types import Verdict
+
+MAX_EXPRESSION_CHARS = 1000
+
+
+class GroundRequest(BaseModel):
+    """A grounding request: one image and one referring expression.
+
+    Example:
+        >>> GroundRequest(image="iVBORw0KGgo...", expression="the red circle").multiple
+        False
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str | None = Field(
+        default=None, description="The image as base64 or a data URL (data:image/png;base64,...)."
+    )
+    image_url: str | None = Field(
+        default=None,
+        description="An http(s) URL to fetch the image from; only when the server enables it.",
+    )
+    expression: str = Field(
+        min_length=1,
+        max_length=MAX_EXPRESSION_CHARS,
+        # Blank or whitespace-only is no expression; \S also puts the rule in the OpenAPI schema.
+        pattern=r"\S",
+        description="The referring expression, e.g. 'the metal pole left of the bus'; not blank.",
+    )
+    multiple: bool = Field(default=False, description="Return every object that matches.")
+    think: bool = Field(default=False, description="Ask for a <think> trace before the answer.")
+    return_raw: bool = Field(default=False, description="Include the raw model output.")
+    policy: dict[str, Any] | None = Field(
+        default=None,
+        description="Overrides of the server's guard policy (e.g. {'min_confidence': 0.5}), "
+        "within the bounds the server allows.",
+    )
+
+
+class ImageInfo(BaseModel):
+    """Size of the original image (after EXIF orientation) and of the model's input frame."""
+
+    width: int
+    height: int
+    model_width: int | None = None
+    model_height: int | None = None
+
+
+class GroundResponse(Verdict):
+    """The verdict on one grounding request (a guards Verdict) and what the server adds."""
+
+    id: str
+    raw_output: str | None = None
+    image: ImageInfo
+    model: str
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem detail, served as application/problem+json."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = ""
+    code: str
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class Health(BaseModel):
+    """Liveness or readiness answer."""
+
+    status: Literal["ok", "ready", "not_ready"]
+    model: str | None = None
+    backend: str | None = None
