@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from boxguard.clients import Client, GroundResult
+from boxguard.guards.geometry import iou
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
@@ -16,15 +17,6 @@ from .scenes import render_scene
 
 # A request that tightens the policy: only near-certain answers pass, so the guards reject it.
 GUARD_PROBE_POLICY = {"min_confidence": 0.99}
-
-
-def _iou(a: list[float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over union of two [x1, y1, x2, y2] boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _grid(panels: list[Image.Image], columns: int = 3) -> Image.Image:
@@ -80,7 +72,7 @@ def _ground_all(
     for expression, truth, result in rows:
         top = result.top or result.top_candidate
         box = "-" if top is None else "[" + ", ".join(f"{v:.0f}" for v in top.bbox) + "]"
-        iou = "-" if top is None or truth is None else f"{_iou(top.bbox, truth):.2f}"
+        overlap = "-" if top is None or truth is None else f"{iou(top.bbox, truth):.2f}"
         conf = "-" if top is None or top.confidence is None else f"{top.confidence:.2f}"
         style = "green" if result.status == "accepted" else "yellow"
         table.add_row(
@@ -89,7 +81,7 @@ def _ground_all(
             box,
             (top.label if top else None) or "-",
             conf,
-            iou,
+            overlap,
             ", ".join(result.reasons) or "-",
         )
     console.print(table)

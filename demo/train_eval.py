@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from boxguard.guards.geometry import iou
 
 from .dataset import iter_samples
 from .train_data import Encoder, Example, example_from_sample, model_inputs, token_ce
@@ -24,15 +25,6 @@ SHIP_FILES = (
     "preprocessor_config.json",
     "chat_template.jinja",
 )
-
-
-def iou(a: list[float], b: list[float]) -> float:
-    """IoU of two [x1, y1, x2, y2] boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def eval_set(encoder: Encoder, n: int, *, seed: int, probe: bool,

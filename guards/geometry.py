@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from .context import Box, Context, result
 from .lexicon import relation
@@ -60,13 +61,18 @@ def _clip(value: float, high: float) -> float:
     return 0.0 if math.isnan(value) else min(max(value, 0.0), high)
 
 
-def area(b: BBox) -> float:
+def area(b: Sequence[float]) -> float:
     """Area of an ordered box (0 when degenerate)."""
     return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
 
 
-def iou(a: BBox, b: BBox) -> float:
-    """Intersection over union of two ordered boxes."""
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ordered [x1, y1, x2, y2] boxes: the one IoU of boxguard.
+
+    Example:
+        >>> iou([0, 0, 10, 10], [5, 0, 15, 10])
+        0.3333333333333333
+    """
     ix = min(a[2], b[2]) - max(a[0], b[0])
     iy = min(a[3], b[3]) - max(a[1], b[1])
     if ix <= 0 or iy <= 0:
