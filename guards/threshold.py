@@ -78,8 +78,8 @@ def verdict_confidence(verdict: Verdict) -> float | None:
     for check in verdict.checks:
         if check.name == "confidence" and check.score is not None:
             return float(check.score)
-    top = (verdict.detections or verdict.candidates or [None])[0]
-    return None if top is None else top.confidence
+    boxes = verdict.detections or verdict.candidates
+    return boxes[0].confidence if boxes else None
 
 
 def coverage(answered: Sequence[bool]) -> float | None:

@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import xgrammar as xgr
@@ -72,9 +73,10 @@ class _CancelledRows(StoppingCriteria):
 
     def __call__(
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kw: object
-    ) -> torch.BoolTensor:  # noqa: E501
+    ) -> torch.BoolTensor:
         flags = [job.cancelled() for job in self.jobs]
-        return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+        stop = torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+        return cast(torch.BoolTensor, stop)
 
 
 class ChosenLogprobs(LogitsProcessor):
@@ -156,9 +158,11 @@ class HFEngine:
         self.image_processor = Qwen2VLImageProcessorPil.from_pretrained(
             model_dir, size={"shortest_edge": min_pixels, "longest_edge": max_pixels}
         )
-        self.model = AutoModelForImageTextToText.from_pretrained(
+        model = AutoModelForImageTextToText.from_pretrained(
             model_dir, dtype=pick_dtype(dtype, self.device)
-        ).to(self.device)
+        )
+        # transformers types PreTrainedModel.to through a decorator mypy cannot follow.
+        self.model = model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()
         if self.device.type == "cpu":
             _set_cpu_threads(self.model, cpu_threads)
@@ -177,9 +181,9 @@ class HFEngine:
 
     def _token_id(self, token: str) -> int:
         token_id = self.tokenizer.convert_tokens_to_ids(token)
-        if token_id is None or token_id == self.tokenizer.unk_token_id:
+        if not isinstance(token_id, int) or token_id == self.tokenizer.unk_token_id:
             raise BackendError(f"tokenizer has no {token} token")
-        return int(token_id)
+        return token_id
 
     def compile(self, constraint: Constraint) -> xgr.CompiledGrammar:
         """Compile the constraint's grammar, the text vLLM gets too (xgrammar caches by text)."""
@@ -303,14 +307,19 @@ class HFEngine:
         pieces: list[str] = []
         start, prefix = 0, ""  # the window's first token, and the text of window[:-1] once final
         for end in range(1, len(ids) + 1):
-            window = self.tokenizer.decode(ids[start:end], skip_special_tokens=False)
+            window = self._decode(ids[start:end])
             if window.endswith("\ufffd") and end < len(ids):
                 pieces.append("")
                 continue
             pieces.append(window[len(prefix) :])
-            last = self.tokenizer.decode(ids[end - 1 : end], skip_special_tokens=False)
+            last = self._decode(ids[end - 1 : end])
             start, prefix = (end - 1, last) if "\ufffd" not in last else (end, "")
         return pieces
+
+    def _decode(self, ids: list[int]) -> str:
+        """The text of a token sequence, special tokens included."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        return text if isinstance(text, str) else "".join(text)
 
     def prefill_rope_deltas(self, job: SequenceJob) -> torch.Tensor:
         """One forward pass; the model's M-RoPE deltas (non-zero when images get 3-D positions)."""

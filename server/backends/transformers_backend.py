@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -45,6 +46,11 @@ def is_fatal(exc: BaseException) -> bool:
     failure and the engine keeps serving.
     """
     return isinstance(exc, (torch.AcceleratorError, MemoryError)) or "CUDA error" in str(exc)
+
+
+def _cancel_flag(pending: Pending[GenerationRequest]) -> Callable[[], bool]:
+    """Whether the request's caller stopped waiting, read by the engine between steps."""
+    return lambda: pending.cancelled
 
 
 def _as_completion(result: SequenceResult) -> Completion:
@@ -150,9 +156,7 @@ class TransformersBackend:
             req = pending.item
             for _ in range(effective_n(req)):
                 jobs.append(
-                    SequenceJob(
-                        req.prompt, req.image, req.constraint, lambda p=pending: p.cancelled
-                    )
+                    SequenceJob(req.prompt, req.image, req.constraint, _cancel_flag(pending))
                 )
                 owners.append(index)
         try:
