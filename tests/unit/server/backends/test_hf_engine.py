@@ -288,3 +288,20 @@ def test_token_pieces_keep_multibyte_characters_whole(engine: HFEngine, text: st
     assert result.text == text
     assert "\ufffd" not in result.text
     assert [t.token_id for t in result.tokens] == ids
+
+
+def test_token_texts_take_linear_time(engine: HFEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "the red circle left of the blue square, " * 20 + "日本語の猫 café"
+    ids = engine.tokenizer.encode(text, add_special_tokens=False)
+    original = engine.tokenizer.decode
+    decoded: list[int] = []
+
+    def counting(token_ids: list[int], **kw: object) -> str:
+        decoded.append(len(token_ids))
+        return original(token_ids, **kw)
+
+    monkeypatch.setattr(engine.tokenizer, "decode", counting)
+    pieces = engine._pieces(ids)
+    assert "".join(pieces) == original(ids, skip_special_tokens=False) == text
+    assert len(ids) > 200
+    assert sum(decoded) <= 8 * len(ids)  # prefix decoding costs len(ids) ** 2 / 2
