@@ -77,6 +77,16 @@ class Aborted(BackendError):
     """The generation was stopped by `Backend.abort` before it finished."""
 
 
+def belongs_to(generation_id: str, request_id: str) -> bool:
+    """Whether a generation is the request's own or one of its evidence calls (`id-…`).
+
+    Example:
+        >>> belongs_to("r1-visual0", "r1"), belongs_to("r10", "r1")
+        (True, False)
+    """
+    return generation_id == request_id or generation_id.startswith(request_id + "-")
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A model engine that generates constrained answers for images and prompts.
@@ -116,5 +126,6 @@ class Backend(Protocol):
         ...
 
     async def abort(self, request_id: str) -> None:
-        """Stop every queued or running generation whose request_id is `request_id`."""
+        """Stop the request's queued or running generations (see `belongs_to`); they raise
+        Aborted."""
         ...

@@ -10,7 +10,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..constraints import THINK_CLOSE
-from .base import Aborted, BackendDead, BackendError, Completion, Generation, GenerationRequest
+from .base import (
+    Aborted,
+    BackendDead,
+    BackendError,
+    Completion,
+    Generation,
+    GenerationRequest,
+    belongs_to,
+)
 from .batching import BatchQueue, Pending
 from .decoding import (
     continuation_prompt,
@@ -113,9 +121,9 @@ class TransformersBackend:
         self.engine = None
 
     async def abort(self, request_id: str) -> None:
-        """Fail the queued and running generations of `request_id` with Aborted."""
+        """Fail the queued and running generations of the request with Aborted."""
         self._queue.fail(
-            lambda item: item.request_id == request_id,
+            lambda item: belongs_to(item.request_id, request_id),
             Aborted(f"request {request_id} was aborted"),
         )
 

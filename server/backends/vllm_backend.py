@@ -28,6 +28,7 @@ from .base import (
     Generation,
     GenerationRequest,
     QueueFull,
+    belongs_to,
 )
 from .decoding import continuation_prompt, join_think, replicate, think_prompt
 from .vllm_translate import (
@@ -206,9 +207,11 @@ class VLLMBackend:
         return Generation(replicate(completions, max(1, request.n)), prompt_tokens)
 
     async def abort(self, request_id: str) -> None:
-        """Cancel the running generations of `request_id`; they abort their engine requests."""
-        for work in list(self._running.get(request_id, ())):
-            work.cancel()
+        """Cancel the request's running generations; they abort their engine requests."""
+        for generation_id, works in list(self._running.items()):
+            if belongs_to(generation_id, request_id):
+                for work in works:
+                    work.cancel()
 
     async def _generate_answer(self, request: GenerationRequest) -> tuple[list[Completion], int]:
         """One constrained engine call."""

@@ -338,13 +338,13 @@ async def test_abort_stops_the_request_s_generation(
         engine.generate = _slow(engine, started, asyncio.get_running_loop())  # type: ignore[method-assign]
         try:
             req = request(adapter)
-            req.request_id = "r-1"
+            req.request_id = "r1-samples"  # an evidence call of request r1
             task = asyncio.create_task(backend.generate(req))
             await asyncio.wait_for(started.wait(), 10)
-            await backend.abort("r-2")  # another request's id: no effect
+            await backend.abort("r10")  # another request's id: no effect
             await asyncio.sleep(0.05)
             assert not task.done()
-            await backend.abort("r-1")
+            await backend.abort("r1")
             with pytest.raises(Aborted):
                 await asyncio.wait_for(task, 10)
         finally:

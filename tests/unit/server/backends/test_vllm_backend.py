@@ -404,14 +404,16 @@ async def test_an_aborted_output_is_not_an_answer(monkeypatch: pytest.MonkeyPatc
 
 
 async def test_abort_stops_only_that_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    backend = _backend(monkeypatch, ["hang", "hang"])
-    one = asyncio.create_task(backend.generate(_request(request_id="r-1")))
-    two = asyncio.create_task(backend.generate(_request(request_id="r-2")))
+    backend = _backend(monkeypatch, ["hang", "hang", "hang"])
+    one = asyncio.create_task(backend.generate(_request(request_id="r1")))
+    crop = asyncio.create_task(backend.generate(_request(request_id="r1-visual0")))
+    two = asyncio.create_task(backend.generate(_request(request_id="r10")))
     await asyncio.sleep(0.05)
-    await backend.abort("r-1")
-    with pytest.raises(Aborted):
-        await one
-    assert [rid.startswith("r-1") for rid in backend.engine.aborted] == [True]
+    await backend.abort("r1")
+    for task in (one, crop):
+        with pytest.raises(Aborted):
+            await task
+    assert sorted(rid.split("-")[0] for rid in backend.engine.aborted) == ["r1", "r1"]
     assert not two.done()
     two.cancel()
     with pytest.raises(asyncio.CancelledError):
