@@ -118,7 +118,7 @@ class VLLMBackend:
         self._max_inflight = 0
         self._engine_requests: set[str] = set()  # ids of the engine requests running now
         self._stats_task: asyncio.Task[None] | None = None
-        self._running: dict[str, set[asyncio.Task[Any]]] = {}  # request id -> its generations
+        self._aborted: set[str] = set()  # engine requests stopped by abort(), not by stop()
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine is bound to
 
     @property
@@ -184,34 +184,22 @@ class VLLMBackend:
         if self._inflight >= self._max_inflight:
             raise QueueFull(f"{self._inflight} requests in flight; try again later")
         self._inflight += 1
-        work = asyncio.ensure_future(
-            self._generate_think(request)
-            if request.constraint.think
-            else self._generate_answer(request)
-        )
-        running = self._running.setdefault(request.request_id, set())
-        running.add(work)
         try:
-            completions, prompt_tokens = await work
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if work.cancelled() and not (current is not None and current.cancelling()):
-                raise Aborted(f"request {request.request_id} was aborted") from None
-            await asyncio.gather(work, return_exceptions=True)  # it aborts its engine requests
-            raise
+            if request.constraint.think:
+                completions, prompt_tokens = await self._generate_think(request)
+            else:
+                completions, prompt_tokens = await self._generate_answer(request)
         finally:
             self._inflight -= 1
-            running.discard(work)
-            if not running:
-                self._running.pop(request.request_id, None)
         return Generation(replicate(completions, max(1, request.n)), prompt_tokens)
 
     async def abort(self, request_id: str) -> None:
-        """Cancel the request's running generations; they abort their engine requests."""
-        for generation_id, works in list(self._running.items()):
-            if belongs_to(generation_id, request_id):
-                for work in works:
-                    work.cancel()
+        """Abort the request's running engine requests (see `belongs_to`); they raise Aborted."""
+        engine = self.engine
+        mine = sorted(e for e in self._engine_requests if belongs_to(e, request_id))
+        if engine is not None and mine:
+            self._aborted.update(mine)
+            await self._abort(engine, mine)
 
     async def _generate_answer(self, request: GenerationRequest) -> tuple[list[Completion], int]:
         """One constrained engine call."""
@@ -283,10 +271,14 @@ class VLLMBackend:
             raise BackendError(f"vLLM refused the request: {exc}") from exc
         finally:
             self._engine_requests.discard(request_id)
+            aborted = request_id in self._aborted
+            self._aborted.discard(request_id)
         outputs = final.outputs if final is not None else []
         if not outputs or any(o.finish_reason == "abort" for o in outputs):
             if self.engine is not engine:
                 raise BackendDead("the vLLM engine was stopped")
+            if aborted:
+                raise Aborted(f"request {request.request_id} was aborted")
             raise BackendError("vLLM aborted the request or returned no output")
         return final
 

@@ -418,7 +418,7 @@ async def test_abort_stops_only_that_request(monkeypatch: pytest.MonkeyPatch) ->
     two.cancel()
     with pytest.raises(asyncio.CancelledError):
         await two
-    assert backend._inflight == 0 and backend._running == {}
+    assert backend._inflight == 0 and backend._aborted == set()
 
 
 async def test_engine_death_marks_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
