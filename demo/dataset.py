@@ -12,17 +12,34 @@ from pathlib import Path
 from PIL import Image
 
 from .expressions import Sample, generate_expressions, make_sample
-from .scenes import Background, Scene, generate_scene, make_object, render_scene
+from .scenes import (
+    SHIFTED_STYLE,
+    TRAIN_STYLE,
+    Background,
+    Scene,
+    SceneStyle,
+    generate_scene,
+    make_object,
+    render_scene,
+)
 from .vocab import NO_TARGET_RATE
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+# A second scene distribution, never trained on: evaluation only (``SHIFTED_STYLE``, 2-6 shapes).
+SHIFTED = "shifted"
+SHIFTED_MIN_OBJECTS = 2
 
 
 def scene_rng(seed: int, split: str, index: int) -> random.Random:
     """Independent RNG for image ``index`` of ``split``; streams never overlap across splits."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in (*SPLITS, SHIFTED):
+        raise ValueError(f"split must be one of {(*SPLITS, SHIFTED)}, got {split!r}")
     return random.Random(f"boxguard-demo/{int(seed)}/{split}/{int(index)}")
+
+
+def split_style(split: str) -> SceneStyle:
+    """The scene distribution of a split: the shifted one for ``shifted``, else training's."""
+    return SHIFTED_STYLE if split == SHIFTED else TRAIN_STYLE
 
 
 def iter_scenes(
@@ -40,10 +57,14 @@ def iter_scenes(
 ) -> Iterator[tuple[Scene, Image.Image, list[Sample]]]:
     """Yield (scene, rendered image, samples) per image; endless when ``n_images`` is None."""
     index = start
+    style = split_style(split)
+    if split == SHIFTED:
+        min_objects = max(min_objects, SHIFTED_MIN_OBJECTS)
+        max_objects = max(max_objects, min_objects)
     while n_images is None or index < start + n_images:
         rng = scene_rng(seed, split, index)
         scene = generate_scene(rng, min_objects=min_objects, max_objects=max_objects,
-                               fixed_size=fixed_size, p_large=p_large)
+                               fixed_size=fixed_size, p_large=p_large, style=style)
         samples = generate_expressions(scene, rng, expressions_per_image, no_target_rate)
         yield scene, render_scene(scene), samples
         index += 1
@@ -171,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     """CLI: write one or more splits, e.g. ``python -m boxguard.demo.dataset --out data``."""
     ap = argparse.ArgumentParser(description="Generate the synthetic shapes grounding data.")
     ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=(*SPLITS, SHIFTED),
+                    help=f"{SHIFTED!r}: the second scene distribution (evaluation only)")
     ap.add_argument("--n", type=int, default=500, help="samples per split")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--expressions-per-image", type=int, default=1)
@@ -186,6 +208,7 @@ if __name__ == "__main__":
     main()
 
 __all__ = [
+    "SHIFTED",
     "SPLITS",
     "build_split",
     "demo_scene",
@@ -193,4 +216,5 @@ __all__ = [
     "iter_scenes",
     "main",
     "scene_rng",
+    "split_style",
 ]

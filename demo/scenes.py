@@ -96,14 +96,40 @@ class SceneObject:
 
 @dataclass(frozen=True)
 class Background:
-    """Light background: plain colour, two-colour gradient, or plain plus faint noise."""
+    """Light background: plain colour, two-colour gradient, plain plus faint noise, or stripes."""
 
-    kind: str  # "plain" | "gradient" | "noise"
+    kind: str  # "plain" | "gradient" | "noise" | "stripes"
     base: tuple[int, int, int]
-    other: tuple[int, int, int] = (255, 255, 255)  # gradient end colour
-    direction: str = "x"  # gradient axis: "x" | "y"
+    other: tuple[int, int, int] = (255, 255, 255)  # gradient end colour, second stripe colour
+    direction: str = "x"  # gradient / stripe axis: "x" | "y"
     noise_seed: int = 0
     noise_amp: int = 0
+    band: int = 0  # stripe width (px)
+
+
+@dataclass(frozen=True)
+class SceneStyle:
+    """Ranges of one scene distribution: image sides, shape sizes, background kinds and tint."""
+
+    min_side: int = MIN_SIDE
+    max_side: int = MAX_SIDE
+    small: tuple[float, float] = SIZE_RANGES["small"]  # diameter / min side
+    large: tuple[float, float] = SIZE_RANGES["large"]
+    backgrounds: tuple[str, ...] = ("plain", "gradient", "noise")
+    background_weights: tuple[float, ...] = (0.4, 0.3, 0.3)
+    tint: int = 0  # a light background channel may sit this much lower (pastel tints)
+
+    def size_range(self, size: str) -> tuple[float, float]:
+        """Diameter range (fraction of the min side) of a "small" or "large" shape."""
+        return self.small if size == "small" else self.large
+
+
+# The training distribution, and a second one training never sees (evaluation only): larger
+# images, smaller shapes, pastel-tinted plain and striped backgrounds.
+TRAIN_STYLE = SceneStyle()
+SHIFTED_STYLE = SceneStyle(min_side=320, max_side=640, small=(0.09, 0.13), large=(0.22, 0.27),
+                           backgrounds=("plain", "stripes"), background_weights=(0.5, 0.5),
+                           tint=30)
 
 
 @dataclass(frozen=True)
@@ -177,6 +203,13 @@ def render_background(bg: Background, width: int, height: int) -> Image.Image:
         noise = nrng.integers(-bg.noise_amp, bg.noise_amp + 1, (height, width, 1), dtype=np.int16)
         arr = np.clip(noise + np.asarray(base, np.int16), BACKGROUND_MIN, 255).astype(np.uint8)
         return Image.fromarray(arr, "RGB")
+    if bg.kind == "stripes" and bg.band > 0:
+        n = width if bg.direction == "x" else height
+        pick = (np.arange(n) // bg.band) % 2
+        colors = np.asarray([bg.base, bg.other], np.uint8).clip(BACKGROUND_MIN, 255)
+        ramp = colors[pick]
+        arr = ramp[None, :, :] if bg.direction == "x" else ramp[:, None, :]
+        return Image.fromarray(np.ascontiguousarray(np.broadcast_to(arr, (height, width, 3))))
     return Image.new("RGB", (width, height), base)
 
 
@@ -189,15 +222,23 @@ def render_scene(scene: Scene) -> Image.Image:
     return img
 
 
-def random_background(rng: random.Random) -> Background:
-    """Draw a light plain / gradient / noisy background."""
+def random_background(rng: random.Random, style: SceneStyle = TRAIN_STYLE) -> Background:
+    """Draw a light background of one of the style's kinds."""
 
     def light() -> tuple[int, int, int]:
         lvl = rng.randint(222, 252)
         r, g, b = (min(255, max(BACKGROUND_MIN, lvl + rng.randint(-6, 6))) for _ in range(3))
+        if style.tint:  # lower one channel: a pastel tint, still >= BACKGROUND_MIN
+            k = rng.randrange(3)
+            tinted = [r, g, b]
+            tinted[k] = max(BACKGROUND_MIN, tinted[k] - rng.randint(style.tint // 2, style.tint))
+            r, g, b = tinted
         return r, g, b
 
-    kind = rng.choices(("plain", "gradient", "noise"), weights=(0.4, 0.3, 0.3))[0]
+    kind = rng.choices(style.backgrounds, weights=style.background_weights)[0]
+    if kind == "stripes":
+        return Background("stripes", light(), light(), rng.choice(("x", "y")),
+                          band=rng.randint(6, 24))
     if kind == "gradient":
         return Background("gradient", light(), light(), rng.choice(("x", "y")))
     if kind == "noise":
@@ -206,12 +247,15 @@ def random_background(rng: random.Random) -> Background:
     return Background("plain", light())
 
 
-def random_size(rng: random.Random, fixed_size: tuple[int, int] | None = None) -> tuple[int, int]:
-    """Image (width, height): sides in [224, 512] with aspect ratio <= 1.8, or ``fixed_size``."""
+def random_size(rng: random.Random, fixed_size: tuple[int, int] | None = None,
+                style: SceneStyle = TRAIN_STYLE) -> tuple[int, int]:
+    """Image (width, height): sides in the style's range (224-512 for training) with aspect
+    ratio <= 1.8, or ``fixed_size``."""
     if fixed_size is not None:
         return int(fixed_size[0]), int(fixed_size[1])
     while True:
-        w, h = rng.randint(MIN_SIDE, MAX_SIDE), rng.randint(MIN_SIDE, MAX_SIDE)
+        w = rng.randint(style.min_side, style.max_side)
+        h = rng.randint(style.min_side, style.max_side)
         if max(w, h) / min(w, h) <= MAX_ASPECT:
             return w, h
 
@@ -260,11 +304,12 @@ def generate_scene(
     max_objects: int = 6,
     fixed_size: tuple[int, int] | None = None,
     p_large: float = 0.4,
+    style: SceneStyle = TRAIN_STYLE,
 ) -> Scene:
     """Draw a random scene with ``min_objects``..``max_objects`` non-overlapping shapes."""
     if not 1 <= min_objects <= max_objects:
         raise ValueError("need 1 <= min_objects <= max_objects")
-    width, height = random_size(rng, fixed_size)
+    width, height = random_size(rng, fixed_size, style)
     side = min(width, height)
     gap = max(4.0, _GAP_FRAC * side)
     n = rng.randint(min_objects, max_objects)
@@ -276,7 +321,7 @@ def generate_scene(
     for k in order:
         shape, color, size = plan[k]
         for sz in (size, "small") if size == "large" else (size,):
-            lo, hi = SIZE_RANGES[sz]
+            lo, hi = style.size_range(sz)
             d = rng.uniform(lo, hi) * side
             uw, uh = _UNIT_EXTENTS[shape]
             hw, hh = d * uw / 2 + 1, d * uh / 2 + 1
@@ -297,16 +342,19 @@ def generate_scene(
                 break
     if len(objects) < min_objects:  # packing failed: retry with fresh draws from the same rng
         return generate_scene(rng, min_objects=min_objects, max_objects=max_objects,
-                              fixed_size=fixed_size, p_large=p_large)
+                              fixed_size=fixed_size, p_large=p_large, style=style)
     rng.shuffle(objects)
-    return Scene(width, height, random_background(rng), tuple(objects))
+    return Scene(width, height, random_background(rng, style), tuple(objects))
 
 
 __all__ = [
+    "SHIFTED_STYLE",
+    "TRAIN_STYLE",
     "BBox",
     "Background",
     "Scene",
     "SceneObject",
+    "SceneStyle",
     "generate_scene",
     "make_object",
     "object_mask",

@@ -40,6 +40,7 @@ from .train_data import (
     weighted_loss,
 )
 from .train_dense import DenseHeads, dense_loss
+from .train_recheck import auroc, recheck_examples, yes_probabilities
 from .train_eval import (
     constant_box_acc,
     eval_set,
@@ -132,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--attention-head", type=int, default=0)
     ap.add_argument("--attention-first-weight", type=float, default=1.0,
                     help="weight of each box's first digit in the attention loss (others 1)")
+    ap.add_argument("--recheck-per-image", type=int, default=0,
+                    help="visual re-check crops (yes/no rows) drawn per training image (0: off)")
+    ap.add_argument("--recheck-weight", type=float, default=1.0,
+                    help="weight of the re-check rows' loss against the grounding loss")
+    ap.add_argument("--recheck-positive", type=float, default=0.5,
+                    help="share of re-check crops on the target (IoU 0.5-1); others are wrong")
+    ap.add_argument("--n-recheck-val", type=int, default=300,
+                    help="fixed val re-check rows scored (AUROC of P(yes)) at each eval")
     ap.add_argument("--curriculum-samples", type=int, default=0,
                     help="samples over which max objects grows 1 -> 6 (0: always 1-6)")
     # eval / outputs
@@ -261,8 +270,16 @@ class Trainer:
                            fixed_size=None)
         self.val_tf = [make_example(i, val_spec, self.encoder) for i in range(48)]
         self.const_acc = constant_box_acc(self.probe)
+        self.recheck_val: list = []
+        if args.recheck_per_image > 0 and args.n_recheck_val > 0:
+            recheck_spec = replace(self.spec, split="val", seed=args.seed + 3, fixed_size=None)
+            index = 0
+            while len(self.recheck_val) < args.n_recheck_val:
+                self.recheck_val += recheck_examples(index, recheck_spec, self.encoder, 4)
+                index += 1
         self.last_aux = (torch.zeros(()), torch.zeros(()), torch.zeros(()))
         self.last_attention = torch.zeros(())
+        self.last_recheck = torch.zeros(())
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     def max_objects(self) -> int:
@@ -319,6 +336,16 @@ class Trainer:
                                     args.attention_first_weight)
             loss = loss + args.attention_weight * a_loss
             self.last_attention = a_loss.detach()
+        if args.recheck_per_image > 0:
+            crops = [ex for i in range(args.batch_size)
+                     for ex in recheck_examples(st["image_index"] + i, spec, self.encoder,
+                                                args.recheck_per_image, args.recheck_positive)]
+            rc_batch = self.encoder.encode(crops)
+            rc_out = self.model(**model_inputs(rc_batch, self.device, self.accepts_mm))
+            rc_loss, _ = weighted_loss(rc_out.logits, rc_batch["labels"].to(self.device),
+                                       rc_batch["weights"])
+            loss = loss + args.recheck_weight * rc_loss
+            self.last_recheck = rc_loss.detach()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -346,6 +373,12 @@ class Trainer:
             row.update(val_acc=val["acc"], val_parse=val["parse"], val_distinct=val["distinct"],
                        probe_acc=probe["acc"], probe_distinct=probe["distinct"],
                        example=probe["example"])
+        if self.recheck_val:
+            probs = yes_probabilities(self.model, self.encoder, self.recheck_val, self.device)
+            truth = [ex.questions[0].answer == "yes" for ex in self.recheck_val]
+            row["recheck_auroc"] = auroc(probs, truth)
+            row["recheck_acc"] = sum((p >= 0.5) == t for p, t in zip(probs, truth, strict=True)
+                                     ) / len(truth)
         key = [row["val_acc"], row["probe_acc"], -val_digit]
         row["best"] = st["best"] is None or key > st["best"]
         if row["best"]:
@@ -441,6 +474,7 @@ class Trainer:
                   f"position {float(self.last_aux[0]):.4f} box {float(self.last_aux[1]):.4f} "
                   f"dense {float(self.last_aux[2]):.4f} "
                   f"attention {float(self.last_attention):.4f} "
+                  f"recheck {float(self.last_recheck):.4f} "
                   f"max_obj {self.max_objects()} {time.time() - t0:.2f}s/step", flush=True)
 
 

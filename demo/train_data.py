@@ -41,6 +41,7 @@ class Question:
     answer: str  # JSON text
     think: str | None  # think trace when the R1 prompt is used
     multiple: bool = False
+    prompt: str | None = None  # a whole chat prompt used instead of the grounding one
 
 
 @dataclass
@@ -175,7 +176,8 @@ class Encoder:
         for k, q in enumerate(ex.questions):
             think = q.think is not None
             if k == 0:
-                prompt = self.adapter.prompt(q.expression, multiple=q.multiple, think=think)
+                prompt = q.prompt or self.adapter.prompt(q.expression, multiple=q.multiple,
+                                                         think=think)
                 prompt = prompt.replace(IMAGE_PAD, IMAGE_PAD * n_image_tokens, 1)
             else:
                 user = self.adapter.user_text(q.expression, multiple=q.multiple, think=think)

@@ -27,6 +27,7 @@ from .errors import (
 )
 from .evidence import gather_evidence
 from .metrics import Metrics
+from .model_source import recommended_policy
 from .models import AspectRatioError, ModelAdapter, ModelFrame, resize_to_frame
 from .schema import GroundRequest, GroundResponse, ImageInfo
 from .settings import Settings
@@ -35,11 +36,15 @@ T = TypeVar("T")
 
 
 def base_policy(settings: Settings) -> Policy:
-    """The server-wide guard policy; a request may override fields within Policy's bounds."""
-    fields: dict[str, Any] = {
-        "visual_check": settings.visual_check,
-        "self_consistency_k": settings.self_consistency_k,
-    }
+    """The server-wide guard policy; a request may override fields within Policy's bounds.
+
+    Precedence: env/flags given explicitly, then the bundled checkpoint's recommended policy
+    (`model_source.POLICY_FILE`, only without --model), then the server defaults.
+    """
+    fields: dict[str, Any] = recommended_policy(settings.model)
+    for name in ("visual_check", "self_consistency_k"):
+        if name in settings.model_fields_set or name not in fields:
+            fields[name] = getattr(settings, name)
     if settings.min_confidence is not None:
         fields["min_confidence"] = settings.min_confidence
     return Policy(**fields)
