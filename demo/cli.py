@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 from boxguard.clients import Client, GroundResult
-from boxguard.guards.geometry import iou
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .dataset import demo_scene
+from .explain import verdict_words
 from .expressions import Sample
 from .scenes import render_scene
 
 # A request that tightens the policy: only near-certain answers pass, so the guards reject it.
 GUARD_PROBE_POLICY = {"min_confidence": 0.99}
+
+
+def _iou(a: list[float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two [x1, y1, x2, y2] boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _grid(panels: list[Image.Image], columns: int = 3) -> Image.Image:
@@ -64,28 +76,67 @@ def _ground_all(
             results.append(client.ground(image, sample.expression, think=i % 2 == 1))
         probe = client.ground(image, samples[0].expression, policy=GUARD_PROBE_POLICY)
     console.print_json(json.dumps(results[0].model_dump(mode="json")))
-    table = Table(title=f"boxguard demo via {url}")
-    for column in ("expression", "status", "box (px)", "label", "conf", "truth IoU", "reasons"):
-        table.add_column(column)
-    rows = [(s.expression, s.bbox, r) for s, r in zip(samples, results, strict=True)]
-    rows.append((samples[0].expression + "  [policy min_confidence=0.99]", samples[0].bbox, probe))
-    for expression, truth, result in rows:
-        top = result.top or result.top_candidate
-        box = "-" if top is None else "[" + ", ".join(f"{v:.0f}" for v in top.bbox) + "]"
-        overlap = "-" if top is None or truth is None else f"{iou(top.bbox, truth):.2f}"
-        conf = "-" if top is None or top.confidence is None else f"{top.confidence:.2f}"
-        style = "green" if result.status == "accepted" else "yellow"
-        table.add_row(
-            expression,
-            f"[{style}]{result.status}[/]",
-            box,
-            (top.label if top else None) or "-",
-            conf,
-            overlap,
-            ", ".join(result.reasons) or "-",
-        )
-    console.print(table)
-    panels = [r.draw(image, expression=e) for e, _, r in rows]
+    rows = [Row(s.expression, "", s.bbox, r) for s, r in zip(samples, results, strict=True)]
+    note = "[policy " + " ".join(f"{k}={v}" for k, v in GUARD_PROBE_POLICY.items()) + "]"
+    rows.append(Row(samples[0].expression, note, samples[0].bbox, probe))
+    console.print(verdict_table(url, rows))
+    panels = [
+        captioned(row.result.draw(image, expression=row.expression), row.shown,
+                  verdict_words(row.result, row.expression), _truth_iou(row.result, row.truth))
+        for row in rows
+    ]
     _grid(panels).save(out)
     console.print(f"annotated image: {Path(out).resolve()}")
     return [*results, probe]
+
+
+class Row(NamedTuple):
+    """One demo request: its expression, policy note (if any), true box and result."""
+
+    expression: str
+    note: str
+    truth: tuple[int, int, int, int] | None
+    result: GroundResult
+
+    @property
+    def shown(self) -> str:
+        """The expression with its policy note, as printed."""
+        return f"{self.expression}  {self.note}" if self.note else self.expression
+
+
+def _truth_iou(result: GroundResult, truth: tuple[int, int, int, int] | None) -> str:
+    """IoU of the answered (or rejected) box with the true box; '-' when either is missing."""
+    top = result.top or result.top_candidate
+    return "-" if top is None or truth is None else f"{_iou(top.bbox, truth):.2f}"
+
+
+def verdict_table(url: str, rows: list[Row]) -> Table:
+    """Expression, verdict with its reason in words, and the true IoU; fits 80 columns."""
+    table = Table(title=f"boxguard demo via {escape(url)}", show_lines=True)
+    table.add_column("expression", ratio=2)
+    table.add_column("verdict and why", ratio=3)
+    table.add_column("IoU", justify="right", no_wrap=True)
+    for row in rows:
+        words = verdict_words(row.result, row.expression)
+        style = "green" if row.result.status == "accepted" else "yellow"
+        # Expressions are plain text: "[policy ...]" must print, not be read as Rich markup.
+        table.add_row(escape(row.shown), f"[{style}]{escape(words)}[/]",
+                      _truth_iou(row.result, row.truth))
+    return table
+
+
+def captioned(panel: Image.Image, expression: str, words: str, iou: str) -> Image.Image:
+    """The drawn result with its expression and verdict in words written below it."""
+    size = max(12, panel.width // 30)
+    font = ImageFont.load_default(size=size)
+    chars = max(20, int(panel.width / (size * 0.55)))
+    lines = [f'"{expression}"', *textwrap.wrap(f"{words} (IoU with truth {iou})", chars)]
+    band = (size + 4) * len(lines) + 8
+    out = Image.new("RGB", (panel.width, panel.height + band), "white")
+    out.paste(panel, (0, 0))
+    draw = ImageDraw.Draw(out)
+    for i, line in enumerate(lines):
+        color = (0, 0, 0) if i == 0 else (
+            (0, 120, 0) if words.startswith("accepted") else (180, 0, 0))
+        draw.text((6, panel.height + 4 + i * (size + 4)), line, fill=color, font=font)
+    return out

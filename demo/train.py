@@ -15,6 +15,7 @@ copied into ``--ship-dir`` and the curve page is rewritten; nothing is committed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import math
@@ -23,12 +24,14 @@ import signal
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .checkpoint import TinyConfig, build_tiny_checkpoint
 from .train_attention import attention_loss
 from .train_aux import REGRESSION_LOSSES, AuxHeads, box_loss, position_loss
+from .train_batches import Batches, BatchPlan, Prefetcher, build_batches, pick_device
 from .train_data import (
     DataSpec,
     Encoder,
@@ -40,7 +43,6 @@ from .train_data import (
     weighted_loss,
 )
 from .train_dense import DenseHeads, dense_loss
-from .train_recheck import auroc, recheck_examples, yes_probabilities
 from .train_eval import (
     constant_box_acc,
     eval_set,
@@ -50,9 +52,10 @@ from .train_eval import (
     teacher_forced_loss,
     write_curve_md,
 )
+from .train_recheck import auroc, recheck_examples, yes_probabilities
 
 # Always taken from the command line on --resume; other flags only when given explicitly.
-RESUME_ALWAYS = ("minutes", "max_steps", "resume", "out", "reset_best")
+RESUME_ALWAYS = ("minutes", "max_steps", "resume", "out", "reset_best", "device", "workers")
 # Never changed on --resume: they define the architecture and the data stream.
 RESUME_FIXED = ("text_hidden", "text_layers", "text_heads", "text_kv_heads", "text_intermediate",
                 "vision_hidden", "vision_depth", "vision_heads", "vision_intermediate",
@@ -77,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--init-from", default="",
                     help="start from these weights (e.g. demo/checkpoint), fresh optimizer")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bf16 autocast of forward passes (GPU; fp32 weights and optimizer)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="processes that draw, render and encode batches ahead (0: inline)")
     # model size (TinyConfig)
     ap.add_argument("--text-hidden", type=int, default=256)
     ap.add_argument("--text-layers", type=int, default=4)
@@ -218,7 +226,7 @@ class Trainer:
 
         self.args = args
         torch.set_num_threads(args.threads)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = pick_device(args.device)
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.base = self.out / "base"
@@ -248,7 +256,7 @@ class Trainer:
         self.spec = DataSpec(seed=args.seed, fixed_size=parse_size(args.fixed_size),
                              questions_per_image=args.questions_per_image, p_think=args.p_think,
                              p_multiple=args.p_multiple)
-        self.state = {"step": 0, "samples": 0, "image_index": 0, "train_s": 0.0,
+        self.state: dict[str, Any] = {"step": 0, "samples": 0, "image_index": 0, "train_s": 0.0,
                       "best": None, "curve": []}
         state_path = self.out / "train_state.pt"
         if args.resume and state_path.is_file():
@@ -281,34 +289,49 @@ class Trainer:
         self.last_attention = torch.zeros(())
         self.last_recheck = torch.zeros(())
         self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.batches = (Prefetcher(self.plan, self.base, args, args.workers)
+                        if args.workers > 0 else None)
 
     def max_objects(self) -> int:
         """Curriculum: the largest scene the generator draws now."""
         return curriculum_max_objects(self.state["samples"], self.args.curriculum_samples)
 
+    def plan(self, step: int, image_index: int, samples: int) -> BatchPlan:
+        """What the batch of ``step`` draws (a pure function of the run position)."""
+        max_objects = curriculum_max_objects(samples, self.args.curriculum_samples)
+        # Several questions per image only once scenes have several objects (one object has
+        # one positive expression: repeats would teach copying the previous answer).
+        spec = replace(self.spec, max_objects=max_objects,
+                       questions_per_image=min(self.spec.questions_per_image, max_objects))
+        if self.args.fixed_size_samples and samples >= self.args.fixed_size_samples:
+            spec = replace(spec, fixed_size=None)
+        rng = shuffle_rng(self.args.seed, step)
+        # One prompt style per batch: a think row would pad every plain row to its length.
+        spec = replace(spec, p_think=float(rng.random() < self.spec.p_think))
+        return BatchPlan(step, image_index, self.args.batch_size, spec,
+                         self.args.recheck_per_image, self.args.recheck_positive)
+
+    def next_batch(self) -> Batches:
+        """The batch of the current step: built here, or taken from the worker prefetch."""
+        st = self.state
+        if self.batches is None:
+            return build_batches(self.plan(st["step"], st["image_index"], st["samples"]),
+                                 self.encoder)
+        return self.batches.next(st["step"], st["image_index"], st["samples"])
+
     def step(self) -> float:
         """One optimizer step on a fresh batch; returns the weighted loss."""
         st = self.state
-        # Several questions per image only once scenes have several objects (one object has
-        # one positive expression: repeats would teach copying the previous answer).
-        spec = replace(self.spec, max_objects=self.max_objects(),
-                       questions_per_image=min(self.spec.questions_per_image, self.max_objects()))
-        if self.args.fixed_size_samples and st["samples"] >= self.args.fixed_size_samples:
-            spec = replace(spec, fixed_size=None)
-        rng = shuffle_rng(self.args.seed, st["step"])
-        # One prompt style per batch: a think row would pad every plain row to its length.
-        spec = replace(spec, p_think=float(rng.random() < self.spec.p_think))
-        examples = [make_example(st["image_index"] + i, spec, self.encoder)
-                    for i in range(self.args.batch_size)]
-        rng.shuffle(examples)
-        batch = self.encoder.encode(examples)
+        batches = self.next_batch()
+        batch = batches.grounding
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.args, st["step"], st["samples"])
         args = self.args
         use_aux = args.position_weight > 0 or args.box_weight > 0 or args.dense_weight > 0
         use_attention = args.attention_weight > 0
-        out = self.model(**model_inputs(batch, self.device, self.accepts_mm),
-                         output_hidden_states=use_aux, output_attentions=use_attention)
+        with self.autocast():
+            out = self.model(**model_inputs(batch, self.device, self.accepts_mm),
+                             output_hidden_states=use_aux, output_attentions=use_attention)
         loss, _ = weighted_loss(out.logits, batch["labels"].to(self.device), batch["weights"])
         if use_aux:
             regress = REGRESSION_LOSSES[args.regression_loss]
@@ -336,12 +359,10 @@ class Trainer:
                                     args.attention_first_weight)
             loss = loss + args.attention_weight * a_loss
             self.last_attention = a_loss.detach()
-        if args.recheck_per_image > 0:
-            crops = [ex for i in range(args.batch_size)
-                     for ex in recheck_examples(st["image_index"] + i, spec, self.encoder,
-                                                args.recheck_per_image, args.recheck_positive)]
-            rc_batch = self.encoder.encode(crops)
-            rc_out = self.model(**model_inputs(rc_batch, self.device, self.accepts_mm))
+        if batches.recheck is not None:
+            rc_batch = batches.recheck
+            with self.autocast():
+                rc_out = self.model(**model_inputs(rc_batch, self.device, self.accepts_mm))
             rc_loss, _ = weighted_loss(rc_out.logits, rc_batch["labels"].to(self.device),
                                        rc_batch["weights"])
             loss = loss + args.recheck_weight * rc_loss
@@ -351,9 +372,15 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         st["step"] += 1
-        st["image_index"] += len(examples)
-        st["samples"] += sum(len(ex.questions) for ex in examples)
+        st["image_index"] += batches.images
+        st["samples"] += batches.samples
         return float(loss.detach())
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast of the forward passes with --bf16 (weights and optimizer stay fp32)."""
+        if not self.args.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def evaluate(self, train_loss: float) -> dict:
         """Val loss, export, constrained-decoding Acc@0.5; ship when best."""
@@ -452,6 +479,8 @@ class Trainer:
                     next_save = time.time() + 300
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if self.batches is not None:
+                self.batches.close()
         if stop:
             self.save_state()
             print(f"stopped by SIGTERM at step {st['step']}; resume with --resume", flush=True)

@@ -47,6 +47,12 @@ class CropCase:
     kind: str
 
 
+def as_box(bbox: tuple[int, int, int, int] | list[int]) -> BBox:
+    """An integer scene box as a float BBox."""
+    x1, y1, x2, y2 = bbox
+    return float(x1), float(y1), float(x2), float(y2)
+
+
 def named_attributes(expression: str) -> tuple[str | None, str | None]:
     """(color, shape) the re-check question names, each None when it names none."""
     words = question_for(expression).lower().rstrip("?").split()
@@ -81,7 +87,7 @@ def _negative_box(rng: random.Random, kind: str, scene: Scene, target: BBox | No
     if kind == "other":
         if not others:
             return None
-        return jitter(rng, tuple(rng.choice(others).bbox), size, 0.6, 1.0)
+        return jitter(rng, as_box(rng.choice(others).bbox), size, 0.6, 1.0)
     if kind == "background" or target is None:
         d = rng.uniform(0.08, 0.4) * side
         x, y = rng.uniform(0, scene.width - d), rng.uniform(0, scene.height - d)
@@ -120,7 +126,7 @@ def crop_cases(scene: Scene, sample: Sample, rng: random.Random,
                p_positive: float = 0.5) -> list[CropCase]:
     """One re-check case for a sample (none when the drawn wrong box would be ambiguous)."""
     size = (scene.width, scene.height)
-    target = tuple(sample.bbox) if sample.bbox is not None else None
+    target = as_box(sample.bbox) if sample.bbox is not None else None
     target_obj = scene.objects[sample.target] if sample.target is not None else None
     conflicting = [o for o in scene.objects if o is not target_obj
                    and not fits_question(o, sample.expression)]
@@ -130,17 +136,17 @@ def crop_cases(scene: Scene, sample: Sample, rng: random.Random,
     kind = rng.choices(list(NEGATIVE_KINDS), weights=list(NEGATIVE_KINDS.values()))[0]
     if target is None and kind not in ("other", "background"):
         kind = "other"
-    box = _negative_box(rng, kind, scene, target, conflicting)
-    if box is None or box[2] - box[0] < 4 or box[3] - box[1] < 4:
+    wrong = _negative_box(rng, kind, scene, target, conflicting)
+    if wrong is None or wrong[2] - wrong[0] < 4 or wrong[3] - wrong[1] < 4:
         return []
-    if target is not None and iou(box, target) >= RIGHT_IOU:
-        return [CropCase(sample.expression, box, True, "right")]
+    if target is not None and iou(wrong, target) >= RIGHT_IOU:
+        return [CropCase(sample.expression, wrong, True, "right")]
     # Another object the question also fits (e.g. the other circle) cannot be told apart here.
     for o in scene.objects:
         if o is not target_obj and fits_question(o, sample.expression) and (
-                iou(box, tuple(o.bbox)) >= AMBIGUOUS_IOU):
+                iou(wrong, as_box(o.bbox)) >= AMBIGUOUS_IOU):
             return []
-    return [CropCase(sample.expression, box, False, kind)]
+    return [CropCase(sample.expression, wrong, False, kind)]
 
 
 def crop_example(image: Image.Image, case: CropCase, encoder: Encoder,
