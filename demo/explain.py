@@ -18,7 +18,7 @@ def _check_words(name: str, passed: bool, score: float | None, detail: str,
         verb = "looks" if passed else "does not look"
         return f"the crop {verb} like {looks_like(expression)}, P(yes)={score:.2f}"
     if name == "confidence" and score is not None:
-        return f"the model was unsure of its box (confidence {score:.2f}): {detail}"
+        return f"the model was unsure of its box ({detail})"
     if name == "label_match":
         return f"the model named another object ({detail})"
     if name == "self_consistency":

@@ -217,3 +217,19 @@ def test_sigterm_saves_the_resume_point_and_returns(
     assert saved["state"]["step"] == 3
     assert not (out / "curve.jsonl").exists()  # stopped without the final evaluation
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_workers_build_the_same_batches_and_bf16_autocast_trains(tmp_path: Path) -> None:
+    # The GPU flags, checked on CPU: batches built in worker processes are the inline ones
+    # (same loss to the bit), and a bf16-autocast run with re-check rows stays finite.
+    from boxguard.demo.train import main
+
+    common = ["--max-steps", "2", "--minutes", "2", "--no-gen-eval", "--recheck-per-image", "2",
+              "--n-recheck-val", "6", "--device", "cpu", *TINY]
+    inline = main(["--out", str(tmp_path / "inline"), *common])
+    workers = main(["--out", str(tmp_path / "workers"), "--workers", "1", *common])
+    assert inline["step"] == workers["step"] == 2
+    assert inline["train_loss"] == workers["train_loss"]
+    assert 0.0 <= inline["recheck_auroc"] <= 1.0
+    bf16 = main(["--out", str(tmp_path / "bf16"), "--bf16", *common])
+    assert bf16["step"] == 2 and math.isfinite(bf16["train_loss"])

@@ -1,0 +1,65 @@
+"""The demo's printed table and tile captions: verdicts in words, policy notes kept, 80 columns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("rich")
+
+from boxguard.clients import GroundResult  # noqa: E402
+from boxguard.demo.cli import Row, captioned, verdict_table  # noqa: E402
+from boxguard.demo.explain import verdict_words  # noqa: E402
+from PIL import Image  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+
+def result(status: str, checks: list[dict[str, Any]], boxes: int = 1) -> GroundResult:
+    det = [{"bbox": [10, 10, 50, 50], "label": "red circle", "confidence": 0.9}] * boxes
+    return GroundResult.model_validate({
+        "id": "1", "status": status, "model": "m", "image": {"width": 100, "height": 100},
+        "detections": det if status == "accepted" else [], "candidates": det,
+        "checks": checks, "reasons": [c["name"] for c in checks if not c["passed"]],
+    })
+
+
+VISUAL_NO = {"name": "visual_check", "passed": False, "score": 0.08,
+             "detail": "P(yes) 0.08 < 0.5 for 'Is this a red circle?'"}
+VISUAL_YES = {"name": "visual_check", "passed": True, "score": 0.93,
+              "detail": "P(yes) 0.93 >= 0.5 for 'Is this a red circle?'"}
+LOW_CONF = {"name": "confidence", "passed": False, "score": 0.41,
+            "detail": "lowest detection confidence 0.41 < 0.99"}
+
+
+def test_verdicts_say_what_was_decided_and_why() -> None:
+    assert verdict_words(result("abstained", [VISUAL_NO]), "the red circle") == (
+        "abstained: the crop does not look like a red circle, P(yes)=0.08")
+    assert verdict_words(result("accepted", [VISUAL_YES]), "the red circle") == (
+        "accepted: the crop looks like a red circle, P(yes)=0.93")
+    words = verdict_words(result("abstained", [LOW_CONF]), "the red circle")
+    assert words == ("abstained: the model was unsure of its box (lowest detection confidence "
+                     "0.41 < 0.99)")
+    assert "no such object" in verdict_words(result("accepted", [], boxes=0), "the red star")
+
+
+def test_the_table_keeps_the_policy_note_and_fits_80_columns() -> None:
+    rows = [Row("the red circle left of the blue square", "", (10, 10, 50, 50),
+                result("abstained", [VISUAL_NO])),
+            Row("the blue square", "[policy min_confidence=0.99]", None,
+                result("abstained", [LOW_CONF]))]
+    console = Console(width=80, record=True, color_system=None)
+    console.print(verdict_table("http://127.0.0.1:1234", rows))
+    text = console.export_text()
+    # Rich wraps cells: each piece is on its own line of the cell.
+    assert "[policy" in text and "min_confidence=0.99]" in text
+    assert "does not look" in text and "like a red circle, P(yes)=0.08" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_a_tile_is_captioned_below_the_drawing() -> None:
+    panel = Image.new("RGB", (300, 200), "white")
+    tile = captioned(panel, "the red circle", "abstained: the crop does not look like a red "
+                     "circle, P(yes)=0.08", "0.12")
+    assert tile.width == 300 and tile.height > 200
+    assert tile.crop((0, 200, 300, tile.height)).getbbox() is not None
