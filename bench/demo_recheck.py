@@ -73,12 +73,22 @@ def summarize_measured(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def calibrate(measured: Path, target_risk: float) -> dict[str, Any]:
-    """visual_min_yes from measured rows: the lowest P(yes) whose accepted risk <= target."""
+def calibrate(measured: Path, target_risk: float, write: Path | None) -> dict[str, Any]:
+    """visual_min_yes from measured rows: the lowest P(yes) whose accepted risk <= target;
+    with `write`, the checkpoint's recommended policy file is written there."""
     rows = [json.loads(line) for line in measured.read_text().splitlines()]
     outcomes = [Outcome(r["p_yes"], bool(r["raw_correct"]), r["error"]) for r in rows]
     threshold = pick_threshold(outcomes, "risk", target_risk=target_risk)
     phi10 = pick_threshold(outcomes, "phi10")
+    if write is not None:
+        policy = {
+            "_comment": f"visual_min_yes: pick_threshold(risk <= {target_risk:g}) on P(yes) of "
+                        f"{len(rows)} {measured.stem} samples (bench/demo_recheck.py); "
+                        "recalibrate whenever the checkpoint changes",
+            "visual_check": True,
+            "visual_min_yes": round(threshold, 4),
+        }
+        write.write_text(json.dumps(policy, indent=2) + "\n")
     return {"visual_min_yes": threshold, "phi10_threshold": phi10, "target_risk": target_risk,
             "n": len(rows)}
 
@@ -138,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     c = sub.add_parser("calibrate")
     c.add_argument("measured", type=Path)
     c.add_argument("--target-risk", type=float, default=0.1)
+    c.add_argument("--write", type=Path, help="write the policy file here (demo/checkpoint/...)")
     s = sub.add_parser("score")
     s.add_argument("samples", type=Path)
     s.add_argument("--measured", type=Path)
@@ -149,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "measure":
         result = measure(args.server, args.data, args.out, args.concurrency)
     elif args.cmd == "calibrate":
-        result = calibrate(args.measured, args.target_risk)
+        result = calibrate(args.measured, args.target_risk, args.write)
     elif args.cmd == "score":
         result = score(args.samples, args.measured)
     else:
