@@ -25,21 +25,12 @@ from typing import Any
 from boxguard.clients import Client
 from boxguard.clients.datasets import load_dataset
 from boxguard.clients.evaluation import evaluate
+from boxguard.demo.train_recheck import auroc
 from boxguard.guards.threshold import Outcome, pick_threshold
 
 # Every box is re-checked and none abstains: P(yes) of every raw answer is recorded.
 MEASURE_POLICY = {"visual_check": True, "visual_min_yes": 0.0, "min_confidence": 0.0,
                   "self_consistency_k": 0}
-
-
-def auroc(scores: list[float], labels: list[bool]) -> float:
-    """Probability that a random right answer scores above a random wrong one (ties: half)."""
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
-    if not pos or not neg:
-        return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
 
 
 def measure(server: str, data: Path, out: Path, concurrency: int) -> dict[str, Any]:
