@@ -20,6 +20,7 @@ from .scenes import render_scene
 
 # A request that tightens the policy: only near-certain answers pass, so the guards reject it.
 GUARD_PROBE_POLICY = {"min_confidence": 0.99}
+PROBE_SAMPLE = 1  # asked again with that policy: an expression the checkpoint answers with a box
 
 
 def _iou(a: list[float], b: tuple[float, float, float, float]) -> float:
@@ -74,11 +75,11 @@ def _ground_all(
     with Client(url, retries=2) as client:
         for i, sample in enumerate(samples):
             results.append(client.ground(image, sample.expression, think=i % 2 == 1))
-        probe = client.ground(image, samples[0].expression, policy=GUARD_PROBE_POLICY)
+        probe = client.ground(image, samples[PROBE_SAMPLE].expression, policy=GUARD_PROBE_POLICY)
     console.print_json(json.dumps(results[0].model_dump(mode="json")))
     rows = [Row(s.expression, "", s.bbox, r) for s, r in zip(samples, results, strict=True)]
     note = "[policy " + " ".join(f"{k}={v}" for k, v in GUARD_PROBE_POLICY.items()) + "]"
-    rows.append(Row(samples[0].expression, note, samples[0].bbox, probe))
+    rows.append(Row(samples[PROBE_SAMPLE].expression, note, samples[PROBE_SAMPLE].bbox, probe))
     console.print(verdict_table(url, rows))
     panels = [
         captioned(row.result.draw(image, expression=row.expression), row.shown,
