@@ -33,12 +33,13 @@ def _iou(a: list[float], b: tuple[float, float, float, float]) -> float:
 
 
 def _grid(panels: list[Image.Image], columns: int = 3) -> Image.Image:
-    """Tile equally sized panels left to right, top to bottom."""
-    width, height = panels[0].size
+    """Tile panels left to right, top to bottom, in cells as large as the largest panel."""
+    width = max(p.width for p in panels)
+    height = max(p.height for p in panels)
     rows = -(-len(panels) // columns)
     sheet = Image.new("RGB", (width * columns, height * rows), "white")
     for i, panel in enumerate(panels):
-        sheet.paste(panel.resize((width, height)), ((i % columns) * width, (i // columns) * height))
+        sheet.paste(panel, ((i % columns) * width, (i // columns) * height))
     return sheet
 
 
@@ -106,9 +107,12 @@ class Row(NamedTuple):
 
 
 def _truth_iou(result: GroundResult, truth: tuple[int, int, int, int] | None) -> str:
-    """IoU of the answered (or rejected) box with the true box; '-' when either is missing."""
+    """IoU of the answered (or rejected) box with the true box: 0 for no box although the target
+    is there, '-' when there is no target."""
     top = result.top or result.top_candidate
-    return "-" if top is None or truth is None else f"{_iou(top.bbox, truth):.2f}"
+    if truth is None:
+        return "-"
+    return "0.00" if top is None else f"{_iou(top.bbox, truth):.2f}"
 
 
 def verdict_table(url: str, rows: list[Row]) -> Table:
