@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from boxguard.clients import Client, GroundResult
+from boxguard.guards.geometry import iou
 from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
 from rich.markup import escape
@@ -21,15 +22,6 @@ from .scenes import render_scene
 # A request that tightens the policy: only near-certain answers pass, so the guards reject it.
 GUARD_PROBE_POLICY = {"min_confidence": 0.99}
 PROBE_SAMPLE = 1  # asked again with that policy: an expression the checkpoint answers with a box
-
-
-def _iou(a: list[float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over union of two [x1, y1, x2, y2] boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _grid(panels: list[Image.Image], columns: int = 3) -> Image.Image:
@@ -112,7 +104,7 @@ def _truth_iou(result: GroundResult, truth: tuple[int, int, int, int] | None) ->
     top = result.top or result.top_candidate
     if truth is None:
         return "-"
-    return "0.00" if top is None else f"{_iou(top.bbox, truth):.2f}"
+    return "0.00" if top is None else f"{iou(top.bbox, truth):.2f}"
 
 
 def verdict_table(url: str, rows: list[Row]) -> Table:

@@ -24,7 +24,8 @@ from boxguard.demo.train_recheck import (  # noqa: E402
 from boxguard.guards.geometry import iou  # noqa: E402
 from boxguard.guards.policy import Policy  # noqa: E402
 from boxguard.guards.visual import margined, question_for  # noqa: E402
-from boxguard.server.verifier import crop_for_check, yes_no_prompt  # noqa: E402
+from boxguard.server.evidence import YES_NO_SUFFIX, crop_box  # noqa: E402
+from boxguard.server.models import resize_to_frame  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +38,16 @@ def test_a_row_is_the_request_the_servers_visual_check_sends(encoder: Encoder) -
                                                no_target_rate=0.0))
     case = CropCase(sample.expression, tuple(sample.bbox), True, "right")
     example = crop_example(image, case, encoder)
-    expected = crop_for_check(image, margined(case.bbox, Policy().visual_margin, image.size))
+    region = image.crop(crop_box(margined(case.bbox, Policy().visual_margin, image.size),
+                                 image.size))
+    frame = encoder.adapter.model_frame(*region.size)
+    expected = resize_to_frame(region, (frame.width, frame.height))
     assert example.image.tobytes() == expected.tobytes()
+    # The trainer's own resize to the model frame leaves the served crop as it is.
+    assert encoder.frame_image(example.image).tobytes() == expected.tobytes()
     (question,) = example.questions
-    assert question.prompt == yes_no_prompt(encoder.adapter, question_for(sample.expression))
+    question_text = question_for(sample.expression) + YES_NO_SUFFIX
+    assert question.prompt == encoder.adapter.chat(question_text)
     assert question.answer == "yes"
     batch = encoder.encode([example])
     labelled = batch["input_ids"][0][batch["labels"][0] != IGNORE]
