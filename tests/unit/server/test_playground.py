@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from boxguard.server.model_source import recommended_policy
 from boxguard.server.playground import SAMPLES, playground_config, sample_png
 from boxguard.server.settings import Settings
 from PIL import Image
@@ -25,7 +26,9 @@ def test_config_without_overrides_uses_the_guards_defaults() -> None:
     config = playground_config(Settings())
     assert config["api_key_required"] is False
     assert config["policy"]["min_confidence"] == 0.25
-    assert config["policy"]["visual_check"] is False
+    # No --model: the bundled checkpoint, with its recommended policy (visual re-check on).
+    recommended = recommended_policy(None)
+    assert config["policy"]["visual_check"] is recommended.get("visual_check", False)
     assert config["max_policy_samples"] == Settings().max_policy_samples
 
 
