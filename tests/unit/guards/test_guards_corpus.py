@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from boxguard.guards import Policy, TokenLogprob, Verdict, verify
-from conftest import load_corpus
+from guards_support import load_corpus
 
 CASES = load_corpus()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from boxguard.guards import Evidence, Policy, Verifier, prepare, verify
 from boxguard.guards.visual import margined, question_for
-from conftest import FakeVerifier
+from guards_support import FakeVerifier
 
 DEMO = "the red circle left of the blue square"
 OUT = '[{"bbox_2d": [100, 100, 200, 200], "label": "red circle"}]'
