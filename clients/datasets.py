@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -62,25 +62,32 @@ def validated_bbox(value: Any, where: str) -> tuple[float, float, float, float] 
 
 def _load_jsonl(path: Path, image_root: Path) -> list[Sample]:
     """Samples of a boxguard JSONL file."""
-    samples: list[Sample] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            row = json.loads(line)
-            missing = {"image", "expression", "bbox"} - set(row)
-            if missing:
-                raise ValueError(f"{where}: missing field(s) {sorted(missing)}")
-            samples.append(
-                Sample(
-                    id=str(row.get("id", lineno)),
-                    image=image_root / row["image"],
-                    expression=str(row["expression"]),
-                    bbox=validated_bbox(row["bbox"], where),
-                )
-            )
-    return samples
+    return [
+        Sample(
+            id=str(row.get("id", lineno)),
+            image=image_root / row["image"],
+            expression=str(row["expression"]),
+            bbox=validated_bbox(row["bbox"], where),
+        )
+        for lineno, where, row in jsonl_rows(
+            path.read_text(encoding="utf-8"), path, {"image", "expression", "bbox"}
+        )
+    ]
+
+
+def jsonl_rows(
+    text: str, path: Path, required: set[str]
+) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(line number, "path:line", row) of each non-blank JSONL line; missing fields raise."""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        row = json.loads(line)
+        missing = required - set(row)
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {sorted(missing)}")
+        yield lineno, where, row
 
 
 def r1_expression(row: dict[str, Any], where: str) -> str:

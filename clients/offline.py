@@ -40,7 +40,7 @@ from boxguard.guards import Policy, Verdict, verify
 from boxguard.guards.parse import parse_output
 from boxguard.guards.types import Frame
 
-from .datasets import Sample, r1_expression, validated_bbox
+from .datasets import Sample, jsonl_rows, r1_expression, validated_bbox
 from .evaluation import SampleRecord, score_sample
 from .metrics import summarize
 from .results import GroundResult
@@ -126,14 +126,7 @@ def _from_jsonl(text: str, path: Path, image_root: Path) -> list[StoredOutput]:
     """Stored outputs of a boxguard outputs JSONL file."""
     out: list[StoredOutput] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        row = json.loads(line)
-        missing = {"expression", "output", "bbox"} - set(row)
-        if missing:
-            raise ValueError(f"{where}: missing field(s) {sorted(missing)}")
+    for lineno, where, row in jsonl_rows(text, path, {"expression", "output", "bbox"}):
         sample_id = str(row.get("id", lineno))
         if sample_id in seen:
             raise ValueError(f"{where}: duplicate id {sample_id!r}")
