@@ -182,7 +182,7 @@ def test_box_index_points_at_each_token_that_predicts_a_box_digit(encoder: Encod
 def test_resume_keeps_saved_args_unless_given_even_when_given_value_is_the_default(
     tmp_path: Path,
 ) -> None:
-    from boxguard.demo.train import load_args
+    from boxguard.demo.train_args import load_args
 
     saved = {"threads": 1, "lr": 0.5, "text_hidden": 99, "minutes": 3.0, "out": "elsewhere"}
     (tmp_path / "run_args.json").write_text(json.dumps(saved))
