@@ -32,7 +32,13 @@ async def _resolve_public(host: str, port: int) -> str:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         raise ImageFetchFailed(f"cannot resolve {host!r}") from None
-    addresses = sorted({info[4][0] for info in infos})
+    found: set[str] = set()
+    for *_, sockaddr in infos:
+        address = sockaddr[0]
+        if not isinstance(address, str):  # an (int, bytes) sockaddr is no IP address
+            raise ImageUrlRefused(f"{host!r} resolves to a non-IP address")
+        found.add(address)
+    addresses = sorted(found)
     if not addresses or not all(_is_public(a) for a in addresses):
         raise ImageUrlRefused(f"{host!r} resolves to a non-public address")
     return addresses[0]

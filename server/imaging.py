@@ -51,7 +51,7 @@ def open_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise InvalidImage("the data is not an image in a supported format") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):

@@ -139,6 +139,18 @@ async def test_resolve_public_refuses_any_private_answer(monkeypatch: pytest.Mon
     assert await fetch._resolve_public("ok.test", 80) == "93.184.216.34"
 
 
+async def test_resolve_public_refuses_a_non_ip_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def packet_sockaddr(host: str, port: int, **kwargs: Any) -> list[Any]:
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
+            (17, socket.SOCK_STREAM, 0, "", (3, b"\x00\x11")),
+        ]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", packet_sockaddr)
+    with pytest.raises(ImageUrlRefused, match="non-IP"):
+        await fetch._resolve_public("odd.test", 80)
+
+
 async def test_resolve_public_refuses_localhost() -> None:
     with pytest.raises(ImageUrlRefused):
         await fetch._resolve_public("localhost", 80)

@@ -1,4 +1,4 @@
-"""House style is enforced: ruff on the tree, mypy on the light packages."""
+"""House style is enforced: ruff on the tree, mypy on every package but demo/."""
 
 from __future__ import annotations
 
@@ -19,10 +19,15 @@ def test_ruff_is_clean() -> None:
     assert out.returncode == 0, out.stdout[-4000:]
 
 
-def test_mypy_is_clean_on_guards_and_clients() -> None:
+# demo/ is left out until its trainer is typed; every other package must stay clean.
+MYPY_CLEAN_PACKAGES = ["server", "guards", "clients", "bench"]
+
+
+def test_mypy_is_clean_on_the_shipped_packages() -> None:
     pytest.importorskip("mypy")
+    # mypy keeps its incremental cache in ROOT/.mypy_cache: a warm run takes seconds.
     out = subprocess.run(
-        [sys.executable, "-m", "mypy", "guards", "clients"],
+        [sys.executable, "-m", "mypy", *MYPY_CLEAN_PACKAGES],
         cwd=ROOT,
         capture_output=True,
         text=True,
