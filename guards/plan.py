@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from .confidence import check_confidence
-from .context import CheckFn, Context, result
+from .context import Box, CheckFn, Context, result
 from .geometry import check_cardinality, check_geometry, clamp, map_boxes, resolve_frame
 from .label import check_label_match
 from .parse import Parsed, parse_output
@@ -154,16 +154,13 @@ def prepare(
 def _verdict(ctx: Context, checks: list[CheckResult]) -> Verdict:
     """Assemble the Verdict from the context and the check results."""
     reasons = [c.name for c in checks if not c.passed and c.fatal]
-    candidates = [
-        Detection(bbox=clamp(b.bbox, ctx.image_size), label=b.raw.label,
-                  confidence=b.confidence if b.confidence is not None
-                  else b.raw.stated_confidence)
-        for b in ctx.boxes
-    ]
+    # Indexed like the answer's boxes (and the checks' "box i"); None = no area in the image.
+    public = [_public_detection(b, ctx.image_size) for b in ctx.boxes]
+    candidates = [d for d in public if d is not None]
     detections: list[Detection] = []
     if not reasons:
         # Verified boxes are returned as the model gave them (mapped and clamped).
-        detections = [candidates[i] for i in ctx.kept]
+        detections = [d for d in (public[i] for i in ctx.kept) if d is not None]
     return Verdict(
         status="abstained" if reasons else "accepted",
         detections=detections,
@@ -173,3 +170,17 @@ def _verdict(ctx: Context, checks: list[CheckResult]) -> Verdict:
         think=ctx.parsed.think.strip() if ctx.parsed.think else None,
         frame=ctx.frame,
     )
+
+
+def _public_detection(box: Box, image_size: tuple[float, float]) -> Detection | None:
+    """The box clamped to the image as a public Detection; None when nothing of it is left.
+
+    Public boxes keep 0 <= x1 < x2 <= width (and so for y): a degenerate or wholly outside
+    box ([0, 0, 0, 0] from a confused model) is no box, and the geometry check says why.
+    """
+    x1, y1, x2, y2 = bbox = clamp(box.bbox, image_size)
+    if not (x1 < x2 and y1 < y2):
+        return None
+    stated = box.raw.stated_confidence
+    confidence = box.confidence if box.confidence is not None else stated
+    return Detection(bbox=bbox, label=box.raw.label, confidence=confidence)

@@ -71,7 +71,9 @@ class Verdict(BaseModel):
         description="Verified boxes when accepted; empty when accepted means 'no such object'.",
     )
     candidates: list[Detection] = Field(
-        default_factory=list, description="Every parsed box (mapped, clamped), also when abstained."
+        default_factory=list,
+        description="Every parsed box (mapped, clamped), also when abstained, except those "
+        "with no area inside the image (the geometry check names them).",
     )
     checks: list[CheckResult] = Field(default_factory=list)
     reasons: list[str] = Field(

@@ -19,3 +19,9 @@ def png_bytes(size: tuple[int, int] = (320, 240), color: str = "white", fmt: str
 def b64(data: bytes) -> str:
     """Base64 text of bytes."""
     return base64.b64encode(data).decode()
+
+
+def has_area(coords: list[float]) -> bool:
+    """True for a raw [x1, y1, x2, y2] the server returns as a box (degenerate ones it drops)."""
+    x1, y1, x2, y2 = coords
+    return x1 != x2 and y1 != y2

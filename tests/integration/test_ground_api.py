@@ -9,7 +9,7 @@ import zlib
 import httpx
 import pytest
 from boxguard.server.schema import GroundResponse
-from support import b64, png_bytes
+from support import b64, has_area, png_bytes
 
 GOOD = {"expression": "the red circle"}
 
@@ -49,10 +49,12 @@ def test_ground_json_answers_in_original_pixels(live_server: str) -> None:
     assert body.frame == "pixels"  # Verdict.frame reaches the wire (Qwen2.5-VL: model pixels)
     assert set(body.timings_ms) >= {"decode", "generate", "verify"}
     assert r.headers["x-request-id"] == body.id
-    # The raw answer is in the model frame; candidates must be it mapped to original pixels.
+    # The raw answer is in the model frame; candidates must be it mapped to original pixels
+    # (less the boxes without area, which are no boxes: the random model writes [0, 0, 0, 0]).
     raw = json.loads(body.raw_output)
     assert isinstance(raw, list)
-    for item, cand in zip(raw, body.candidates, strict=False):
+    boxes = [item for item in raw if has_area(item["bbox_2d"])]
+    for item, cand in zip(boxes, body.candidates, strict=False):
         x1, y1, x2, y2 = item["bbox_2d"]
         sx, sy = 640 / body.image.model_width, 480 / body.image.model_height
         expected = sorted([x1 * sx, x2 * sx]), sorted([y1 * sy, y2 * sy])
@@ -63,7 +65,11 @@ def test_ground_json_answers_in_original_pixels(live_server: str) -> None:
         assert got[3] == pytest.approx(expected[1][1], abs=1.0)
     for det in body.detections + body.candidates:
         x1, y1, x2, y2 = det.bbox
-        assert 0 <= x1 <= x2 <= 640 and 0 <= y1 <= y2 <= 480
+        assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480
+    # A dropped box is still accounted for: the geometry check names it and says why.
+    geometry = next(c for c in body.checks if c.name == "geometry")
+    dropped = [i for i, item in enumerate(raw) if not has_area(item["bbox_2d"])]
+    assert all(f"box {i}: degenerate" in geometry.detail for i in dropped), geometry.detail
 
 
 def test_ground_multipart_and_think(live_server: str) -> None:

@@ -95,13 +95,12 @@ policies = st.builds(
 )
 
 
-def _inside(bbox: Any, width: float, height: float, strict: bool) -> bool:
+def _inside(bbox: Any, width: float, height: float) -> bool:
+    """The public box rule: finite, 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height."""
     x1, y1, x2, y2 = bbox
     if not all(math.isfinite(v) for v in bbox):
         return False
-    if strict:
-        return 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
-    return 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
+    return 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
 
 
 @settings(
@@ -146,13 +145,10 @@ def test_verify_never_raises_and_keeps_boxes_in_the_image(
     assert (verdict.status == "abstained") == bool(verdict.reasons)
     width, height = image_size
     for det in verdict.candidates:
-        assert _inside(det.bbox, width, height, strict=False), (det, image_size)
+        assert _inside(det.bbox, width, height), (det, image_size)
     if verdict.status == "accepted":
         for det in verdict.detections:
-            # Within the image; degenerate boxes only when the policy made `format` non-fatal
-            # (see test_non_fatal_format_still_runs_geometry).
-            strict = "format" in policy.fatal
-            assert _inside(det.bbox, width, height, strict=strict), (
+            assert _inside(det.bbox, width, height), (
                 det,
                 output,
                 image_size,
@@ -189,7 +185,7 @@ def test_verify_adversarial_outputs(output: str, image_size: tuple[int, int]) ->
     verdict = verify(output, "the red circle", image_size)
     assert isinstance(verdict, Verdict)
     for det in verdict.detections:
-        assert _inside(det.bbox, *image_size, strict=True), det
+        assert _inside(det.bbox, *image_size), det
 
 
 def test_non_fatal_format_still_runs_geometry() -> None:
@@ -198,4 +194,4 @@ def test_non_fatal_format_still_runs_geometry() -> None:
         '[{"bbox_2d": []}, {"bbox_2d": [0, 0, 0, 0]}]', "x", (100, 100), policy=Policy(fatal=fatal)
     )
     for det in verdict.detections:
-        assert _inside(det.bbox, 100, 100, strict=True), det
+        assert _inside(det.bbox, 100, 100), det

@@ -53,9 +53,26 @@ def test_clamp_small_overshoot_and_reject_mostly_outside() -> None:
 def test_nan_coordinates_never_reach_the_response() -> None:
     # Found by the guards fuzz test: min/max pass NaN through, so clamping alone kept it.
     v = verify('[{"bbox_2d": [0, NaN, 0, NaN]}]', "the dog", (1, 1))
-    assert not v.accepted and v.candidates[0].bbox == (0.0, 0.0, 0.0, 0.0)
+    assert not v.accepted and v.candidates == []
     v = verify('[{"bbox_2d": [NaN, 10, 50, 50]}]', "the dog", (100, 100))
-    assert v.reasons == ["geometry"] and v.candidates[0].bbox == (0.0, 10.0, 0.0, 50.0)
+    assert v.reasons == ["geometry"] and v.candidates == []
+
+
+def test_public_boxes_have_area_inside_the_image() -> None:
+    # Found by the vLLM tests: a random model's [0, 0, 0, 0] came back as a candidate.
+    out = "[[0, 0, 0, 0], [10, 10, 50, 50], [120, 20, 150, 60], [30, 5, 60, 5]]"
+    v = verify(out, "the dog", (100, 100))
+    assert v.reasons == ["geometry"] and [d.bbox for d in v.candidates] == [(10, 10, 50, 50)]
+    # The geometry check says why each dropped box failed, numbered as in the answer.
+    why = v.checks[1].detail
+    assert all(f"box {i}: " in why for i in (0, 2, 3)) and "box 3: degenerate" in why
+    # Even with geometry off, nothing degenerate is returned, as detection or candidate.
+    policy = Policy(fatal=frozenset({"format"}))
+    v = verify("[[0, 0, 0, 0], [10, 10, 50, 50]]", "the dog", (100, 100), policy=policy)
+    assert v.accepted and [d.bbox for d in v.detections] == [(10, 10, 50, 50)]
+    for d in v.detections + v.candidates:
+        x1, y1, x2, y2 = d.bbox
+        assert 0 <= x1 < x2 <= 100 and 0 <= y1 < y2 <= 100
 
 
 def test_degenerate_and_normalized_in_pixels() -> None:
