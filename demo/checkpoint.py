@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 # Qwen2 special tokens in their original order; here they sit right after the base vocabulary.
 SPECIAL_TOKENS = [
@@ -126,7 +129,13 @@ def build_tokenizer(out_dir: Path, merges: int = 700) -> dict[str, int]:
     config = json.loads(config_path.read_text())
     config["tokenizer_class"] = "Qwen2Tokenizer"
     config_path.write_text(json.dumps(config, indent=2))
-    return {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
+    ids: dict[str, int] = {}
+    for token in SPECIAL_TOKENS:
+        token_id = tok.token_to_id(token)
+        if token_id is None:
+            raise RuntimeError(f"the trained tokenizer lost the special token {token}")
+        ids[token] = token_id
+    return ids
 
 
 def build_tiny_checkpoint(
@@ -172,7 +181,9 @@ def build_tiny_checkpoint(
 PATCH_SIZE = {"qwen2_vl": 14, "qwen2_5_vl": 14, "qwen3_vl": 16}
 
 
-def _model_config(family: str, cfg: TinyConfig, ids: dict[str, int], vocab_size: int) -> Any:
+def _model_config(
+    family: str, cfg: TinyConfig, ids: dict[str, int], vocab_size: int
+) -> PretrainedConfig:
     """The transformers config of one family at the tiny sizes of `cfg`."""
     from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
 
@@ -204,6 +215,7 @@ def _model_config(family: str, cfg: TinyConfig, ids: dict[str, int], vocab_size:
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
     }
+    config_cls: type[PretrainedConfig]
     if family == "qwen2_vl":
         vision.update(embed_dim=cfg.vision_hidden, hidden_size=cfg.text_hidden, mlp_ratio=2)
         config_cls, arch = Qwen2VLConfig, "Qwen2VLForConditionalGeneration"

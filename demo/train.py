@@ -37,6 +37,7 @@ from .train_data import (
     DataSpec,
     Encoder,
     curriculum_max_objects,
+    load_model,
     make_example,
     model_inputs,
     save_atomically,
@@ -60,8 +61,6 @@ class Trainer:
     """Holds the model, optimizer and run state; ``run()`` trains until the budget is spent."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from transformers import AutoModelForImageTextToText
-
         self.args = args
         torch.set_num_threads(args.threads)
         self.device = pick_device(args.device)
@@ -76,8 +75,7 @@ class Trainer:
                 build_tiny_checkpoint(self.base, tiny_config(args))
         (self.out / "run_args.json").write_text(json.dumps(vars(args), indent=2))
         torch.manual_seed(args.seed)
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            self.base, dtype=torch.float32).to(self.device)
+        self.model = load_model(self.base, self.device)
         self.model.train()
         if args.attention_weight > 0:
             self.model.set_attn_implementation("eager")  # sdpa returns no attention weights
@@ -88,8 +86,8 @@ class Trainer:
         self.aux = AuxHeads(self.model.config.text_config.hidden_size).to(self.device)
         self.dense = DenseHeads(self.model.config.text_config.hidden_size).to(self.device)
         params = list(self.model.parameters()) + list(self.aux.parameters())
-        self.opt = torch.optim.AdamW([{"params": params}, {"params": self.dense.parameters()}],
-                                     lr=args.lr, weight_decay=args.weight_decay,
+        groups: list[dict[str, Any]] = [{"params": params}, {"params": self.dense.parameters()}]
+        self.opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay,
                                      betas=(0.9, 0.98))
         self.spec = DataSpec(seed=args.seed, fixed_size=parse_size(args.fixed_size),
                              questions_per_image=args.questions_per_image, p_think=args.p_think,

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from PIL import Image
@@ -136,14 +137,21 @@ class Encoder:
             size={"shortest_edge": self.adapter.min_pixels,
                   "longest_edge": self.adapter.max_pixels},
         )
-        self.image_token_id = int(self.tokenizer.convert_tokens_to_ids(IMAGE_PAD))
-        self.pad_token_id = int(self.tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+        self.image_token_id = self._token_id(IMAGE_PAD)
+        self.pad_token_id = self._token_id("<|endoftext|>")
         self.digit_weight = digit_weight
         self.think_weight = think_weight
         self.decision_weight = decision_weight
         vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
         self._digit_ids = {i for i, t in enumerate(vocab) if t and t.strip("Ġ").isdigit()}
         self._text = [t or "" for t in vocab]
+
+    def _token_id(self, token: str) -> int:
+        """The id of one token (a str in gives one id out; the stub says int | list[int])."""
+        token_id = self.tokenizer.convert_tokens_to_ids(token)
+        if not isinstance(token_id, int):
+            raise ValueError(f"tokenizer has no id for {token}")
+        return token_id
 
     def frame_image(self, image: Image.Image) -> Image.Image:
         """Resize to the model frame exactly as the server does."""
@@ -342,6 +350,16 @@ def save_atomically(obj: object, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
     tmp.replace(path)
+
+
+def load_model(model_dir: Path, device: torch.device) -> Any:
+    """The checkpoint's float32 image-text model on ``device``; its class comes from the dir."""
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    # PreTrainedModel.to is decorated with functools.wraps, whose stub leaves `self` unbound.
+    move_to = cast(Callable[[torch.device], Any], model.to)
+    return move_to(device)
 
 
 def shuffle_rng(seed: int, step: int) -> random.Random:

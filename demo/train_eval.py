@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from boxguard.guards.geometry import iou
 
 from .dataset import iter_samples
 from .train_data import Encoder, Example, example_from_sample, model_inputs, token_ce
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 SHIP_FILES = (
     "config.json",
@@ -27,11 +31,28 @@ SHIP_FILES = (
 )
 
 
+class SceneLimits(TypedDict, total=False):
+    """Scene overrides for ``iter_samples``; absent keys keep the generator's defaults."""
+
+    min_objects: int
+    max_objects: int
+    no_target_rate: float
+
+
+class GenerationScores(TypedDict):
+    """What ``generate_acc`` measures: rates over the examples and the first raw output."""
+
+    acc: float
+    parse: float
+    distinct: float
+    example: str
+
+
 def eval_set(encoder: Encoder, n: int, *, seed: int, probe: bool,
              fixed_size: tuple[int, int] | None, think: bool = False) -> list[Example]:
     """Fixed val examples; ``probe``: one object, always present (the answer depends only on
     the image)."""
-    kw = {"min_objects": 1, "max_objects": 1, "no_target_rate": 0.0} if probe else {}
+    kw: SceneLimits = {"min_objects": 1, "max_objects": 1, "no_target_rate": 0.0} if probe else {}
     return [
         example_from_sample(img, s, encoder, think=think)
         for img, s in iter_samples("val", seed, n=n, fixed_size=fixed_size, **kw)
@@ -66,7 +87,7 @@ def teacher_forced_loss(model: torch.nn.Module, encoder: Encoder, examples: list
     return tot[0] / max(cnt[0], 1), tot[1] / max(cnt[1], 1)
 
 
-def export(model: torch.nn.Module, src_dir: Path, out_dir: Path) -> Path:
+def export(model: PreTrainedModel, src_dir: Path, out_dir: Path) -> Path:
     """Write a complete HF model dir (float16 weights + tokenizer/processor files)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float16) for k, v in model.state_dict().items()}
@@ -83,7 +104,7 @@ def export(model: torch.nn.Module, src_dir: Path, out_dir: Path) -> Path:
 
 
 def generate_acc(model_dir: Path, examples: list[Example], *, batch_size: int = 25,
-                 max_tokens: int = 48) -> dict[str, float]:
+                 max_tokens: int = 48) -> GenerationScores:
     """Greedy constrained decoding through the server's HFEngine; Acc@0.5 and parse rate.
 
     A no-target example is right only with an empty list.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .train_data import DataSpec, Encoder, make_example, save_atomically
+from .train_data import DataSpec, Encoder, load_model, make_example, save_atomically
 from .train_dense import DenseHeads, cell_accuracy, cell_loss
 
 # Scenes of this phase come from a stretch of the train stream the main loop does not reach.
@@ -45,8 +45,6 @@ class VisionPhase:
     """Vision tower + dense heads of a run, with their own optimizer."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from transformers import AutoModelForImageTextToText
-
         self.args = args
         torch.set_num_threads(args.threads)
         self.out = Path(args.out)
@@ -54,8 +52,7 @@ class VisionPhase:
         run_args = json.loads((self.out / "run_args.json").read_text())
         self.saved = torch.load(self.out / "train_state.pt", map_location=self.device,
                                 weights_only=False)
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            self.out / "base", dtype=torch.float32).to(self.device)
+        self.model = load_model(self.out / "base", self.device)
         self.model.load_state_dict(self.saved["model"])
         self.visual = self.model.model.visual
         self.visual.train()
