@@ -309,14 +309,18 @@ def test_keyboard_only_reaches_every_input_and_enter_submits(
     assert wait_outcome(page) != "error"
     assert page.find_elements(By.CSS_SELECTOR, "#boxes .box")
 
-    # Then the options: think, multiple, visual re-check (Space), k = 2, and Enter.
+    # Then the options: think, multiple, visual re-check (Space toggles the server's default:
+    # on for the bundled checkpoint's policy), k = 2, and Enter.
+    visual = page.find_element(By.ID, "visual-check")
+    visual_before = visual.is_selected()
     page.find_element(By.ID, "expression").click()
     keys.send_keys(Keys.TAB, Keys.TAB, Keys.TAB, Keys.SPACE, Keys.TAB).perform()
     assert page.switch_to.active_element.get_attribute("id") == "sc-k"
+    assert visual.is_selected() != visual_before
     keys.send_keys(Keys.BACKSPACE, "2", Keys.ENTER).perform()
     wait(page).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history li")) == 2)
     checks = {row[0]: row[3] for row in table_rows(page, "checks-table")}
-    assert "not applicable" not in checks["visual_check"], checks
+    assert ("disabled by policy" in checks["visual_check"]) == visual_before, checks
     assert "not applicable" not in checks["self_consistency"], checks
 
 
