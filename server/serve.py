@@ -144,6 +144,12 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def listen_url(sock: socket.socket) -> str:
+    """The URL a bound socket serves on, with the port the OS picked for --port 0."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def run(overrides: dict[str, Any]) -> None:
     """Check settings, model, GPU and port, then serve until SIGINT/SIGTERM (draining requests)."""
     settings = build_settings(overrides)
@@ -160,6 +166,8 @@ def run(overrides: dict[str, Any]) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # uvicorn logs no "running on" line for a socket it is handed, so name the port here.
+    logging.getLogger("boxguard.server").info("listening on %s", listen_url(sock))
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -187,7 +195,7 @@ def serve_in_thread(
     import uvicorn
 
     sock = listen_socket(host, port)
-    base_url = f"http://{host}:{sock.getsockname()[1]}"
+    base_url = listen_url(sock)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -97,3 +97,34 @@ def test_device_cuda_without_a_gpu_is_one_line() -> None:
         pytest.skip("a CUDA GPU is visible here")
     line = _refused("--device", "cuda", "--port", "0")
     assert "no CUDA GPU" in line
+
+
+@pytest.mark.timeout(120)  # fails, not hangs, if the line never comes
+def test_port_0_logs_the_port_it_took(tiny_checkpoint: Path) -> None:
+    env = {**_env(), "BOXGUARD_LOG_LEVEL": "info"}
+    proc = subprocess.Popen(
+        [*SERVE, "--model", str(tiny_checkpoint), "--port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        url = None
+        for line in proc.stderr:  # the line comes right after the bind, before the model loads
+            if "listening on http://127.0.0.1:" in line:
+                url = line.split("listening on ")[1].strip()
+                break
+        assert url is not None and not url.endswith(":0")
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            try:
+                assert httpx.get(url + "/healthz", timeout=2).status_code == 200
+                return
+            except httpx.HTTPError:
+                time.sleep(0.25)
+        pytest.fail(f"nothing answered on {url}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
