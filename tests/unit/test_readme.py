@@ -1,4 +1,4 @@
-"""The README stays true: its configuration table, where `demo.png` lands, troubleshooting."""
+"""The README stays true: configuration table, error codes, metrics, `demo.png`, troubleshooting."""
 
 from __future__ import annotations
 
@@ -50,3 +50,28 @@ def test_troubleshooting_covers_what_users_hit_first() -> None:
         assert message in text, message
     for code in ("payload_too_large", "image_too_many_pixels"):
         assert f"`{code}`" in text
+
+
+def test_error_table_names_every_problem_code() -> None:
+    errors = pytest.importorskip("boxguard.server.errors")
+    pending = [errors.BoxguardServerError]
+    sent = set()
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.status_code < 500 and cls.status_code != 499:  # 499: the client left, no answer
+            sent.add((cls.status_code, cls.code))
+    rows = [line for line in _section("API").splitlines() if re.match(r"^\| \d{3} \|", line)]
+    table = {(int(row.split("|")[1]), code) for row in rows for code in re.findall(r"`(\w+)`", row)}
+    assert sent <= table
+
+
+def test_metrics_row_names_every_metric() -> None:
+    metrics = pytest.importorskip("boxguard.server.metrics")
+    row = next(line for line in _section("API").splitlines() if line.startswith("| `GET /metrics`"))
+    names = {
+        metric.name.removesuffix("_total")
+        for collector in vars(metrics.get_metrics()).values()
+        for metric in collector.describe()
+    }
+    assert names <= {name.removesuffix("_total") for name in re.findall(r"`(boxguard_\w+)", row)}
