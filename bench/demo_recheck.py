@@ -3,7 +3,8 @@
 ``measure`` grounds a split with every box re-checked and nothing abstaining (``visual_min_yes``
 0, ``min_confidence`` 0) and writes, per sample, P(yes) of the re-check and whether the raw
 answer was right. ``calibrate`` picks ``visual_min_yes`` on such a file (a validation split,
-never test) with ``guards.threshold.pick_threshold``. ``score`` reads ``boxguard eval``
+never test) with ``guards.threshold.pick_threshold``, and ``accept_no_object`` from whether the
+model's no-object answers there are right often enough (risk <= the same target). ``score`` reads ``boxguard eval``
 samples (the checkpoint's own policy) into the issue's figures. ``latency`` times /ground p50
 with the re-check off and on, on one server. Example::
 
@@ -30,7 +31,7 @@ from boxguard.guards.threshold import Outcome, pick_threshold
 
 # Every box is re-checked and none abstains: P(yes) of every raw answer is recorded.
 MEASURE_POLICY = {"visual_check": True, "visual_min_yes": 0.0, "min_confidence": 0.0,
-                  "self_consistency_k": 0}
+                  "accept_no_object": True, "self_consistency_k": 0}
 
 
 def measure(server: str, data: Path, out: Path, concurrency: int) -> dict[str, Any]:
@@ -65,23 +66,31 @@ def summarize_measured(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def calibrate(measured: Path, target_risk: float, write: Path | None) -> dict[str, Any]:
-    """visual_min_yes from measured rows: the lowest P(yes) whose accepted risk <= target;
-    with `write`, the checkpoint's recommended policy file is written there."""
+    """visual_min_yes (lowest P(yes) with accepted risk <= target) and accept_no_object from
+    measured rows; with `write`, the checkpoint's recommended policy file is written there."""
     rows = [json.loads(line) for line in measured.read_text().splitlines()]
     outcomes = [Outcome(r["p_yes"], bool(r["raw_correct"]), r["error"]) for r in rows]
     threshold = pick_threshold(outcomes, "risk", target_risk=target_risk)
     phi10 = pick_threshold(outcomes, "phi10")
+    # A no-object answer has no box to re-check: accept them only if they are right often enough.
+    empties = [r for r in rows if not r["has_box"] and not r["error"]]
+    empty_right = sum(bool(r["raw_correct"]) for r in empties)
+    empty_risk = 1 - empty_right / len(empties) if empties else 0.0
+    accept_no_object = empty_risk <= target_risk
     if write is not None:
         policy = {
             "_comment": f"visual_min_yes: pick_threshold(risk <= {target_risk:g}) on P(yes) of "
-                        f"{len(rows)} {measured.stem} samples (bench/demo_recheck.py); "
-                        "recalibrate whenever the checkpoint changes",
+                        f"{len(rows)} {measured.stem} samples; accept_no_object: no-object "
+                        f"answers right {empty_right} of {len(empties)} there "
+                        f"(bench/demo_recheck.py); recalibrate whenever the checkpoint changes",
             "visual_check": True,
             "visual_min_yes": round(threshold, 4),
+            "accept_no_object": accept_no_object,
         }
         write.write_text(json.dumps(policy, indent=2) + "\n")
     return {"visual_min_yes": threshold, "phi10_threshold": phi10, "target_risk": target_risk,
-            "n": len(rows)}
+            "n": len(rows), "no_object_answers": len(empties), "no_object_right": empty_right,
+            "accept_no_object": accept_no_object}
 
 
 def score(samples_jsonl: Path, measured: Path | None) -> dict[str, Any]:

@@ -54,6 +54,13 @@ class Policy(BaseModel):
         description="A box covering at least this fraction of the image is suspicious unless "
         "the expression asks for the whole image.",
     )
+    accept_no_object: bool = Field(
+        default=True,
+        description="Accept a 'no such object' answer (an empty list). No check can verify one "
+        "(the visual re-check needs a box), so a model whose no-object answers are often wrong "
+        "should turn this off: they then abstain in `cardinality`. bench/demo_recheck.py "
+        "calibrate decides it from the precision of no-object answers on a validation split.",
+    )
     duplicate_iou: float = Field(
         default=0.7, gt=0.0, le=1.0, description="Boxes with IoU at least this are one object."
     )

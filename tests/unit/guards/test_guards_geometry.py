@@ -113,3 +113,13 @@ def test_invalid_arguments_raise() -> None:
         verify("[]", "x", (0, 10))
     with pytest.raises(ValueError):
         verify("[]", "x", (10, 10), frame="inches")  # type: ignore[arg-type]
+
+
+def test_no_object_answer_abstains_when_the_policy_refuses_it() -> None:
+    refuse = Policy(accept_no_object=False)
+    v = verify("[]", "the dog", (100, 100), policy=refuse)
+    assert v.reasons == ["cardinality"] and v.detections == []
+    assert "accept_no_object false" in next(c for c in v.checks if c.name == "cardinality").detail
+    assert verify("[]", "the dog", (100, 100)).accepted  # the default still accepts it
+    # A box is unaffected: only answers that claim no object are refused.
+    assert verify('[{"bbox_2d": [0, 0, 20, 20]}]', "the dog", (100, 100), policy=refuse).accepted
