@@ -4,9 +4,9 @@
 0, ``min_confidence`` 0) and writes, per sample, P(yes) of the re-check and whether the raw
 answer was right. ``calibrate`` picks ``visual_min_yes`` on such a file (a validation split,
 never test) with ``guards.threshold.pick_threshold``, and ``accept_no_object`` from whether the
-model's no-object answers there are right often enough (risk <= the same target). ``score`` reads ``boxguard eval``
-samples (the checkpoint's own policy) into the issue's figures. ``latency`` times /ground p50
-with the re-check off and on, on one server. Example::
+model's no-object answers there are right often enough (risk <= the same target). ``score``
+reads ``boxguard eval`` samples (the checkpoint's own policy) into the issue's figures.
+``latency`` times /ground p50 with the re-check off and on, on one server. Example::
 
     python bench/demo_recheck.py measure --server URL --data shapes/val.jsonl --out val.jsonl
     python bench/demo_recheck.py calibrate val.jsonl --target-risk 0.1

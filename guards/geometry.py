@@ -147,7 +147,7 @@ def _same_object(a: Box, b: Box, min_iou: float) -> bool:
 
 
 def check_cardinality(ctx: Context) -> CheckResult:
-    """Merge near-duplicates; flag several boxes without `multiple` and refused no-object answers."""
+    """Merge near-duplicates; flag several boxes without `multiple`, refused no-object answers."""
     if not ctx.boxes and ctx.parsed.no_object and not ctx.policy.accept_no_object:
         return result(ctx, "cardinality", False,
                       "no-object answer: unverifiable and not accepted (accept_no_object false)",
