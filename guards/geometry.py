@@ -150,8 +150,8 @@ def check_cardinality(ctx: Context) -> CheckResult:
     """Merge near-duplicates; flag several boxes without `multiple`, refused no-object answers."""
     if not ctx.boxes and ctx.parsed.no_object and not ctx.policy.accept_no_object:
         return result(ctx, "cardinality", False,
-                      "no-object answer: unverifiable and not accepted (accept_no_object false)",
-                      0.0)
+                      "the model answered [] (no such object), which no check can verify; "
+                      "the policy does not accept that (accept_no_object false)", 0.0)
     distinct: list[int] = []
     for i in ctx.kept:
         if not any(_same_object(ctx.boxes[j], ctx.boxes[i], ctx.policy.duplicate_iou)

@@ -139,3 +139,7 @@ def test_demo_command_grounds_through_a_real_server(tmp_path: Path) -> None:
     # The last request tightens the policy: the guards must refuse it and say why.
     probe = results[-1]
     assert probe.abstained and any("confidence" in r for r in probe.reasons), probe.reasons
+    # The blue square is in the scene; the checkpoint answers [] for it, which its policy
+    # (accept_no_object false) must not accept as "no such object".
+    blue_square = results[0]
+    assert not (blue_square.accepted and not blue_square.detections), blue_square.checks
