@@ -19,6 +19,8 @@ def _check_words(name: str, passed: bool, score: float | None, detail: str,
         return f"the crop {verb} like {looks_like(expression)}, P(yes)={score:.2f}"
     if name == "confidence" and score is not None:
         return f"the model was unsure of its box ({detail})"
+    if name == "cardinality" and not passed and score == 0:
+        return "the model answered [] (no such object), which no check can verify"
     if name == "label_match":
         return f"the model named another object ({detail})"
     if name == "self_consistency":

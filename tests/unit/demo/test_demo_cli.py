@@ -41,6 +41,10 @@ def test_verdicts_say_what_was_decided_and_why() -> None:
     assert words == ("abstained: the model was unsure of its box (lowest detection confidence "
                      "0.41 < 0.99)")
     assert "no such object" in verdict_words(result("accepted", [], boxes=0), "the red star")
+    refused = {"name": "cardinality", "passed": False, "score": 0.0,
+               "detail": "the model answered [] (no such object), ... (accept_no_object false)"}
+    assert verdict_words(result("abstained", [refused], boxes=0), "the blue square") == (
+        "abstained: the model answered [] (no such object), which no check can verify")
 
 
 def test_the_table_keeps_the_policy_note_and_fits_80_columns() -> None:
