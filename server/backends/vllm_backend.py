@@ -172,7 +172,31 @@ class VLLMBackend:
         if running:
             log.info("stopping vLLM: aborting %d in-flight engine requests", len(running))
             await self._abort(engine, running)
+        await self._cancel_output_handler(engine)
         await asyncio.to_thread(engine.shutdown)  # joins engine processes: off the loop
+        # Requests that reached the engine after the aborts above: with the output handler
+        # gone, only an abort (output side; the engine side fails, it is dead) finishes them.
+        late = sorted(self._engine_requests)
+        if late:
+            await self._abort(engine, late)
+
+    @staticmethod
+    async def _cancel_output_handler(engine: Any) -> None:
+        """Cancel AsyncLLM's output-handler task on this loop before `shutdown()` runs.
+
+        `AsyncLLM.shutdown()` stops the engine core first, whose output task then queues an
+        EngineDeadError, and cancels the handler only afterwards (from our worker thread, so
+        late): the handler often reads that error first and logs "AsyncLLM output_handler
+        failed." with a traceback on every clean stop (vLLM issue #48745). Cancelled here, the
+        handler is done before the engine core goes, and shutdown()'s own cancel is a no-op.
+        """
+        handler = getattr(engine, "output_handler", None)
+        if not isinstance(handler, asyncio.Task) or handler.done():
+            return
+        if handler.get_loop() is not asyncio.get_running_loop():
+            return  # not ours to cancel from here; shutdown() cancels it thread-safely
+        handler.cancel()
+        await asyncio.wait([handler])  # never raises: a cancel of stop() itself still lands
 
     async def generate(self, request: GenerationRequest) -> Generation:
         """Generate `request.n` completions under the constraint (think in two engine calls)."""

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -300,6 +301,9 @@ class _FakeEngine:
         step = self.script.pop(0)
         if isinstance(step, BaseException):
             raise step
+        if step == "late":  # reaches the engine only after a moment (vLLM's input processing)
+            await asyncio.sleep(0.02)
+            step = "hang"
         if step == "hang":  # until aborted; vLLM then ends the stream with an "abort" output
             self.waiting[request_id] = asyncio.Event()
             await self.waiting[request_id].wait()
@@ -315,6 +319,30 @@ class _FakeEngine:
 
     def shutdown(self) -> None:
         self.shut_down = True
+
+
+class _EngineWithOutputHandler(_FakeEngine):
+    """Shuts down as AsyncLLM does: engine core first (its output task queues EngineDeadError),
+    then a thread-safe cancel of the output handler, which fails if it reads the error first."""
+
+    def __init__(self, script: list[Any]) -> None:
+        super().__init__(script)
+        self.outputs: asyncio.Queue[Exception] = asyncio.Queue()
+        self.handler_failures: list[Exception] = []
+        self.output_handler = asyncio.create_task(self._handle_outputs())
+
+    async def _handle_outputs(self) -> None:
+        try:
+            raise await self.outputs.get()
+        except Exception as exc:  # vLLM logs "AsyncLLM output_handler failed." here
+            self.handler_failures.append(exc)
+
+    def shutdown(self) -> None:
+        loop = self.output_handler.get_loop()
+        loop.call_soon_threadsafe(self.outputs.put_nowait, _DeadError("engine core stopped"))
+        time.sleep(0.05)  # joining the engine processes
+        loop.call_soon_threadsafe(self.output_handler.cancel)
+        super().shutdown()
 
 
 def _fake_vllm() -> SimpleNamespace:
@@ -393,6 +421,37 @@ async def test_stop_fails_in_flight_requests_with_backend_dead(
     assert engine.shut_down and not backend.ready and backend._inflight == 0
     with pytest.raises(BackendError):
         await backend.generate(_request())
+
+
+async def test_stop_cancels_the_output_handler_before_shutdown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A clean stop: vLLM's output handler is cancelled, it never sees the engine core's end."""
+    backend = _backend(monkeypatch, ["hang"])
+    engine = backend.engine = _EngineWithOutputHandler(["hang"])
+    task = asyncio.create_task(backend.generate(_request()))
+    await asyncio.sleep(0.05)
+    await backend.stop()
+    results = await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 2)
+    assert [type(r) for r in results] == [BackendDead]
+    await asyncio.sleep(0.01)  # shutdown()'s own thread-safe cancel has run
+    assert engine.output_handler.cancelled() and engine.handler_failures == []
+    assert engine.shut_down
+
+
+async def test_stop_fails_a_request_that_reaches_the_engine_after_the_aborts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the output handler only an abort ends it: stop() aborts late ones after shutdown."""
+    backend = _backend(monkeypatch, [])
+    engine = backend.engine = _EngineWithOutputHandler(["late"])
+    task = asyncio.create_task(backend.generate(_request()))
+    await asyncio.sleep(0)  # in engine.generate, not yet registered there
+    await backend.stop()
+    results = await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 2)
+    assert [type(r) for r in results] == [BackendDead]
+    rid = engine.calls[0][2]
+    assert engine.aborted == [rid, rid] and backend._engine_requests == set()
 
 
 async def test_an_aborted_output_is_not_an_answer(monkeypatch: pytest.MonkeyPatch) -> None:
