@@ -294,6 +294,7 @@ class _FakeEngine:
         self.errored = False
         self.tokenizer = None
         self.waiting: dict[str, asyncio.Event] = {}
+        self.stopping = asyncio.Event()
         self.shut_down = False
 
     async def generate(self, prompt: dict, params: Any, request_id: str) -> Any:
@@ -301,8 +302,8 @@ class _FakeEngine:
         step = self.script.pop(0)
         if isinstance(step, BaseException):
             raise step
-        if step == "late":  # reaches the engine only after a moment (vLLM's input processing)
-            await asyncio.sleep(0.02)
+        if step == "late":  # still in input processing when the engine's shutdown begins
+            await self.stopping.wait()
             step = "hang"
         if step == "hang":  # until aborted; vLLM then ends the stream with an "abort" output
             self.waiting[request_id] = asyncio.Event()
@@ -339,6 +340,7 @@ class _EngineWithOutputHandler(_FakeEngine):
 
     def shutdown(self) -> None:
         loop = self.output_handler.get_loop()
+        loop.call_soon_threadsafe(self.stopping.set)
         loop.call_soon_threadsafe(self.outputs.put_nowait, _DeadError("engine core stopped"))
         time.sleep(0.05)  # joining the engine processes
         loop.call_soon_threadsafe(self.output_handler.cancel)
