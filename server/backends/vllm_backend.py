@@ -287,6 +287,8 @@ class VLLMBackend:
             self._dead = True
             raise BackendDead("the vLLM engine died; restart the server") from exc
         except self._vllm.EngineGenerateError as exc:
+            if self.engine is not engine:  # e.g. its input processing met the shut-down renderer
+                raise BackendDead("the vLLM engine was stopped") from exc
             if engine.errored:
                 self._dead = True
                 raise BackendDead("the vLLM engine died; restart the server") from exc

@@ -302,8 +302,10 @@ class _FakeEngine:
         step = self.script.pop(0)
         if isinstance(step, BaseException):
             raise step
-        if step == "late":  # still in input processing when the engine's shutdown begins
+        if step in ("late", "late-fails"):  # in input processing when the shutdown begins
             await self.stopping.wait()
+            if step == "late-fails":  # AsyncLLM.shutdown() stops the renderer first
+                raise _GenerateError("cannot schedule new futures after shutdown")
             step = "hang"
         if step == "hang":  # until aborted; vLLM then ends the stream with an "abort" output
             self.waiting[request_id] = asyncio.Event()
@@ -454,6 +456,18 @@ async def test_stop_fails_a_request_that_reaches_the_engine_after_the_aborts(
     assert [type(r) for r in results] == [BackendDead]
     rid = engine.calls[0][2]
     assert engine.aborted == [rid, rid] and backend._engine_requests == set()
+
+
+async def test_a_request_failing_because_of_stop_is_backend_dead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = _backend(monkeypatch, [])
+    backend.engine = _EngineWithOutputHandler(["late-fails"])
+    task = asyncio.create_task(backend.generate(_request()))
+    await asyncio.sleep(0)
+    await backend.stop()
+    with pytest.raises(BackendDead, match="stopped"):
+        await asyncio.wait_for(task, 2)
 
 
 async def test_an_aborted_output_is_not_an_answer(monkeypatch: pytest.MonkeyPatch) -> None:
