@@ -166,6 +166,14 @@ class HFEngine:
         self.model.eval()
         if self.device.type == "cpu":
             _set_cpu_threads(self.model, cpu_threads)
+        log.info(
+            "model on %s (%s)%s",
+            self.device,
+            str(self.model.dtype).removeprefix("torch."),
+            " - no CUDA GPU visible, --device auto chose the CPU"
+            if device == "auto" and self.device.type == "cpu"
+            else "",
+        )
         self.image_token_id = int(self.config.image_token_id)
         self.pad_token_id = self._token_id("<|endoftext|>")
         self.stop_token_ids = [self._token_id("<|im_end|>"), self._token_id("<|endoftext|>")]

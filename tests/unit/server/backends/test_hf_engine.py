@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -305,3 +306,23 @@ def test_token_texts_take_linear_time(engine: HFEngine, monkeypatch: pytest.Monk
     assert "".join(pieces) == original(ids, skip_special_tokens=False) == text
     assert len(ids) > 200
     assert sum(decoded) <= 8 * len(ids)  # prefix decoding costs len(ids) ** 2 / 2
+
+
+def test_load_logs_the_device_and_says_when_auto_fell_back_to_cpu(
+    tiny_checkpoint, adapter: ModelAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch
+
+    caplog.set_level(logging.INFO, logger="boxguard.server.backends.hf_engine")
+    HFEngine(
+        str(tiny_checkpoint),
+        min_pixels=adapter.min_pixels,
+        max_pixels=adapter.max_pixels,
+        device="auto",
+        dtype="float32",
+    )
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("model on"))
+    if torch.cuda.is_available():
+        assert line == "model on cuda (float32)"
+    else:
+        assert line == "model on cpu (float32) - no CUDA GPU visible, --device auto chose the CPU"
