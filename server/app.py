@@ -32,7 +32,7 @@ from .errors import (
     ValidationFailed,
     validation_errors,
 )
-from .grounding import GroundingService, base_policy
+from .grounding import GroundingService
 from .imaging import decode_base64_image, open_image
 from .metrics import get_metrics
 from .model_source import resolve_model_dir
@@ -83,11 +83,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         )
         engine = backend or create_backend(settings, model_dir, adapter)
         await engine.start()
-        service_policy = base_policy(settings)
-        if service_policy.label_embeddings:
+        service = GroundingService(settings, adapter, engine, metrics)
+        if service.policy.label_embeddings:
             # Load the optional embedding model now rather than on some request's clock.
             await asyncio.to_thread(embed.warmup)
-        service = GroundingService(settings, adapter, engine, metrics)
         service.model_name = settings.model_name or model_name
         app.state.backend = engine
         app.state.service = service

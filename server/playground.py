@@ -16,6 +16,7 @@ from typing import Any
 
 from boxguard.demo.dataset import demo_scene
 from boxguard.demo.scenes import Background, Scene, make_object, render_scene
+from boxguard.guards import Policy
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -88,14 +89,14 @@ def sample_png(name: str) -> bytes:
     return buffer.getvalue()
 
 
-def playground_config(settings: Settings) -> dict[str, Any]:
+def playground_config(settings: Settings, policy: Policy | None = None) -> dict[str, Any]:
     """What the page needs to know about this server: key requirement, policy defaults, samples.
 
     Example:
         >>> playground_config(Settings())["api_key_required"]
         False
     """
-    policy = base_policy(settings)
+    policy = policy or base_policy(settings)
     return {
         "api_key_required": bool(settings.api_keys),
         "policy": {
@@ -143,7 +144,10 @@ async def playground_asset(name: str) -> Response:
 @router.get(ASSET_PREFIX + "config")
 async def page_config(request: Request) -> JSONResponse:
     """The page's view of this server's settings."""
-    return JSONResponse(playground_config(request.app.state.settings), headers=_REVALIDATE)
+    # The running service's policy: read once at start-up, not per page load.
+    service = request.app.state.service
+    config = playground_config(request.app.state.settings, service.policy)
+    return JSONResponse(config, headers=_REVALIDATE)
 
 
 @router.get(ASSET_PREFIX + "samples/{name}.png")
