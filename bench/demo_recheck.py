@@ -34,19 +34,25 @@ MEASURE_POLICY = {"visual_check": True, "visual_min_yes": 0.0, "min_confidence":
                   "accept_no_object": True, "self_consistency_k": 0}
 
 
-def measure(server: str, data: Path, out: Path, concurrency: int) -> dict[str, Any]:
-    """P(yes) and raw correctness of every sample of `data`, written to `out` (JSONL)."""
+def measure(server: str, data: Path, out: Path, concurrency: int,
+            samples_k: int = 0) -> dict[str, Any]:
+    """P(yes), self-consistency agreement (with `samples_k` samples) and raw correctness of every
+    sample of `data`, written to `out` (JSONL)."""
     samples = load_dataset(data)
+    policy = {**MEASURE_POLICY, "self_consistency_k": samples_k,
+              "self_consistency_min_agreement": 0.0}
     with Client(server, timeout=600) as client:
-        records = evaluate(samples, client, concurrency=concurrency, policy=MEASURE_POLICY)
+        records = evaluate(samples, client, concurrency=concurrency, policy=policy)
     rows = []
     for rec in records:
         checks = {c.name: c for c in rec.result.checks} if rec.result else {}
         visual = checks.get("visual_check")
+        agreement = checks.get("self_consistency") if samples_k else None
         rows.append({"id": rec.sample.id, "has_target": rec.sample.has_target,
                      "raw_correct": rec.raw_correct, "iou": rec.iou,
                      "has_box": bool(rec.result and rec.result.candidates),
                      "p_yes": visual.score if visual is not None else None,
+                     "agreement": agreement.score if agreement is not None else None,
                      "error": rec.status == "error"})
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return summarize_measured(rows)
@@ -145,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--data", type=Path, required=True)
     m.add_argument("--out", type=Path, required=True)
     m.add_argument("--concurrency", type=int, default=4)
+    m.add_argument("--samples", type=int, default=0,
+                   help="also record self-consistency agreement of this many samples")
     c = sub.add_parser("calibrate")
     c.add_argument("measured", type=Path)
     c.add_argument("--target-risk", type=float, default=0.1)
@@ -158,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("-n", type=int, default=30)
     args = ap.parse_args(argv)
     if args.cmd == "measure":
-        result = measure(args.server, args.data, args.out, args.concurrency)
+        result = measure(args.server, args.data, args.out, args.concurrency, args.samples)
     elif args.cmd == "calibrate":
         result = calibrate(args.measured, args.target_risk, args.write)
     elif args.cmd == "score":

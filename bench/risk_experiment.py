@@ -9,10 +9,17 @@ drops, next to the guards' own verdicts. Not shipped unless it beats the guards 
 
     python bench/risk_experiment.py          # all 9 files
     python bench/risk_experiment.py rec__    # RefCOCO files only
+    python bench/risk_experiment.py rec__ --words   # + hashed word uni/bigrams of the
+                                                    # expression, the label and the trace
+
+With ``--words`` the L2 strength and the threshold come from out-of-fold risks on the dev half
+(two folds by item: one RefCOCO expression answered by four models is one item, never split), then
+the score is refit on the whole dev half: held-out data choose nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import sys
@@ -85,13 +92,37 @@ def features(stored: StoredOutput) -> list[float]:
     ]
 
 
-def collect(dev: bool, prefix: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Features, wrong-answer labels, the guards' abstentions and file names of the dev or
-    held-out set."""
+HASH_DIMS = 1024  # per text field; collisions only blur rare n-grams
+
+
+def word_features(stored: StoredOutput) -> list[float]:
+    """Hashed word unigrams and bigrams of the expression, the first label and the trace."""
+    parsed = parse_output(stored.output)
+    label = (parsed.boxes[0].label or "") if parsed.boxes else ""
+    out = [0.0] * (3 * HASH_DIMS)
+    for field, text in enumerate((stored.sample.expression, label, parsed.think or "")):
+        toks = words(text.lower())
+        for gram in toks + [f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)]:
+            digest = hashlib.blake2b(gram.encode(), digest_size=4).digest()
+            out[field * HASH_DIMS + int.from_bytes(digest, "little") % HASH_DIMS] = 1.0
+    return out
+
+
+def item_fold(stored: StoredOutput) -> int:
+    """0 or 1 by the item (expression and true box), the same for every model's answer to it."""
+    key = f"{stored.sample.expression}|{stored.sample.bbox}".encode()
+    return hashlib.blake2b(key, digest_size=1).digest()[0] % 2
+
+
+def collect(dev: bool, prefix: str = "", with_words: bool = False
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Features, wrong-answer labels, the guards' abstentions, file names and item folds of the
+    dev or held-out set."""
     xs: list[list[float]] = []
     ys: list[float] = []
     guard: list[float] = []
     names: list[str] = []
+    folds: list[int] = []
     for path in sorted(DATA.glob(f"{prefix}*.json.gz")):
         held_file = any(name in path.name for name in HELD_OUT_FILES)
         outputs = load_outputs(path)
@@ -103,11 +134,12 @@ def collect(dev: bool, prefix: str = "") -> tuple[np.ndarray, np.ndarray, np.nda
             outputs = outputs[1::2]
         for stored, record in zip(outputs, evaluate_outputs(outputs), strict=True):
             if record.result is not None and record.result.candidates:  # parsed answers only
-                xs.append(features(stored))
+                xs.append(features(stored) + (word_features(stored) if with_words else []))
                 ys.append(0.0 if record.raw_correct else 1.0)
                 guard.append(1.0 if record.status == "abstained" else 0.0)
                 names.append(path.name.split(".")[0])
-    return np.array(xs), np.array(ys), np.array(guard), np.array(names)
+                folds.append(item_fold(stored))
+    return np.array(xs), np.array(ys), np.array(guard), np.array(names), np.array(folds)
 
 
 def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 3000) -> Any:
@@ -133,14 +165,33 @@ def auroc(score: np.ndarray, y: np.ndarray) -> float:
 
 def main() -> None:
     """Fit on dev, report dev and held-out, pooled and per file (argv[1]: a file prefix)."""
-    prefix = sys.argv[1] if len(sys.argv) > 1 else ""
-    x_dev, y_dev, _, _ = collect(dev=True, prefix=prefix)
-    x_val, y_val, guard_val, file_val = collect(dev=False, prefix=prefix)
-    risk = fit(x_dev, y_dev)
+    args = [a for a in sys.argv[1:] if a != "--words"]
+    with_words = "--words" in sys.argv[1:]
+    prefix = args[0] if args else ""
+    x_dev, y_dev, _, _, fold_dev = collect(dev=True, prefix=prefix, with_words=with_words)
+    x_val, y_val, guard_val, file_val, _ = collect(dev=False, prefix=prefix,
+                                                   with_words=with_words)
+    l2 = 1e-2
+    if with_words:
+        out_of_fold: dict[float, np.ndarray] = {}
+        for strength in (1e-1, 1e-2, 1e-3):
+            oof = np.zeros(len(y_dev))
+            for k in (0, 1):
+                inner = fit(x_dev[fold_dev != k], y_dev[fold_dev != k], l2=strength)
+                oof[fold_dev == k] = inner(x_dev[fold_dev == k])
+            out_of_fold[strength] = oof
+        scores = {k: auroc(v, y_dev) for k, v in out_of_fold.items()}
+        l2 = max(scores, key=lambda k: scores[k])
+        print("dev out-of-fold AUROC by L2:", {k: round(v, 3) for k, v in scores.items()},
+              "chosen", l2)
+    risk = fit(x_dev, y_dev, l2=l2)
     dev_risk, val_risk = risk(x_dev), risk(x_val)
-    right_dev = np.sort(dev_risk[y_dev == 0])
+    # The threshold is read off risks the score was not fitted on, when there are some.
+    calib = out_of_fold[l2] if with_words else dev_risk
+    right_dev = np.sort(calib[y_dev == 0])
     threshold = right_dev[int(math.ceil((1 - MAX_FALSE_ABSTENTION) * len(right_dev))) - 1]
-    for name, r, y in (("dev", dev_risk, y_dev), ("held-out", val_risk, y_val)):
+    dev_rows = [("dev out-of-fold", calib, y_dev)] if with_words else [("dev", dev_risk, y_dev)]
+    for name, r, y in (*dev_rows, ("held-out", val_risk, y_val)):
         flagged = r > threshold
         print(
             f"{name} pooled: n {len(y)}, wrong {int(y.sum())}, AUROC {auroc(r, y):.3f}, "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .context import Box, Context, result
 from .geometry import clamp, iou, map_boxes
-from .lexicon import relation
+from .lexicon import lemma, relation
 from .nouns import analyze
 from .parse import parse_output
 from .types import BBox, CheckResult
@@ -46,9 +46,21 @@ def margined(bbox: BBox, margin: float, image_size: tuple[float, float]) -> BBox
 
 
 def question_for(expression: str) -> str:
-    """The yes/no question about the head noun and its attributes: 'Is this a red circle?'."""
+    """The yes/no question about the head noun and its attributes: 'Is this a red circle?'.
+
+    Each crop shows one object, so a plural head is asked in the singular.
+
+    Example:
+        >>> question_for("the two red circles")
+        'Is this a red circle?'
+    """
     info = analyze(expression)
     phrase = info.phrase if not info.generic else expression.strip()
+    tokens = phrase.split()
+    if not info.generic and tokens and info.head is not None:
+        singular = lemma(tokens[-1])
+        if singular != tokens[-1] and singular == info.head.split()[-1]:
+            phrase = " ".join([*tokens[:-1], singular])
     phrase = phrase or "the object described"
     article = "an" if phrase[:1].lower() in "aeiou" else "a"
     return f"Is this {article} {phrase}?"

@@ -21,6 +21,12 @@ def test_question_and_margin() -> None:
     assert margined((10, 10, 20, 20), 0.5, (22, 100)) == (5, 5, 22, 25)
 
 
+def test_question_for_asks_about_one_object_of_a_plural() -> None:
+    assert question_for("the red circles") == "Is this a red circle?"
+    assert question_for("all the buses near the tree") == "Is this a bus?"
+    assert question_for("the people on the left") == "Is this a person?"
+
+
 def test_visual_check_pass_and_fail() -> None:
     fake = FakeVerifier(p_yes=0.9, samples=[OUT] * 4)
     v = verify(OUT, DEMO, (400, 400), verifier=fake)
