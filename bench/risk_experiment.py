@@ -143,9 +143,14 @@ def collect(dev: bool, prefix: str = "", with_words: bool = False
 
 
 def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 3000) -> Any:
-    """Logistic regression by gradient descent on standardized features."""
+    """Logistic regression by gradient descent on standardized features.
+
+    Only the hand-made features are standardized: a rare hashed n-gram divided by its tiny
+    standard deviation would outweigh everything else.
+    """
     mean, std = x.mean(0), x.std(0)
     mean[0], std[0] = 0.0, 1.0
+    mean[len(FEATURES):], std[len(FEATURES):] = 0.0, 1.0
     std[std == 0] = 1.0
     z = (x - mean) / std
     weights = np.zeros(x.shape[1])
@@ -198,6 +203,15 @@ def main() -> None:
             f"right flagged {flagged[y == 0].mean():.2%}, wrong caught "
             f"{flagged[y == 1].mean():.2%}"
         )
+    # An upper bound no deployment gets: the threshold read off the held-out answers themselves.
+    oracle = np.sort(val_risk[y_val == 0])[
+        int(math.ceil((1 - MAX_FALSE_ABSTENTION) * (y_val == 0).sum())) - 1
+    ]
+    print(f"held-out, threshold picked on held-out itself (1% right flagged): wrong caught "
+          f"{(val_risk[y_val == 1] > oracle).mean():.2%}")
+    needed = np.sort(val_risk[y_val == 1])[::-1][int(math.ceil(0.2 * (y_val == 1).sum())) - 1]
+    print(f"held-out: catching 20% of the wrong answers flags "
+          f"{(val_risk[y_val == 0] >= needed).mean():.2%} of the right ones")
     print("held-out per file: AUROC | risk: right flagged, wrong caught | guards: same")
     for name in sorted(set(file_val)):
         m = file_val == name
