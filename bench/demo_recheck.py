@@ -26,8 +26,7 @@ from typing import Any
 from boxguard.clients import Client
 from boxguard.clients.datasets import load_dataset
 from boxguard.clients.evaluation import evaluate
-from boxguard.demo.train_recheck import auroc
-from boxguard.guards.threshold import Outcome, pick_threshold
+from boxguard.guards.threshold import Outcome, auroc, pick_threshold
 
 # Every box is re-checked and none abstains: P(yes) of every raw answer is recorded.
 MEASURE_POLICY = {"visual_check": True, "visual_min_yes": 0.0, "min_confidence": 0.0,

@@ -32,6 +32,7 @@ from boxguard.guards.lexicon import POSITION_WORDS, known
 from boxguard.guards.nouns import analyze, words
 from boxguard.guards.parse import parse_output
 from boxguard.guards.think import analyze_think
+from boxguard.guards.threshold import auroc as threshold_auroc
 
 DATA = Path(__file__).parent / "data" / "real-outputs"
 HELD_OUT_FILES = ("rec__grpo-ckpt100", "gui__grpo-ckpt200")
@@ -161,11 +162,14 @@ def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 3000) -> An
 
 
 def auroc(score: np.ndarray, y: np.ndarray) -> float:
-    """Area under the ROC curve of `score` for y = 1 (rank statistic)."""
-    ranks = score.argsort().argsort() + 1.0
-    pos = y == 1
-    n_pos, n_neg = pos.sum(), (~pos).sum()
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """AUROC of `score` for y = 1 (a wrong answer)."""
+    return threshold_auroc(score.tolist(), (y == 1).tolist())
+
+
+def flagging_threshold(right_risks: np.ndarray) -> float:
+    """The risk above which at most MAX_FALSE_ABSTENTION of these right answers lie."""
+    ordered = np.sort(right_risks)
+    return float(ordered[int(math.ceil((1 - MAX_FALSE_ABSTENTION) * len(ordered))) - 1])
 
 
 def main() -> None:
@@ -193,8 +197,7 @@ def main() -> None:
     dev_risk, val_risk = risk(x_dev), risk(x_val)
     # The threshold is read off risks the score was not fitted on, when there are some.
     calib = out_of_fold[l2] if with_words else dev_risk
-    right_dev = np.sort(calib[y_dev == 0])
-    threshold = right_dev[int(math.ceil((1 - MAX_FALSE_ABSTENTION) * len(right_dev))) - 1]
+    threshold = flagging_threshold(calib[y_dev == 0])
     dev_rows = [("dev out-of-fold", calib, y_dev)] if with_words else [("dev", dev_risk, y_dev)]
     for name, r, y in (*dev_rows, ("held-out", val_risk, y_val)):
         flagged = r > threshold
@@ -204,9 +207,7 @@ def main() -> None:
             f"{flagged[y == 1].mean():.2%}"
         )
     # An upper bound no deployment gets: the threshold read off the held-out answers themselves.
-    oracle = np.sort(val_risk[y_val == 0])[
-        int(math.ceil((1 - MAX_FALSE_ABSTENTION) * (y_val == 0).sum())) - 1
-    ]
+    oracle = flagging_threshold(val_risk[y_val == 0])
     print(f"held-out, threshold picked on held-out itself (1% right flagged): wrong caught "
           f"{(val_risk[y_val == 1] > oracle).mean():.2%}")
     needed = np.sort(val_risk[y_val == 1])[::-1][int(math.ceil(0.2 * (y_val == 1).sum())) - 1]

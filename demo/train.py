@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ..guards.threshold import auroc
 from .checkpoint import build_tiny_checkpoint
 from .train_args import load_args, lr_at, parse_size, tiny_config
 from .train_attention import attention_loss
@@ -54,7 +55,7 @@ from .train_eval import (
     teacher_forced_loss,
     write_curve_md,
 )
-from .train_recheck import auroc, recheck_examples, yes_probabilities
+from .train_recheck import recheck_examples, yes_probabilities
 
 
 class Trainer:

@@ -194,12 +194,3 @@ def yes_probabilities(model: torch.nn.Module, encoder: Encoder, examples: list[E
     model.train(was_training)
     return probs
 
-
-def auroc(scores: list[float], labels: list[bool]) -> float:
-    """Probability that a random positive scores above a random negative (ties count half)."""
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
-    if not pos or not neg:
-        return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))

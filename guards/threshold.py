@@ -1,7 +1,8 @@
 """Selective-prediction metrics and the confidence threshold picker; pure Python.
 
-The one implementation of coverage, risk, the risk–coverage curve, AURC and Φc: the threshold
-picker here and the evaluation reports (`boxguard.clients.metrics`) both use it.
+The one implementation of coverage, risk, the risk–coverage curve, AURC, Φc and AUROC: the
+threshold picker here, the evaluation reports (`boxguard.clients.metrics`), the demo trainer
+and the benchmarks use it.
 
 An outcome is one evaluated request: the verdict's confidence (`verdict_confidence`; None when
 there were no logprobs), whether the answer was right (REC: IoU > 0.5; no-target: zero boxes),
@@ -98,6 +99,31 @@ def phi(answered: Sequence[bool], correct: Sequence[bool], c: float) -> float | 
         return None
     total = sum((1.0 if r else -c) for a, r in zip(answered, correct, strict=True) if a)
     return total / len(answered)
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Probability that a random positive scores above a random negative (ties count half);
+    NaN without both kinds. Mann–Whitney U from average ranks, O(n log n).
+
+    Example:
+        >>> auroc([0.9, 0.8, 0.1], [True, True, False]), auroc([0.5, 0.5], [True, False])
+        (1.0, 0.5)
+    """
+    pairs = sorted(zip(scores, labels, strict=True), key=lambda pair: pair[0])
+    n_pos = sum(1 for _, positive in pairs if positive)
+    n_neg = len(pairs) - n_pos
+    if not n_pos or not n_neg:
+        return float("nan")
+    rank_sum = 0.0
+    start = 0
+    while start < len(pairs):
+        end = start
+        while end < len(pairs) and pairs[end][0] == pairs[start][0]:
+            end += 1
+        tied_positives = sum(1 for _, positive in pairs[start:end] if positive)
+        rank_sum += tied_positives * (start + 1 + end) / 2  # the group's average 1-based rank
+        start = end
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def _answered(o: Outcome, threshold: float) -> bool:

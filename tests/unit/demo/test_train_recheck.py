@@ -15,7 +15,6 @@ from boxguard.demo.dataset import iter_scenes  # noqa: E402
 from boxguard.demo.train_data import IGNORE, DataSpec, Encoder  # noqa: E402
 from boxguard.demo.train_recheck import (  # noqa: E402
     CropCase,
-    auroc,
     crop_cases,
     crop_example,
     fits_question,
@@ -84,8 +83,3 @@ def test_recheck_examples_are_deterministic_and_teach_both_answers(encoder: Enco
     again = [r for i in range(20) for r in recheck_examples(i, spec, encoder, 3)]
     assert [r.questions[0].answer for r in rows] == [r.questions[0].answer for r in again]
     assert {r.questions[0].answer for r in rows} == {"yes", "no"}
-
-
-def test_auroc_ranks_and_ties() -> None:
-    assert auroc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
-    assert auroc([0.5, 0.5], [True, False]) == 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 from boxguard.guards import TokenLogprob, Verdict, verify
@@ -10,6 +11,7 @@ from boxguard.guards.threshold import (
     Outcome,
     as_outcomes,
     aurc,
+    auroc,
     coverage_risk,
     phi_c,
     pick_threshold,
@@ -108,3 +110,18 @@ def test_verdict_confidence_falls_back_to_the_first_box() -> None:
     box = {"bbox": (0, 0, 4, 4), "confidence": 0.3}
     assert verdict_confidence(Verdict(status="abstained", candidates=[box])) == 0.3
     assert verdict_confidence(Verdict(status="abstained")) is None
+
+
+def test_auroc_ranks_and_ties() -> None:
+    assert auroc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
+    assert auroc([0.5, 0.5], [True, False]) == 0.5
+
+
+def test_auroc_is_the_pairwise_win_rate() -> None:
+    scores = [0.3, 0.7, 0.7, 0.1, 0.9, 0.3, 0.5, 0.7]
+    labels = [True, False, True, False, True, True, False, False]
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    assert auroc(scores, labels) == pytest.approx(wins / (len(pos) * len(neg)))
+    assert math.isnan(auroc([0.1, 0.2], [True, True]))
