@@ -13,6 +13,8 @@ from .errors import ImageFetchFailed, ImageUrlRefused, PayloadTooLarge
 from .settings import Settings
 
 MAX_REDIRECTS = 3
+# Longer URLs are no image links but probes; 2,048 is what browsers and CDNs reliably carry.
+MAX_URL_CHARS = 2048
 # Cloud metadata endpoints that sit outside the private ranges on some providers.
 _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 
@@ -45,17 +47,29 @@ async def _resolve_public(host: str, port: int) -> str:
 
 
 def check_url(url: str, settings: Settings) -> tuple[str, str, int]:
-    """(scheme, host, port) of an allowed URL, else ImageUrlRefused."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """(scheme, host, port) of an allowed URL, else ImageUrlRefused; no DNS query is made."""
+    if len(url) > MAX_URL_CHARS:
+        raise ImageUrlRefused(f"image_url is longer than {MAX_URL_CHARS} characters")
+    # urlsplit silently drops tabs and newlines ("exam\tple.com" becomes "example.com"), so
+    # refuse control characters and whitespace before Python's URL cleaning can hide them.
+    if not url.isprintable() or any(c.isspace() for c in url):
+        raise ImageUrlRefused("image_url must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        hostname, port = parts.hostname, parts.port  # both raise ValueError on a bad netloc
+    except ValueError:
+        raise ImageUrlRefused("image_url is not a well-formed URL") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise ImageUrlRefused("image_url must be an http(s) URL with a host")
-    if parts.username or parts.password:
+    if parts.username is not None or parts.password is not None:
         raise ImageUrlRefused("image_url must not carry credentials")
-    host = parts.hostname.lower().rstrip(".")
+    if port == 0:
+        raise ImageUrlRefused("image_url has port 0")
+    host = hostname.lower().rstrip(".")
     allowed = {h.lower().rstrip(".") for h in settings.image_url_allowlist}
     if host in _METADATA_HOSTS or host not in allowed:
         raise ImageUrlRefused(f"host {host!r} is not in the server's image_url allowlist")
-    return parts.scheme, host, parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
 
 
 def _pinned_url(url: str, address: str) -> str:
@@ -64,6 +78,14 @@ def _pinned_url(url: str, address: str) -> str:
     host = f"[{address}]" if ":" in address else address
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """The absolute URL a redirect points to; checked by check_url on the next round."""
+    try:
+        return urljoin(url, location)
+    except ValueError:  # urljoin parses the netloc: "http://[::1/" raises here
+        raise ImageUrlRefused("image_url redirected to a malformed URL") from None
 
 
 async def fetch_image(url: str, settings: Settings, *, timeout_s: float = 10.0) -> bytes:
@@ -90,7 +112,7 @@ async def _fetch(url: str, settings: Settings, timeout_s: float) -> bytes:
                     extensions=extensions,
                 ) as response:
                     if response.is_redirect:
-                        url = urljoin(url, response.headers.get("location", ""))
+                        url = _redirect_target(url, response.headers.get("location", ""))
                         continue
                     if response.status_code != 200:
                         raise ImageFetchFailed(f"image_url answered {response.status_code}")

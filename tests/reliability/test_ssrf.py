@@ -53,6 +53,48 @@ def test_check_url_refuses(url: str) -> None:
         fetch.check_url(url, allow)
 
 
+MALFORMED_URLS = [
+    "http://img.example:99999/a.png",
+    "http://img.example:-1/a.png",
+    "http://img.example:0/a.png",
+    "http://img.example:8o/a.png",
+    "http://[::1/a.png",
+    "http://[img.example]/a.png",
+    "http://[::1]x/a.png",
+    "http://img.ex\tample/a.png",  # urlsplit would strip the tab: "img.example"
+    "http://img.ex\nample/a.png",
+    "http://img.example/a.png\r\nX-Injected: 1",
+    "http://img.example/a b.png",
+    "http://img.example/a\x00.png",
+    "http://img.example/a\x7f.png",
+    "http://img.example/a\u2028.png",
+    " http://img.example/a.png",
+    "http://img.example/" + "a" * 100_000,
+    "http://@img.example/a.png",
+]
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS)
+def test_malformed_urls_are_refused_not_crashed(url: str) -> None:
+    with pytest.raises(ImageUrlRefused):
+        fetch.check_url(url, settings("img.example"))
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS)
+async def test_malformed_urls_are_refused_before_any_lookup(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(
+        asyncio.get_running_loop(),
+        "getaddrinfo",
+        _fake_getaddrinfo({"img.example": ["93.184.216.34"]}, calls),
+    )
+    with pytest.raises(ImageUrlRefused):
+        await fetch.fetch_image(url, settings("img.example"))
+    assert calls == []
+
+
 def test_check_url_normalises_the_host() -> None:
     allow = settings("IMG.example.")
     assert fetch.check_url("http://img.EXAMPLE./a.png", allow) == ("http", "img.example", 80)
@@ -204,6 +246,11 @@ def http_origin() -> Iterator[tuple[str, int]]:
         "/to-a": (301, {"Location": "/a.png"}, b""),
         "/loop": (302, {"Location": "/loop"}, b""),
         "/500": (500, {}, b"boom"),
+        "/to-bad-port": (302, {"Location": "http://127.0.0.1:99999/a.png"}, b""),
+        "/to-negative-port": (302, {"Location": "http://127.0.0.1:-1/a.png"}, b""),
+        "/to-open-bracket": (302, {"Location": "http://[::1/a.png"}, b""),
+        "/to-name-in-brackets": (302, {"Location": "http://[127.0.0.1]/a.png"}, b""),
+        "/to-long": (302, {"Location": "/" + "a" * 4000}, b""),
     }
     _Handler.slow_paths = {"/slow"}
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -247,6 +294,20 @@ async def test_redirects_out_of_bounds_are_refused(http_origin: tuple[str, int],
     allow = settings(host, "169.254.169.254", "metadata.google.internal")
     with pytest.raises(ImageUrlRefused):
         await fetch.fetch_image(f"http://{host}:{port}{path}", allow)
+
+
+@pytest.mark.usefixtures("loopback_is_public")
+@pytest.mark.parametrize(
+    "path",
+    ["/to-bad-port", "/to-negative-port", "/to-open-bracket", "/to-name-in-brackets", "/to-long"],
+)
+async def test_malformed_redirects_are_refused(http_origin: tuple[str, int], path: str) -> None:
+    host, port = http_origin
+    hits = len(_Handler.hits)
+    # httpx itself rejects some Locations (422); the rest fail check_url (403): never a 500.
+    with pytest.raises((ImageUrlRefused, ImageFetchFailed)):
+        await fetch.fetch_image(f"http://{host}:{port}{path}", settings(host))
+    assert _Handler.hits[hits:] == [path]  # the redirect was not followed
 
 
 @pytest.mark.usefixtures("loopback_is_public")
@@ -345,6 +406,9 @@ def test_image_url_to_loopback_is_refused_by_the_server(
             f"http://{host}:{port}/a.png",
             f"http://localhost:{port}/a.png",
             "http://evil.example/a.png",
+            f"http://{host}:99999/a.png",
+            "http://[::1/a.png",
+            f"http://{host}/a\r\n.png",
         ):
             r = httpx.post(
                 url + "/ground", json={"image_url": target, "expression": "x"}, timeout=30
