@@ -19,13 +19,42 @@ MAX_URL_CHARS = 2048
 _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 
 
+# NAT64 prefixes: the well-known one embeds an IPv4 in its last 32 bits (RFC 6052); the
+# local-use one (RFC 8215) may embed it anywhere and is never globally meaningful.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 one carries (NAT64, IPv4-compatible, 6to4, Teredo)."""
+    found: list[ipaddress.IPv4Address] = []
+    if ip in _NAT64 or ip in _IPV4_COMPATIBLE:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    return found
+
+
+def _is_global(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable unicast by the registry's tables."""
+    return ip.is_global and not ip.is_multicast
+
+
 def _is_public(address: str) -> bool:
     """Globally routable unicast only: private, loopback, link-local, multicast, reserved and
-    shared (100.64/10, where some clouds put metadata services) addresses are refused."""
+    shared (100.64/10, where some clouds put metadata services) addresses are refused, as is
+    an IPv6 address that reaches a non-public IPv4 through a translator or tunnel."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _is_global(ip)
+    if ip.ipv4_mapped is not None:
+        return _is_global(ip.ipv4_mapped)
+    if ip in _NAT64_LOCAL:
+        return False
+    return _is_global(ip) and all(_is_global(v4) for v4 in _embedded_ipv4(ip))
 
 
 async def _resolve_public(host: str, port: int) -> str:

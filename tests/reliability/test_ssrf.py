@@ -135,7 +135,49 @@ def test_non_public_addresses_are_refused(address: str) -> None:
     assert not fetch._is_public(address)
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b::10.0.0.1",
+        "64:ff9b::100.64.0.1",
+        "64:ff9b:1::a00:1",  # local-use NAT64 (RFC 8215)
+        "64:ff9b:1:7f00:1::",
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::1",
+        "2002:c0a8:101::1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo, client 192.0.2.45
+        "2001:0:808:808:0:0:80ff:fffe",  # Teredo via 8.8.8.8 to 127.0.0.1
+        "2001:0:a00:1::1",  # Teredo server 10.0.0.1
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::a9fe:a9fe",
+    ],
+)
+def test_ipv6_embedding_a_non_public_ipv4_is_refused(address: str) -> None:
+    assert not fetch._is_public(address)
+
+
+async def test_a_nat64_answer_for_loopback_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def nat64(host: str, port: int, **kwargs: Any) -> list[Any]:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("64:ff9b::7f00:1", port, 0, 0))]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", nat64)
+    with pytest.raises(ImageUrlRefused, match="non-public"):
+        await fetch._resolve_public("img.example", 80)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "93.184.216.34",
+        "8.8.8.8",
+        "2606:4700:4700::1111",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",  # NAT64 of a public address: the translator reaches the internet
+        "2002:808:808::1",
+    ],
+)
 def test_public_addresses_pass(address: str) -> None:
     assert fetch._is_public(address)
 
