@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> None:
     peak = (args.peak_tflops * 1e12) if args.peak_tflops else peak_for(gpu)
     model_dir = args.model_dir
     if model_dir is None:
-        from boxguard.demo.checkpoint import build_tiny_checkpoint
+        from boxguard.server.tiny_checkpoint import build_tiny_checkpoint
 
         tiny = Path(build_tiny_checkpoint(args.work_dir / "tiny"))
         model_dir = write_dummy_7b(args.work_dir / "qwen2_5_vl_7b_dummy", tiny)

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from boxguard.guards.threshold import auroc
+from boxguard.server.tiny_checkpoint import build_tiny_checkpoint
 
-from ..guards.threshold import auroc
-from .checkpoint import build_tiny_checkpoint
 from .train_args import load_args, lr_at, parse_size, tiny_config
 from .train_attention import attention_loss
 from .train_aux import REGRESSION_LOSSES, AuxHeads, box_loss, position_loss

@@ -7,7 +7,8 @@ import json
 import math
 from pathlib import Path
 
-from .checkpoint import TinyConfig
+from boxguard.server.tiny_checkpoint import TinyConfig
+
 from .train_aux import REGRESSION_LOSSES
 
 # Always taken from the command line on --resume; other flags only when given explicitly.

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from boxguard.server.constraints import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
+from boxguard.server.models import adapter_for, resize_to_frame
 from PIL import Image
 
-from ..server.constraints import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
-from ..server.models import adapter_for, resize_to_frame
 from .dataset import scene_rng
 from .expressions import Sample, generate_expressions
 from .scenes import Scene, generate_scene, render_scene

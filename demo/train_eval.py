@@ -109,8 +109,8 @@ def generate_acc(model_dir: Path, examples: list[Example], *, batch_size: int = 
 
     A no-target example is right only with an empty list.
     """
-    from ..server.backends.hf_engine import DecodeParams, HFEngine, SequenceJob
-    from ..server.models import adapter_for, resize_to_frame
+    from boxguard.server.backends.hf_engine import DecodeParams, HFEngine, SequenceJob
+    from boxguard.server.models import adapter_for, resize_to_frame
 
     encoder_adapter = adapter_for(model_dir)
     engine = HFEngine(str(model_dir), min_pixels=encoder_adapter.min_pixels,

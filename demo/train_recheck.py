@@ -16,12 +16,12 @@ import random
 from dataclasses import dataclass
 
 import torch
+from boxguard.guards.geometry import clamp, iou
+from boxguard.guards.policy import Policy
+from boxguard.guards.visual import CropQuestion, margined, question_for
+from boxguard.server.evidence import crop_request
 from PIL import Image
 
-from ..guards.geometry import clamp, iou
-from ..guards.policy import Policy
-from ..guards.visual import CropQuestion, margined, question_for
-from ..server.evidence import crop_request
 from .dataset import scene_rng
 from .expressions import Sample, generate_expressions
 from .scenes import Scene, SceneObject, generate_scene, render_scene

@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-from importlib.resources import files
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-BUNDLED_CHECKPOINT = Path(str(files("boxguard.demo"))) / "checkpoint"
+
+def _demo_folder() -> Path:
+    """The installed demo package's folder, located without importing it (a data dependency)."""
+    spec = find_spec("boxguard.demo")
+    locations = spec.submodule_search_locations if spec is not None else None
+    # Without the demo the path does not exist, so the server builds its tiny random checkpoint.
+    return Path(next(iter(locations))) if locations else Path(__file__).parent / "no-demo"
+
+
+BUNDLED_CHECKPOINT = _demo_folder() / "checkpoint"
 # The guard policy a checkpoint recommends, next to its config.json (as generation_config.json
 # carries its sampling defaults): Policy fields, e.g. {"visual_check": true, ...}.
 POLICY_FILE = "boxguard_policy.json"
@@ -19,7 +28,7 @@ POLICY_FILE = "boxguard_policy.json"
 
 def builtin_checkpoint_dir() -> Path:
     """The built-in random-weight checkpoint, built once into the user's cache."""
-    from boxguard.demo.checkpoint import build_tiny_checkpoint
+    from boxguard.server.tiny_checkpoint import build_tiny_checkpoint
 
     cache = Path(os.environ.get("BOXGUARD_CACHE", Path.home() / ".cache" / "boxguard"))
     target = cache / "tiny-qwen2_5_vl"

@@ -7,15 +7,12 @@ air-gapped. The page holds no data, so it stays open when API keys are on; its r
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
-from boxguard.demo.dataset import demo_scene
-from boxguard.demo.scenes import Background, Scene, make_object, render_scene
 from boxguard.guards import Policy
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -39,54 +36,28 @@ ASSETS = {
 # The page is static and tiny: revalidate each time so an upgraded server is never stale.
 _REVALIDATE = {"Cache-Control": "no-cache"}
 
-_PAPER = Background("plain", (246, 245, 240))
-
-
-def _lone_circle() -> Scene:
-    """One large shape: what the bundled demo checkpoint localizes best."""
-    return Scene(400, 300, _PAPER, (make_object("circle", "red", "large", 230, 140, 120),))
-
-
-def _three_stars() -> Scene:
-    """Three stars and a distractor, for the `multiple` toggle."""
-    objects = (
-        make_object("star", "orange", "large", 90, 100, 90),
-        make_object("star", "orange", "large", 300, 90, 90),
-        make_object("star", "orange", "small", 200, 230, 60),
-        make_object("square", "purple", "large", 380, 240, 80),
-    )
-    return Scene(460, 320, _PAPER, objects)
-
-
-def _five_shapes() -> Scene:
-    """The fixed scene of `boxguard demo`."""
-    return demo_scene()[0]
-
 
 @dataclass(frozen=True)
 class SampleScene:
-    """A bundled scene of the demo world and the expressions the page suggests for it."""
+    """A bundled scene and the expressions the page suggests for it."""
 
     title: str
-    build: Callable[[], Scene]
     expressions: tuple[str, ...]  # the first is filled in when the scene is picked
 
 
-SAMPLES = {
-    "five-shapes": SampleScene(
-        "Five shapes", _five_shapes, tuple(sample.expression for sample in demo_scene()[1])
-    ),
-    "one-circle": SampleScene("One circle", _lone_circle, ("the red circle", "the blue square")),
-    "stars": SampleScene("Stars", _three_stars, ("the orange stars", "the small orange star")),
-}
+def _load_samples() -> dict[str, SampleScene]:
+    """The scenes of static/samples/ (written by `python -m boxguard.demo.playground_samples`)."""
+    index = json.loads((_STATIC / "samples" / "samples.json").read_text(encoding="utf-8"))
+    return {s["name"]: SampleScene(s["title"], tuple(s["expressions"])) for s in index}
+
+
+SAMPLES = _load_samples()
 
 
 @lru_cache(maxsize=len(SAMPLES))
 def sample_png(name: str) -> bytes:
-    """The rendered PNG of sample scene `name` (rendered once per process)."""
-    buffer = io.BytesIO()
-    render_scene(SAMPLES[name].build()).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    """The PNG of sample scene `name` (read once per process)."""
+    return (_STATIC / "samples" / f"{name}.png").read_bytes()
 
 
 def playground_config(settings: Settings, policy: Policy | None = None) -> dict[str, Any]:
@@ -152,7 +123,7 @@ async def page_config(request: Request) -> JSONResponse:
 
 @router.get(ASSET_PREFIX + "samples/{name}.png")
 async def playground_sample(name: str) -> Response:
-    """A bundled sample scene, rendered by the demo world."""
+    """A bundled sample scene."""
     if name not in SAMPLES:
         raise HTTPException(404, f"no sample scene {name!r}")
     return Response(sample_png(name), media_type="image/png")

@@ -74,7 +74,7 @@ class TinyConfig:
 
 def _tokenizer_corpus() -> list[str]:
     """Text the BPE merges are learned from: prompts, JSON answers, think traces, vocabulary."""
-    from ..server.models.base import R1_SUFFIX, SYSTEM_PROMPT
+    from .models.base import R1_SUFFIX, SYSTEM_PROMPT
 
     words = (
         "circle square triangle star hexagon red green blue yellow purple orange small large "

@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in random-weight Qwen2.5-VL checkpoint, built once per session."""
     pytest.importorskip("torch")
-    from boxguard.demo.checkpoint import build_tiny_checkpoint
+    from boxguard.server.tiny_checkpoint import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2_5_vl")
 

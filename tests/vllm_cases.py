@@ -56,7 +56,7 @@ def vllm_settings(model: Path, platform: dict[str, Any], **kw: Any) -> Settings:
 @pytest.fixture(scope="module")
 def vllm_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random-weight Qwen2.5-VL checkpoint with a text head dimension of 64."""
-    from boxguard.demo.checkpoint import TinyConfig, build_tiny_checkpoint
+    from boxguard.server.tiny_checkpoint import TinyConfig, build_tiny_checkpoint
 
     config = TinyConfig(text_hidden=128, text_heads=2, text_kv_heads=1)
     return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-hd64", config)

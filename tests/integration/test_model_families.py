@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from boxguard.demo.checkpoint import build_tiny_checkpoint
+from boxguard.server.tiny_checkpoint import build_tiny_checkpoint
 from boxguard.server.app import create_app
 from boxguard.server.schema import GroundResponse
 from boxguard.server.settings import Settings

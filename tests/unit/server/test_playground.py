@@ -32,12 +32,11 @@ def test_config_without_overrides_uses_the_guards_defaults() -> None:
     assert config["max_policy_samples"] == Settings().max_policy_samples
 
 
-def test_samples_are_rendered_pngs_of_their_scenes_with_expressions() -> None:
+def test_samples_are_pngs_with_expressions() -> None:
     config = playground_config(Settings())
     assert [s["name"] for s in config["samples"]] == list(SAMPLES)
     for name, sample in SAMPLES.items():
-        scene = sample.build()
         image = Image.open(io.BytesIO(sample_png(name)))
-        assert image.format == "PNG" and image.size == (scene.width, scene.height)
+        assert image.format == "PNG" and image.width > 0 and image.height > 0
         assert sample.expressions and all(e.strip() for e in sample.expressions)
-    assert sample_png("stars") is sample_png("stars")  # rendered once
+    assert sample_png("stars") is sample_png("stars")  # read once
