@@ -121,7 +121,7 @@ def start_server(args: argparse.Namespace, log_path: Path) -> tuple[subprocess.P
     }
     if args.model:
         env["BOXGUARD_MODEL"] = args.model
-    cmd = [sys.executable, "-c", "from boxguard.clients.cli import main; main()", "serve"]
+    cmd = [sys.executable, "-c", "from boxguard.cli.commands import main; main()", "serve"]
     log = log_path.open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -125,7 +125,7 @@ def time_eval(path: Path, repeats: int = 3, cli: bool = True) -> dict[str, float
             [
                 sys.executable,
                 "-m",
-                "boxguard.clients.cli",
+                "boxguard.cli",
                 "eval",
                 "--outputs",
                 str(path),

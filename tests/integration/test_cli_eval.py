@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from boxguard.clients import cli
+from boxguard.cli import commands as cli
 from PIL import Image
 from typer.testing import CliRunner
 

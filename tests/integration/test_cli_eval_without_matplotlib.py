@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from boxguard.clients import cli
+from boxguard.cli import commands as cli
 from typer.testing import CliRunner
 
 HINT = 'pip install "boxguard[eval]"'

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-SERVE = [sys.executable, "-m", "boxguard.clients.cli", "serve"]
+SERVE = [sys.executable, "-m", "boxguard.cli", "serve"]
 
 
 def _env() -> dict[str, str]:

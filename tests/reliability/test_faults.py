@@ -437,7 +437,7 @@ def sigterm_run(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
         "TOKENIZERS_PARALLELISM": "false",
     }
     log = tmp_path_factory.mktemp("sigterm") / "serve.log"
-    cmd = [sys.executable, "-c", "from boxguard.clients.cli import main; main()", "serve"]
+    cmd = [sys.executable, "-c", "from boxguard.cli.commands import main; main()", "serve"]
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

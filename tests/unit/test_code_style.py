@@ -19,7 +19,7 @@ def test_ruff_is_clean() -> None:
     assert out.returncode == 0, out.stdout[-4000:]
 
 
-MYPY_CLEAN_PACKAGES = ["server", "guards", "clients", "bench", "demo"]
+MYPY_CLEAN_PACKAGES = ["server", "guards", "clients", "cli", "bench", "demo"]
 
 
 def test_mypy_is_clean_on_the_shipped_packages() -> None:

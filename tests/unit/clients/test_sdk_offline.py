@@ -1,13 +1,11 @@
-"""Offline evaluation of stored outputs: loaders, scoring, per-check breakdown, the CLI."""
+"""Offline evaluation of stored outputs: loaders, scoring, per-check breakdown."""
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
-from boxguard.clients import cli
 from boxguard.clients.offline import (
     check_breakdown,
     evaluate_outputs,
@@ -15,44 +13,16 @@ from boxguard.clients.offline import (
     run_offline_eval,
 )
 from boxguard.guards import Policy
-from typer.testing import CliRunner
+from sdk_fakes import TRUTH, write_vlm_r1_log
 
-runner = CliRunner()
-QUESTION = "Please provide the bounding box coordinate of the region this sentence describes: {}."
 RIGHT = '[{"bbox_2d": [10, 10, 50, 50], "label": "red car"}]'
 WRONG_LABEL = '[{"bbox_2d": [60, 60, 90, 90], "label": "blue truck"}]'
 ANSWER_RIGHT_BOX = '[{"bbox_2d": [10, 10, 50, 50], "label": "blue truck"}]'
-TRUTH = [10, 10, 50, 50]
 LEXICON_ONLY = Policy(label_embeddings=False)
 
 
-def write_log(path: Path, rows: list[tuple[str, str]], gz: bool = True) -> Path:
-    """A VLM-R1 log of (expression, model_output) rows, all with the same true box."""
-    data = {
-        "accuracy": 50.0,
-        "results": [
-            {
-                "image": "train2014/x.jpg",
-                "question": QUESTION.format(expr),
-                "ground_truth": TRUTH,
-                "model_output": out,
-                "extracted_answer": [0, 0, 0, 0],
-                "correct": 0,
-            }
-            for expr, out in rows
-        ],
-    }
-    text = json.dumps(data)
-    if gz:
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
-
 def test_vlm_r1_log(tmp_path: Path) -> None:
-    outs = load_outputs(write_log(tmp_path / "log.json.gz", [("red car", RIGHT)]))
+    outs = load_outputs(write_vlm_r1_log(tmp_path / "log.json.gz", [("red car", RIGHT)]))
     assert len(outs) == 1
     assert outs[0].sample.expression == "red car"
     assert outs[0].sample.bbox == (10.0, 10.0, 50.0, 50.0)
@@ -98,7 +68,7 @@ def test_outputs_jsonl_errors(tmp_path: Path, row: dict[str, object], error: str
 
 def test_unknown_size_never_comes_from_the_truth(tmp_path: Path) -> None:
     # The truth lies far outside the answer: the frame must not stretch to it.
-    log = write_log(tmp_path / "log.json.gz", [("red car", RIGHT)], gz=False)
+    log = write_vlm_r1_log(tmp_path / "log.json.gz", [("red car", RIGHT)], gz=False)
     rec = evaluate_outputs(load_outputs(log), LEXICON_ONLY)[0]
     assert rec.result is not None
     assert (rec.result.image.width, rec.result.image.height) == (51, 51)
@@ -111,7 +81,8 @@ def test_check_breakdown(tmp_path: Path) -> None:
         ("red car", ANSWER_RIGHT_BOX),
         ("red car", "no box here"),
     ]
-    records = evaluate_outputs(load_outputs(write_log(tmp_path / "l.json.gz", rows)), LEXICON_ONLY)
+    log = write_vlm_r1_log(tmp_path / "l.json.gz", rows)
+    records = evaluate_outputs(load_outputs(log), LEXICON_ONLY)
     checks = check_breakdown(records)
     # 2 right answers (1 abstained by label_match), 2 wrong (both abstained).
     assert checks["all"] == {
@@ -133,7 +104,7 @@ def test_check_breakdown(tmp_path: Path) -> None:
 
 
 def test_run_offline_eval_writes_the_live_report(tmp_path: Path) -> None:
-    log = write_log(tmp_path / "l.json.gz", [("red car", RIGHT), ("red car", "nothing")])
+    log = write_vlm_r1_log(tmp_path / "l.json.gz", [("red car", RIGHT), ("red car", "nothing")])
     summary = run_offline_eval(log, report_dir=tmp_path / "out", policy={"label_embeddings": False})
     assert summary["parse_rate"] == 0.5 and summary["log_parse_rate"] == 0.0
     assert summary["raw_accuracy"] == 0.5 and summary["coverage"] == 0.5
@@ -142,30 +113,3 @@ def test_run_offline_eval_writes_the_live_report(tmp_path: Path) -> None:
     assert "## Abstentions per check" in (tmp_path / "out" / "report.md").read_text()
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["checks"]["format"]["wrong_caught"] == 1
-
-
-def test_cli_eval_outputs(tmp_path: Path) -> None:
-    log = write_log(tmp_path / "l.json.gz", [("red car", RIGHT)])
-    res = runner.invoke(
-        cli.app,
-        ["eval", "--outputs", str(log), "--json", "--policy", '{"label_embeddings": false}'],
-    )
-    assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["parse_rate"] == 1.0
-    res = runner.invoke(cli.app, ["eval", "--outputs", str(log), "--report", str(tmp_path / "r")])
-    assert res.exit_code == 0 and "parse rate 1.000" in res.output
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["eval"],
-        ["eval", "data.jsonl", "--outputs", "x.json"],
-        ["eval", "--outputs", "missing.json"],
-        ["eval", "--outputs", "{log}", "--policy", '{"min_confidence": 7}'],
-    ],
-)
-def test_cli_eval_outputs_bad_usage(tmp_path: Path, args: list[str]) -> None:
-    log = write_log(tmp_path / "l.json.gz", [("red car", RIGHT)])
-    res = runner.invoke(cli.app, [a.replace("{log}", str(log)) for a in args])
-    assert res.exit_code == 2, res.output

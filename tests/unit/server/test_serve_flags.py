@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from boxguard.clients import cli
+from boxguard.cli import commands as cli
 from boxguard.server.serve import (
     ServeError,
     build_settings,
@@ -136,7 +136,7 @@ def test_light_install_serve_prints_the_install_hint_whatever_the_flags() -> Non
         "import sys\n"
         "sys.modules['pydantic_settings'] = None  # the light install has no server extra\n"
         "from typer.testing import CliRunner\n"
-        "from boxguard.clients import cli\n"
+        "from boxguard.cli import commands as cli\n"
         "r = CliRunner().invoke(cli.app, ['serve', '--port', '8000', '--model', 'm'])\n"
         "print(r.exit_code, r.output)\n"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from pathlib import Path
@@ -149,4 +150,35 @@ def write_eval_set(root: Path) -> Path:
         Image.new("RGB", (64, 48), "white").save(root / row["image"])
     path = root / "val.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in EVAL_ROWS))
+    return path
+
+
+VLM_R1_QUESTION = (
+    "Please provide the bounding box coordinate of the region this sentence describes: {}."
+)
+TRUTH = [10, 10, 50, 50]  # the true box of every row of write_vlm_r1_log
+
+
+def write_vlm_r1_log(path: Path, rows: list[tuple[str, str]], gz: bool = True) -> Path:
+    """A VLM-R1 log of (expression, model_output) rows, all with the same true box."""
+    data = {
+        "accuracy": 50.0,
+        "results": [
+            {
+                "image": "train2014/x.jpg",
+                "question": VLM_R1_QUESTION.format(expr),
+                "ground_truth": TRUTH,
+                "model_output": out,
+                "extracted_answer": [0, 0, 0, 0],
+                "correct": 0,
+            }
+            for expr, out in rows
+        ],
+    }
+    text = json.dumps(data)
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
     return path

@@ -17,13 +17,12 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from boxguard.clients.base import DEFAULT_TIMEOUT
+from boxguard.clients.errors import BoxguardError, InvalidRequest
+from boxguard.clients.images import is_url
+from boxguard.clients.results import GroundResult
+from boxguard.clients.sync import Client
 from typer.core import TyperCommand, TyperOption
-
-from .base import DEFAULT_TIMEOUT
-from .errors import BoxguardError, InvalidRequest
-from .images import is_url
-from .results import GroundResult
-from .sync import Client
 
 __all__ = ["app", "main", "make_client"]
 
@@ -193,47 +192,55 @@ def ground(
             typer.echo(f"drawn: {draw}")
 
 
+# The options of `eval` that only it takes.
+DatasetArg = Annotated[
+    Path | None,
+    typer.Argument(help="boxguard JSONL or VLM-R1 REC JSON file.", metavar="DATASET"),
+]
+OutputsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--outputs",
+        help="Evaluate stored model outputs offline, no server: a VLM-R1 log or outputs "
+        "JSONL (id, expression, output, bbox, image_size?, frame?), gzipped or not.",
+    ),
+]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--report",
+        metavar="DIR",
+        help="Write samples.jsonl, report.json/.md, PNG, index.html here.",
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int,
+    typer.Option("--concurrency", "-c", min=1, metavar="N", help="Requests in flight at once."),
+]
+ImageRootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--image-root",
+        metavar="DIR",
+        help="Root of the image paths (default: the dataset's folder).",
+    ),
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", metavar="FORMAT", help="auto, jsonl or vlm-r1.")
+]
+LimitOpt = Annotated[int | None, typer.Option(metavar="N", help="Only the first N samples.")]
+
+
 @app.command("eval", cls=Command)
 def eval_(
-    dataset: Annotated[
-        Path | None,
-        typer.Argument(help="boxguard JSONL or VLM-R1 REC JSON file.", metavar="DATASET"),
-    ] = None,
-    outputs: Annotated[
-        Path | None,
-        typer.Option(
-            "--outputs",
-            help="Evaluate stored model outputs offline, no server: a VLM-R1 log or outputs "
-            "JSONL (id, expression, output, bbox, image_size?, frame?), gzipped or not.",
-        ),
-    ] = None,
+    dataset: DatasetArg = None,
+    outputs: OutputsOpt = None,
     server: ServerOpt = None,
-    report: Annotated[
-        Path | None,
-        typer.Option(
-            "--report",
-            metavar="DIR",
-            help="Write samples.jsonl, report.json/.md, PNG, index.html here.",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int,
-        typer.Option("--concurrency", "-c", min=1, metavar="N", help="Requests in flight at once."),
-    ] = 8,
-    image_root: Annotated[
-        Path | None,
-        typer.Option(
-            "--image-root",
-            metavar="DIR",
-            help="Root of the image paths (default: the dataset's folder).",
-        ),
-    ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", metavar="FORMAT", help="auto, jsonl or vlm-r1.")
-    ] = "auto",
-    limit: Annotated[
-        int | None, typer.Option(metavar="N", help="Only the first N samples.")
-    ] = None,
+    report: ReportOpt = None,
+    concurrency: ConcurrencyOpt = 8,
+    image_root: ImageRootOpt = None,
+    fmt: FormatOpt = "auto",
+    limit: LimitOpt = None,
     think: Annotated[bool, typer.Option("--think", help="Ask for think traces.")] = False,
     multiple: Annotated[
         bool, typer.Option("--multiple", help="Every matching object per sample.")
@@ -283,9 +290,8 @@ def _eval_outputs(
     policy: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """`eval --outputs`: verify stored outputs with the guards, no server."""
+    from boxguard.clients.offline import run_offline_eval
     from pydantic import ValidationError
-
-    from .offline import run_offline_eval
 
     if not outputs.is_file():
         raise typer.BadParameter(f"no such file: {outputs}", param_hint="--outputs")
@@ -321,7 +327,7 @@ def _eval_server(
     progress: bool,
 ) -> dict[str, Any]:
     """`eval DATASET`: ground every sample through a server."""
-    from .evaluation import run_eval
+    from boxguard.clients.evaluation import run_eval
 
     if fmt not in ("auto", "jsonl", "vlm-r1"):
         raise typer.BadParameter("auto, jsonl or vlm-r1", param_hint="--format")
@@ -350,11 +356,10 @@ def _eval_server(
 
 def _print_summary(summary: dict[str, Any], report: Path | None) -> None:
     """The headline metrics as a rich table."""
+    from boxguard.clients.report import _fmt, check_table
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
-
-    from .report import _fmt, check_table
 
     table = Table(title=f"evaluation of {summary['dataset']}", title_justify="left")
     table.add_column("metric")
@@ -393,15 +398,6 @@ def _server_missing(exc: ImportError) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _serve_flags() -> list[inspect.Parameter]:
-    """One option per server setting; none on the light install (serve then prints the hint)."""
-    try:
-        from boxguard.server.serve import serve_flags
-    except ImportError:
-        return []
-    return serve_flags()
-
-
 def serve(ctx: typer.Context, **flags: Any) -> None:
     """Run the grounding server (needs the server extra).
 
@@ -424,21 +420,48 @@ def serve(ctx: typer.Context, **flags: Any) -> None:
         raise typer.Exit(2) from None
 
 
-_SERVE_FLAGS = _serve_flags()
-serve.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [
-        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        *_SERVE_FLAGS,
-    ]
-)
-# Without the server extra there are no flags to parse: take any, so serve prints the hint.
-app.command(
-    "serve",
-    cls=Command,
-    context_settings={}
-    if _SERVE_FLAGS
-    else {"ignore_unknown_options": True, "allow_extra_args": True},
-)(serve)
+_CTX = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+
+
+class ServeCommand(Command):
+    """`serve`, its flags (one per server setting) built on first use.
+
+    The server is imported only when `serve` parses its arguments or prints its help, so
+    `boxguard --help` and the client commands never import it.
+    """
+
+    flags_built = False
+
+    def build_flags(self) -> None:
+        """Take the params and callback of `serve` with every server setting as a flag."""
+        if self.flags_built:
+            return
+        self.flags_built = True
+        try:
+            from boxguard.server.serve import serve_flags
+        except ImportError:
+            # The light install has no flags to parse: take any, so serve prints the hint.
+            self.context_settings.update(ignore_unknown_options=True, allow_extra_args=True)
+            return
+        serve.__signature__ = inspect.Signature([_CTX, *serve_flags()])  # type: ignore[attr-defined]
+        full = typer.Typer(add_completion=False)
+        full.command(cls=Command)(serve)
+        command = typer.main.get_command(full)
+        self.params, self.callback = command.params, command.callback
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        self.build_flags()  # before the context reads context_settings
+        return super().make_context(info_name, args, parent, **extra)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        self.build_flags()
+        return super().get_params(ctx)
+
+
+serve.__signature__ = inspect.Signature([_CTX])  # type: ignore[attr-defined]
+app.command("serve", cls=ServeCommand)(serve)
 
 
 @app.command(cls=Command)
@@ -463,9 +486,5 @@ def demo(
 
 
 def main() -> None:
-    """Entry point of the ``boxguard`` console script."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
+    """Entry point of the ``boxguard`` console script and of ``python -m boxguard.cli``."""
+    app(prog_name="boxguard")

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from boxguard.clients import cli
+from boxguard.cli import commands as cli
+from boxguard.server.serve import serve_flags
 from PIL import Image
 from sdk_fakes import eval_handler, fail, make_body, ok, write_eval_set
 from typer.testing import CliRunner
@@ -152,6 +153,7 @@ def test_eval_bad_dataset(tmp_path: Path) -> None:
 def test_serve_passes_only_given_options(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, object]] = []
     stub = types.ModuleType("boxguard.server.serve")
+    stub.serve_flags = serve_flags  # type: ignore[attr-defined]
     stub.run = calls.append  # type: ignore[attr-defined]
     stub.ServeError = RuntimeError  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "boxguard.server.serve", stub)

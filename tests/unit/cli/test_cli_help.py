@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from boxguard.clients import cli
+from boxguard.cli import commands as cli
 from typer.testing import CliRunner
 
 runner = CliRunner()
