@@ -55,16 +55,16 @@ class SampleRecord:
         """What this sample contributes to the metrics."""
         result = self.result
         return Outcome(
+            confidence=self.confidence,
+            correct=self.raw_correct,
+            abstained=self.status == "abstained"
+            and any(r != CONFIDENCE_CHECK for r in self.reasons or ["unspecified"]),
             has_target=self.sample.has_target,
             answered=self.status == "accepted",
-            correct=self.correct,
-            raw_correct=self.raw_correct,
+            verdict_correct=self.correct,
             predicted_empty=result is not None and result.accepted and not result.detections,
-            confidence=self.confidence,
             reasons=tuple(self.reasons),
             error=self.status == "error",
-            other_abstention=self.status == "abstained"
-            and any(r != CONFIDENCE_CHECK for r in self.reasons or ["unspecified"]),
         )
 
     def row(self) -> dict[str, Any]:

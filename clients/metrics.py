@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from boxguard.guards import threshold as guard_threshold
 from boxguard.guards.geometry import iou
-from boxguard.guards.threshold import aurc, coverage, phi, risk_coverage_curve
+from boxguard.guards.threshold import Outcome, aurc, coverage, phi, risk_coverage_curve
 
 __all__ = [
     "Outcome",
@@ -43,21 +42,6 @@ __all__ = [
 IOU_THRESHOLD = 0.5
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one evaluated sample contributes to the metrics."""
-
-    has_target: bool
-    answered: bool
-    correct: bool
-    raw_correct: bool
-    predicted_empty: bool = False
-    confidence: float | None = None
-    reasons: tuple[str, ...] = ()
-    error: bool = False
-    other_abstention: bool = False  # abstained for a reason a confidence threshold cannot undo
-
-
 def selective_accuracy(answered: Sequence[bool], correct: Sequence[bool]) -> float | None:
     """Accuracy over the answered samples only (None when nothing was answered)."""
     hits = [c for a, c in zip(answered, correct, strict=True) if a]
@@ -72,18 +56,15 @@ def best_threshold(outcomes: Sequence[Outcome], c: float = 10.0) -> dict[str, fl
     ``{"threshold", "phi", "coverage"}`` at the pick, None for no samples.
 
     Example:
-        >>> best_threshold([Outcome(True, True, True, True, confidence=0.9),
-        ...                 Outcome(True, True, False, False, confidence=0.4)])
+        >>> best_threshold([Outcome(0.9, True, answered=True, verdict_correct=True),
+        ...                 Outcome(0.4, False, answered=True)])
         {'threshold': 0.9, 'phi': 0.5, 'coverage': 0.5}
     """
     if not outcomes:
         return None
-    rows = [
-        guard_threshold.Outcome(o.confidence, o.raw_correct, o.other_abstention) for o in outcomes
-    ]
-    t = guard_threshold.pick_threshold(rows, "phi", c=c)
-    cov, _ = guard_threshold.coverage_risk(rows, t)
-    return {"threshold": t, "phi": guard_threshold.phi_c(rows, t, c), "coverage": cov}
+    t = guard_threshold.pick_threshold(outcomes, "phi", c=c)
+    cov, _ = guard_threshold.coverage_risk(outcomes, t)
+    return {"threshold": t, "phi": guard_threshold.phi_c(outcomes, t, c), "coverage": cov}
 
 
 def n_acc(outcomes: Sequence[Outcome]) -> float | None:
@@ -107,12 +88,12 @@ def summarize(
     threshold use the model's raw top answer and its confidence, errors left out.
 
     Example:
-        >>> summarize([Outcome(True, True, True, True, confidence=0.8)])["accuracy"]
+        >>> summarize([Outcome(0.8, True, answered=True, verdict_correct=True)])["accuracy"]
         1.0
     """
     n = len(outcomes)
     answered = [o.answered for o in outcomes]
-    correct = [o.correct for o in outcomes]
+    correct = [o.verdict_correct for o in outcomes]
     scored = [o for o in outcomes if not o.error]
     reasons: Counter[str] = Counter()
     for o in outcomes:
@@ -122,10 +103,10 @@ def summarize(
     return {
         "n": n,
         "accuracy": sum(correct) / n if n else None,
-        "raw_accuracy": sum(o.raw_correct for o in outcomes) / n if n else None,
+        "raw_accuracy": sum(o.correct for o in outcomes) / n if n else None,
         "coverage": coverage(answered),
         "selective_accuracy": selective_accuracy(answered, correct),
-        "aurc": aurc((o.confidence, o.raw_correct) for o in scored),
+        "aurc": aurc((o.confidence, o.correct) for o in scored),
         "phi": {str(c): phi(answered, correct, float(c)) for c in phi_costs},
         "n_acc": n_acc(outcomes),
         "t_acc": t_acc(outcomes),

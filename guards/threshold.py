@@ -39,11 +39,25 @@ Objective = Literal["phi1", "phi10", "phi100", "phi", "risk"]
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One labelled result: confidence (None = no logprobs), correctness, prior abstention."""
+    """One labelled result: what the threshold picker and the evaluation reports score.
 
-    confidence: float | None
-    correct: bool
-    abstained: bool = False
+    The first three fields are the picker's; an evaluation (`boxguard.clients.metrics`) fills
+    the rest from the served verdict.
+
+    Example:
+        >>> Outcome(0.9, correct=True).answered, Outcome(None, False, abstained=True).abstained
+        (False, True)
+    """
+
+    confidence: float | None  # None: no logprobs, so no threshold can drop it
+    correct: bool  # the model's own answer is right, whatever the verdict
+    abstained: bool = False  # another check abstained: no confidence threshold can undo it
+    has_target: bool = True  # the expression names an object in the image
+    answered: bool = False  # the served verdict accepted the answer
+    verdict_correct: bool = False  # accepted and right (an abstention counts as wrong)
+    predicted_empty: bool = False  # the answer holds no box
+    reasons: tuple[str, ...] = ()  # the abstention's reasons
+    error: bool = False  # the request failed: left out of the confidence metrics
 
 
 def as_outcomes(results: Iterable[Any]) -> list[Outcome]:

@@ -58,14 +58,14 @@ def _o(
     error: bool = False,
 ) -> Outcome:
     return Outcome(
+        confidence=conf,
+        correct=correct if raw is None else raw,
+        abstained=other,
         has_target=has_target,
         answered=answered,
-        correct=correct,
-        raw_correct=correct if raw is None else raw,
+        verdict_correct=correct,
         predicted_empty=empty,
-        confidence=conf,
         reasons=reasons,
-        other_abstention=other,
         error=error,
     )
 
