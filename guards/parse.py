@@ -16,6 +16,7 @@ import ast
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 Span = tuple[int, int]
 
@@ -331,96 +332,137 @@ def _parse(text: str) -> Parsed:
     return whole if whole.ok else parsed
 
 
+@dataclass(frozen=True, slots=True)
+class _Region:
+    """The answer region text[start:end], with the think trace every Parsed of it carries."""
+
+    text: str
+    start: int
+    end: int
+    think: str | None
+    think_span: Span | None
+    prefix: str  # "think:", "recovered:", ... before the format name
+
+    @property
+    def body(self) -> str:
+        """The region's text."""
+        return self.text[self.start:self.end]
+
+    def parsed(self, ok: bool, fmt: str, **fields: Any) -> Parsed:
+        """A Parsed of this region, its format name prefixed."""
+        return Parsed(ok=ok, fmt=self.prefix + fmt, think=self.think,
+                      think_span=self.think_span, **fields)
+
+
 def _parse_region(text: str, start: int, end: int, think: str | None,
                   think_span: Span | None, kind: str) -> Parsed:
-    """Parse the answer in text[start:end]."""
-    region = text[start:end]
-    prefix = kind + ":" if kind else ""
-    # 1. Qwen2-VL native box tokens: 0..1000 relative.
-    toks = list(_BOX_TOKEN_RE.finditer(text, start, end))
-    if toks:
-        boxes = []
-        for m in toks:
-            spans = tuple(m.span(g) for g in "abcd")
-            label = m.group("label")
-            boxes.append(RawBox(
-                (float(m["a"]), float(m["b"]), float(m["c"]), float(m["d"])),
-                label=label.strip() or None if label is not None else None,
-                coord_spans=spans,
-                label_span=m.span("label") if label else None,
-            ))
-        return Parsed(ok=True, fmt=prefix + "qwen2-box-tokens", boxes=boxes, think=think,
-                      think_span=think_span, branch_span=(toks[0].start(), toks[0].start() + 1),
-                      native_frame="relative1000", detail=f"{len(boxes)} box token group(s)")
-    # 2. JSON or Python-literal objects (flat), tolerant of truncation.
+    """Parse the answer in text[start:end]: the first of the formats below that matches."""
+    region = _Region(text, start, end, think, think_span, kind + ":" if kind else "")
+    for parse in (_box_tokens, _objects, _bare_boxes, _said_no_object):
+        parsed = parse(region)
+        if parsed is not None:
+            return parsed
+    return _unparsed(region)
+
+
+def _box_tokens(r: _Region) -> Parsed | None:
+    """Qwen2-VL native box tokens: 0..1000 relative."""
+    toks = list(_BOX_TOKEN_RE.finditer(r.text, r.start, r.end))
+    if not toks:
+        return None
+    boxes = []
+    for m in toks:
+        spans = tuple(m.span(g) for g in "abcd")
+        label = m.group("label")
+        boxes.append(RawBox(
+            (float(m["a"]), float(m["b"]), float(m["c"]), float(m["d"])),
+            label=label.strip() or None if label is not None else None,
+            coord_spans=spans,
+            label_span=m.span("label") if label else None,
+        ))
+    return r.parsed(True, "qwen2-box-tokens", boxes=boxes,
+                    branch_span=(toks[0].start(), toks[0].start() + 1),
+                    native_frame="relative1000", detail=f"{len(boxes)} box token group(s)")
+
+
+def _objects(r: _Region) -> Parsed | None:
+    """JSON or Python-literal objects (flat), tolerant of truncation."""
+    text, start, end = r.text, r.start, r.end
     objs = list(_OBJECT_RE.finditer(text, start, end))
-    if objs:
-        boxes = []
-        rft_any = False
-        bad = 0
-        boxless = 0
-        for m in objs:
-            box, rft, malformed = _parse_object(m.group(), m.start())
-            rft_any = rft_any or rft
-            if box is not None:
-                boxes.append(box)
-            elif malformed:
-                bad += 1
-            else:
-                boxless += 1  # {"answer": "..."} next to the boxes: nothing to salvage
-        if not boxes:
-            bad, boxless = bad + boxless, 0
-        tail = text[objs[-1].end():end]
-        repaired = 1 if _OPEN_OBJECT_RE.search(tail) else 0
-        quotes = "python-literal" if "'" in region and '"' not in region else "json"
-        fmt = prefix + ("visual-rft" if rft_any else quotes)
-        branch = _branch_after_bracket(text, start, end, objs[0].start())
-        absent = _no_object(text, start, end) if not boxes else None
-        if absent is not None:
-            return Parsed(ok=True, fmt=fmt + "-no-objects", no_object=True, think=think,
-                          think_span=think_span, branch_span=absent[0],
-                          detail=f"'{absent[1]}': no such object")
-        if bad:
-            # Nested objects ({"attributes": {...}}) defeat the flat scan: try a real parse.
-            nested = _structured(region)
-            if nested:
-                return Parsed(ok=True, fmt=fmt + "-nested", boxes=nested, think=think,
-                              think_span=think_span, branch_span=branch,
-                              native_frame="relative1000" if rft_any else None,
-                              detail=f"{len(nested)} nested object(s), without token spans")
-            return Parsed(ok=False, fmt=fmt, boxes=boxes, think=think, think_span=think_span,
-                          detail=f"{bad} object(s) without a 4-number box")
-        detail = (f"{len(boxes)} object(s)" + (", repaired a truncated list" if repaired else "")
-                  + (f", ignored {boxless} object(s) without a box" if boxless else ""))
-        return Parsed(ok=True, fmt=fmt, boxes=boxes, think=think, think_span=think_span,
-                      branch_span=branch, native_frame="relative1000" if rft_any else None,
-                      repaired=repaired, detail=detail)
-    # 3. Bare [x1, y1, x2, y2] lists, else tuples.
-    bare = (list(_BARE_BOX_RE.finditer(text, start, end))
-            or list(_BARE_TUPLE_RE.finditer(text, start, end)))
-    if bare:
-        boxes = [_box_from_match(m) for m in bare]
-        return Parsed(ok=True, fmt=prefix + "bare-list", boxes=boxes, think=think,
-                      think_span=think_span, branch_span=(bare[0].start(), bare[0].start() + 1),
-                      detail=f"{len(boxes)} bare box list(s)")
-    # 4. Explicit "no object" answers.
-    empty = _EMPTY_LIST_RE.search(text, start, end)
+    if not objs:
+        return None
+    boxes = []
+    rft_any = False
+    bad = 0
+    boxless = 0
+    for m in objs:
+        box, rft, malformed = _parse_object(m.group(), m.start())
+        rft_any = rft_any or rft
+        if box is not None:
+            boxes.append(box)
+        elif malformed:
+            bad += 1
+        else:
+            boxless += 1  # {"answer": "..."} next to the boxes: nothing to salvage
+    if not boxes:
+        bad, boxless = bad + boxless, 0
+    tail = text[objs[-1].end():end]
+    repaired = 1 if _OPEN_OBJECT_RE.search(tail) else 0
+    quotes = "python-literal" if "'" in r.body and '"' not in r.body else "json"
+    fmt = "visual-rft" if rft_any else quotes
+    frame = "relative1000" if rft_any else None
+    branch = _branch_after_bracket(text, start, end, objs[0].start())
+    absent = _no_object(text, start, end) if not boxes else None
+    if absent is not None:
+        return r.parsed(True, fmt + "-no-objects", no_object=True, branch_span=absent[0],
+                        detail=f"'{absent[1]}': no such object")
+    if bad:
+        # Nested objects ({"attributes": {...}}) defeat the flat scan: try a real parse.
+        nested = _structured(r.body)
+        if nested:
+            return r.parsed(True, fmt + "-nested", boxes=nested, branch_span=branch,
+                            native_frame=frame,
+                            detail=f"{len(nested)} nested object(s), without token spans")
+        return r.parsed(False, fmt, boxes=boxes, detail=f"{bad} object(s) without a 4-number box")
+    detail = (f"{len(boxes)} object(s)" + (", repaired a truncated list" if repaired else "")
+              + (f", ignored {boxless} object(s) without a box" if boxless else ""))
+    return r.parsed(True, fmt, boxes=boxes, branch_span=branch, native_frame=frame,
+                    repaired=repaired, detail=detail)
+
+
+def _bare_boxes(r: _Region) -> Parsed | None:
+    """Bare [x1, y1, x2, y2] lists, else tuples."""
+    bare = (list(_BARE_BOX_RE.finditer(r.text, r.start, r.end))
+            or list(_BARE_TUPLE_RE.finditer(r.text, r.start, r.end)))
+    if not bare:
+        return None
+    boxes = [_box_from_match(m) for m in bare]
+    return r.parsed(True, "bare-list", boxes=boxes,
+                    branch_span=(bare[0].start(), bare[0].start() + 1),
+                    detail=f"{len(boxes)} bare box list(s)")
+
+
+def _said_no_object(r: _Region) -> Parsed | None:
+    """Explicit "no object" answers: an empty list, or words saying so."""
+    empty = _EMPTY_LIST_RE.search(r.text, r.start, r.end)
     if empty:
         close = empty.end() - 1
-        return Parsed(ok=True, fmt=prefix + "empty-list", no_object=True, think=think,
-                      think_span=think_span, branch_span=(close, close + 1),
-                      detail="empty list: no such object")
-    absent = _no_object(text, start, end)
-    if absent is not None:
-        span, phrase = absent
-        return Parsed(ok=True, fmt=prefix + "no-objects", no_object=True, think=think,
-                      think_span=think_span, branch_span=span,
-                      detail=f"'{phrase}': no such object")
-    if _OPEN_OBJECT_RE.search(region):
+        return r.parsed(True, "empty-list", no_object=True, branch_span=(close, close + 1),
+                        detail="empty list: no such object")
+    absent = _no_object(r.text, r.start, r.end)
+    if absent is None:
+        return None
+    span, phrase = absent
+    return r.parsed(True, "no-objects", no_object=True, branch_span=span,
+                    detail=f"'{phrase}': no such object")
+
+
+def _unparsed(r: _Region) -> Parsed:
+    """Nothing usable in the region: say why."""
+    if _OPEN_OBJECT_RE.search(r.body):
         detail = "only an incomplete (truncated) object"
-    elif region.strip():
+    elif r.body.strip():
         detail = "no box found in the answer"
     else:
         detail = "empty answer"
-    return Parsed(ok=False, fmt=prefix + "unparsed", think=think, think_span=think_span,
-                  detail=detail)
+    return r.parsed(False, "unparsed", detail=detail)
