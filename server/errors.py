@@ -136,6 +136,12 @@ class BackendUnavailable(BoxguardServerError):
     title = "The model backend is not available"
 
 
+class TooManyConnections(BoxguardServerError):
+    status_code = 503
+    code = "too_many_connections"
+    title = "The server has too many open connections"
+
+
 class GenerationTimeout(BoxguardServerError):
     status_code = 504
     code = "generation_timeout"

@@ -17,13 +17,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import NoneType, UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 import typer
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from .settings import FLAG_GROUPS, Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 OTHER_GROUP = "Other"
 
@@ -129,7 +132,8 @@ def check_device(settings: Settings) -> None:
 def listen_socket(host: str, port: int) -> socket.socket:
     """A bound socket for the server, so a busy port fails before the model loads."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -150,6 +154,18 @@ def listen_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def uvicorn_config(app: Any, settings: Settings, **kwargs: Any) -> uvicorn.Config:
+    """uvicorn's Config with boxguard's connection limits and access-log scrubbing."""
+    import uvicorn
+
+    from .connections import SCRUB_SECRETS, protocol_for
+
+    config = uvicorn.Config(app, http=protocol_for(settings), **kwargs)
+    # After Config: it (re)configures uvicorn's loggers; addFilter ignores a second add.
+    logging.getLogger("uvicorn.access").addFilter(SCRUB_SECRETS)
+    return config
+
+
 def run(overrides: dict[str, Any]) -> None:
     """Check settings, model, GPU and port, then serve until SIGINT/SIGTERM (draining requests)."""
     settings = build_settings(overrides)
@@ -168,8 +184,9 @@ def run(overrides: dict[str, Any]) -> None:
     )
     # uvicorn logs no "running on" line for a socket it is handed, so name the port here.
     logging.getLogger("boxguard.server").info("listening on %s", listen_url(sock))
-    config = uvicorn.Config(
+    config = uvicorn_config(
         create_app(settings),
+        settings,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -183,9 +200,16 @@ def run(overrides: dict[str, Any]) -> None:
 
 @contextmanager
 def serve_in_thread(
-    app: Any, *, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 300
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    timeout_s: float = 300,
+    settings: Settings | None = None,
+    ready_path: str = "/readyz",
 ) -> Iterator[str]:
     """Serve `app` with uvicorn in a background thread until the block exits; yields its URL.
+    `settings` gives the connection limits (default: Settings()'s).
 
     Example:
         >>> with serve_in_thread(create_app(Settings())) as url:  # doctest: +SKIP
@@ -196,14 +220,15 @@ def serve_in_thread(
 
     sock = listen_socket(host, port)
     base_url = listen_url(sock)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    config = uvicorn_config(app, settings or Settings(), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s
     try:
         while True:
             try:
-                if httpx.get(base_url + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(base_url + ready_path, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

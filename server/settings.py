@@ -10,7 +10,17 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # `boxguard serve --help` lists the flags in these panels, in this order, as `vllm serve --help`
 # groups its own; a field named in none of them is listed under "Other".
 FLAG_GROUPS: dict[str, tuple[str, ...]] = {
-    "Server": ("host", "port", "api_keys", "metrics_require_key", "cors_origins", "log_level"),
+    "Server": (
+        "host",
+        "port",
+        "api_keys",
+        "metrics_require_key",
+        "cors_origins",
+        "log_level",
+        "header_timeout_s",
+        "keep_alive_timeout_s",
+        "max_connections",
+    ),
     "Model": (
         "model",
         "model_name",
@@ -130,6 +140,15 @@ class Settings(BaseSettings):
         2.0, gt=0, description="How often a dead backend is detected and restarted."
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request line and headers must arrive within this, else close."
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0, description="Close a keep-alive connection idle for this long."
+    )
+    max_connections: int = Field(
+        1024, ge=1, description="Open connections; more are answered 503 and closed."
+    )
     # vLLM engine arguments (the vllm backend only).
     gpu_memory_utilization: float = Field(
         0.9, gt=0, le=1, description="Share of each GPU's memory vLLM may take."

@@ -187,6 +187,15 @@ def test_settings_are_real_boxguard_settings(rendered: dict, overlay: str) -> No
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
+def test_connection_limits_are_set(rendered: dict, overlay: str) -> None:
+    """Slow or idle clients are bounded in the pod itself: header, keep-alive, connection cap."""
+    env = _settings_env(rendered[overlay])
+    assert 0 < float(env["BOXGUARD_HEADER_TIMEOUT_S"]) <= 30
+    assert 0 < float(env["BOXGUARD_KEEP_ALIVE_TIMEOUT_S"]) <= 75
+    assert 0 < int(env["BOXGUARD_MAX_CONNECTIONS"]) <= 4096
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
 def test_pod_lifecycle_fits_the_server(rendered: dict, overlay: str) -> None:
     """Probes on the server's endpoints; shutdown longer than preStop + the request deadline."""
     objects = rendered[overlay]

@@ -113,6 +113,23 @@ def test_haproxy_checks_readyz_actively() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_haproxy_bounds_slow_and_idle_clients_like_the_server() -> None:
+    """Header and keep-alive timeouts no longer than boxguard's defaults, and fewer connections
+    per replica than a replica accepts (the rest queue in HAProxy)."""
+    pytest.importorskip("pydantic_settings")
+    from boxguard.server.settings import Settings
+
+    text = HAPROXY_CFG.read_text()
+    defaults = Settings()
+    header = _match(r"^\s*timeout http-request (\d+)s$", text).group(1)
+    keep_alive = _match(r"^\s*timeout http-keep-alive (\d+)s$", text).group(1)
+    assert 0 < int(header) <= defaults.header_timeout_s
+    assert 0 < int(keep_alive) <= defaults.keep_alive_timeout_s
+    per_replica = _match(r"^\s*default-server .*\bmaxconn (\d+)", text).group(1)
+    assert int(per_replica) < defaults.max_connections
+    assert _match(r"^frontend boxguard\n(?:\s+.*\n)*?\s+maxconn (\d+)$", text)
+
+
 def test_haproxy_errors_are_boxguard_problems() -> None:
     """What the balancer itself answers is a problem+json the SDK understands (503 retried)."""
     for name, status, code in (
