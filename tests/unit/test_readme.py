@@ -75,3 +75,19 @@ def test_metrics_row_names_every_metric() -> None:
         for metric in collector.describe()
     }
     assert names <= {name.removesuffix("_total") for name in re.findall(r"`(boxguard_\w+)", row)}
+
+
+def test_quickstart_is_two_one_line_commands_in_a_virtualenv() -> None:
+    """One command installs and runs the demo, one installs and runs the tests."""
+    blocks = re.findall(r"^```bash\n(.*?)^```", _section("Quickstart"), re.M | re.S)
+    assert [len(block.strip().splitlines()) for block in blocks] == [1, 1]
+    demo, tests = (block.strip() for block in blocks)
+    for command in (demo, tests):
+        assert command.startswith("python3 -m venv .venv && . .venv/bin/activate && ")
+    assert demo.endswith("boxguard demo") and tests.endswith("python -m pytest -q")
+
+
+def test_the_training_notebook_lives_in_docs() -> None:
+    assert "python -m boxguard.demo.train" not in README
+    assert "(docs/demo-training.md)" in README
+    assert "python -m boxguard.demo.train" in (ROOT / "docs" / "demo-training.md").read_text()
