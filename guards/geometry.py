@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .context import Box, Context, result
+from .context import Box, Context, not_run, result
 from .lexicon import relation
 from .nouns import analyze
 from .parse import Parsed, RawBox
@@ -111,7 +111,7 @@ def _box_problem(ctx: Context, box: Box) -> str | None:
 def check_geometry(ctx: Context) -> CheckResult:
     """Corners ordered, non-degenerate, inside the image, not the whole image."""
     if not ctx.boxes:
-        return result(ctx, "geometry", True, "not applicable: no boxes", None)
+        return not_run(ctx, "geometry", "no boxes")
     problems: list[str] = []
     swapped = sum(1 for b in ctx.boxes if b.raw.coords[0] > b.raw.coords[2]
                   or b.raw.coords[1] > b.raw.coords[3])

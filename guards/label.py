@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import embed
-from .context import Context, result
+from .context import Context, not_run, result
 from .lexicon import DETERMINERS, NON_OBJECT_NOUNS, UI_NOUNS, known, relation, synonyms
 from .nouns import PhraseInfo, analyze, words
 from .policy import Policy
@@ -107,7 +107,7 @@ def check_label_match(ctx: Context) -> CheckResult:
     """Every kept box's label agrees with the expression's head noun and attributes."""
     labelled = [b for b in ctx.kept_boxes() if b.raw.label]
     if not labelled:
-        return result(ctx, "label_match", True, "not applicable: no label")
+        return not_run(ctx, "label_match", "no label")
     scores: list[float] = []
     fails: list[str] = []
     passes: list[str] = []

@@ -13,6 +13,7 @@ from functools import partial
 
 from .confidence import check_confidence
 from .context import Box, CheckFn, Context, result
+from .faults import GuardFault
 from .geometry import check_cardinality, check_geometry, clamp, map_boxes, resolve_frame
 from .label import check_label_match
 from .parse import Parsed, parse_output
@@ -99,9 +100,14 @@ def _size(value: Sequence[float], what: str) -> tuple[float, float]:
 
 
 def _guarded(ctx: Context, name: str, run: Callable[[], CheckResult]) -> CheckResult:
-    """Run one check; a bug in it abstains with the error as the reason, never crashes."""
+    """Run one check; a bug in it abstains with the error as the reason, never crashes.
+
+    A GuardFault (a dependency of the check failed) propagates: it is no verdict on the answer.
+    """
     try:
         return run()
+    except GuardFault:
+        raise
     except Exception as exc:  # noqa: BLE001 - a check bug abstains, never crashes
         return result(ctx, name, False, f"check error: {type(exc).__name__}: {exc}")
 

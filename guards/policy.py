@@ -81,7 +81,10 @@ class Policy(BaseModel):
         "labels the built-in lexicon cannot decide.",
     )
     visual_check: bool = Field(
-        default=True, description="Run the visual re-check when a verifier is given."
+        default=False,
+        description="Run the visual re-check (one yes/no question per box to the model). Off "
+        "by default because it costs model calls; a policy file (the bundled checkpoint's, or "
+        "one `boxguard calibrate` writes) turns it on with a threshold fitted to the model.",
     )
     visual_min_yes: float = Field(
         default=0.5, ge=0.0, le=1.0, description="Minimum P(yes) of the visual re-check."
@@ -93,7 +96,10 @@ class Policy(BaseModel):
         description="Crop margin for the visual re-check, as a fraction of the box side.",
     )
     self_consistency_k: int = Field(
-        default=4, ge=0, le=32, description="Samples for self-consistency (0 = off)."
+        default=0,
+        ge=0,
+        le=32,
+        description="Sampled answers for self-consistency (0 = off: each costs a generation).",
     )
     self_consistency_min_agreement: float = Field(
         default=0.5, ge=0.0, le=1.0, description="Minimum share of samples that agree."

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .context import Context, result
+from .context import Context, not_run, result
 from .geometry import iou, map_boxes
 from .lexicon import BOUNDARY_WORDS, ING_NOUNS, relation
 from .nouns import PhraseInfo, analyze, mentioned_heads
@@ -224,7 +224,7 @@ def check_think_consistency(ctx: Context) -> CheckResult:
     """The trace's decision, entity and quoted boxes agree with the answer."""
     info = think_info(ctx)
     if info is None:
-        return result(ctx, "think_consistency", True, "not applicable: no think trace")
+        return not_run(ctx, "think_consistency", "no think trace")
     expr = ctx.expr_info()
     answered = bool(ctx.parsed.boxes)
     problems: list[str] = []

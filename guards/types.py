@@ -56,7 +56,12 @@ class CheckResult(BaseModel):
     """The outcome of one check: passed or not, an optional score, a human-readable reason."""
 
     name: str = Field(description="Check name, e.g. 'label_match'.")
-    passed: bool = Field(description="True when the check passed or does not apply.")
+    passed: bool = Field(description="True when the check passed or did not run.")
+    ran: bool = Field(
+        default=True,
+        description="False when the check did not run (disabled by policy, or nothing to check: "
+        "no logprobs, no boxes, no label); its `passed` then verifies nothing.",
+    )
     score: float | None = Field(default=None, description="Check-specific score, if any.")
     detail: str = Field(default="", description="Why it passed or failed, for humans.")
     fatal: bool = Field(default=True, description="Whether a failure of this check abstains.")

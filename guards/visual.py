@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .context import Box, Context, result
+from .context import Box, Context, not_run, result
 from .geometry import clamp, iou, map_boxes
 from .lexicon import lemma, relation
 from .nouns import analyze
@@ -82,11 +82,11 @@ def check_visual(ctx: Context, crops: Sequence[CropQuestion],
                  evidence: Evidence | None) -> CheckResult:
     """The model's P(yes) for each cropped box; abstain when the lowest is below visual_min_yes."""
     if not ctx.policy.visual_check:
-        return result(ctx, "visual_check", True, "not applicable: disabled by policy")
+        return not_run(ctx, "visual_check", "disabled by policy")
     if not crops:
-        return result(ctx, "visual_check", True, "not applicable: no boxes")
+        return not_run(ctx, "visual_check", "no boxes")
     if evidence is None:
-        return result(ctx, "visual_check", True, "not applicable: no verifier")
+        return not_run(ctx, "visual_check", "no verifier")
     probs = [min(max(float(p), 0.0), 1.0) for p in evidence.yes_probabilities]
     low = min(probs)
     worst = crops[probs.index(low)].question
@@ -121,9 +121,9 @@ def check_self_consistency(ctx: Context, crops: Sequence[CropQuestion],
                            evidence: Evidence | None) -> CheckResult:
     """Share of k sampled answers whose best box overlaps the answer with a matching label."""
     if ctx.policy.self_consistency_k <= 0:
-        return result(ctx, "self_consistency", True, "not applicable: disabled by policy")
+        return not_run(ctx, "self_consistency", "disabled by policy")
     if evidence is None:
-        return result(ctx, "self_consistency", True, "not applicable: no verifier")
+        return not_run(ctx, "self_consistency", "no verifier")
     samples = evidence.samples
     if not samples:
         return result(ctx, "self_consistency", False, "the verifier returned no samples", 0.0)

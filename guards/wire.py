@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .policy import Policy
 from .types import Verdict
 
 MAX_EXPRESSION_CHARS = 1000
@@ -64,6 +65,29 @@ class ImageInfo(BaseModel):
     model_height: int | None = None
 
 
+# Where a policy field's value came from, highest precedence first.
+PolicyLayer = Literal["request", "server", "file", "default"]
+
+
+class PolicyInForce(BaseModel):
+    """The guard policy a request was verified under, and where each non-default value came from.
+
+    Example:
+        >>> PolicyInForce(values=Policy(min_confidence=0.5),
+        ...               sources={"min_confidence": "request"}).sources["min_confidence"]
+        'request'
+    """
+
+    values: Policy
+    sources: dict[str, PolicyLayer] = Field(
+        default_factory=dict,
+        description="Fields set above the defaults and by whom: request (the request's "
+        "`policy`), server (flags or BOXGUARD_* env), file (the policy file). Fields not "
+        "named are the guards' defaults.",
+    )
+    file: str | None = Field(default=None, description="The policy file in force, if any.")
+
+
 class GroundResponse(Verdict):
     """The verdict on one grounding request (a guards Verdict) and what the server adds."""
 
@@ -72,6 +96,9 @@ class GroundResponse(Verdict):
     image: ImageInfo
     model: str
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    policy: PolicyInForce | None = Field(
+        default=None, description="The policy this answer was verified under."
+    )
 
 
 class Problem(BaseModel):
@@ -86,9 +113,17 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
+BackendState = Literal["starting", "ready", "dead", "stopped"]
+
+
 class Health(BaseModel):
     """Liveness or readiness answer."""
 
     status: Literal["ok", "ready", "not_ready"]
     model: str | None = None
     backend: str | None = None
+    backend_state: BackendState | None = Field(
+        default=None,
+        description="starting, ready, dead (a fatal engine error; being restarted) or stopped.",
+    )
+    reason: str | None = Field(default=None, description="Why the backend is not ready.")

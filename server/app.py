@@ -6,8 +6,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from boxguard.guards import embed
@@ -17,27 +17,27 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from .backends import Backend, create_backend
+from .context import RequestContext
 from .docs import install_docs
 from .errors import (
     BackendUnavailable,
     BadRequest,
     BoxguardServerError,
     ClientDisconnected,
-    ImageUrlDisabled,
     MalformedJSON,
-    MissingImage,
     UnsupportedMediaType,
     ValidationFailed,
     validation_errors,
 )
 from .grounding import GroundingService
-from .imaging import decode_base64_image, open_image
 from .metrics import get_metrics
 from .model_source import resolve_model_dir
 from .models import adapter_for
 from .playground import router as playground_router
+from .policy_source import server_policy
 from .problems import PROBLEM_JSON, BodyLimitMiddleware, install_problem_handlers
 from .schema import GroundRequest, GroundResponse, Health, Problem
 from .security import ApiKeyMiddleware, RequestIdMiddleware
@@ -61,8 +61,6 @@ _PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
-DISCONNECT_POLL_S = 0.25
-
 _FORM_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -73,26 +71,57 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         >>> app = create_app(Settings(model="/models/Qwen2.5-VL-7B-Instruct"))  # doctest: +SKIP
     """
     settings = settings or Settings()
-    metrics = get_metrics()
+    app = FastAPI(
+        title="boxguard",
+        version="0.1.0",
+        summary="Grounding for Qwen-VL models that would rather abstain than hallucinate.",
+        lifespan=_lifespan(settings, backend),
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_docs(app)
+    app.state.settings = settings
+    install_problem_handlers(app)
+    _add_middleware(app, settings)
+    app.include_router(playground_router)
+    _add_ops_routes(app)
+    _add_ground_route(app, settings)
+    app.openapi_schema = None
+    _register_form_schema(app)
+    return app
+
+
+def _lifespan(
+    settings: Settings, backend: Backend | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the backend, warm it up and supervise it; stop it on shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics = get_metrics()
         model_dir, model_name = resolve_model_dir(settings.model)
         adapter = adapter_for(
             model_dir, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels
         )
+        policy = server_policy(settings, model_dir)
         engine = backend or create_backend(settings, model_dir, adapter)
         await engine.start()
-        service = GroundingService(settings, adapter, engine, metrics)
-        if service.policy.label_embeddings:
+        service = GroundingService(settings, adapter, engine, metrics, policy)
+        if policy.values.label_embeddings:
             # Load the optional embedding model now rather than on some request's clock.
             await asyncio.to_thread(embed.warmup)
+        await service.warmup()
         service.model_name = settings.model_name or model_name
         app.state.backend = engine
         app.state.service = service
         metrics.backend_ready.set(1)
-        supervisor = asyncio.create_task(_supervise(engine, settings))
-        log.info("boxguard ready: model=%s backend=%s", model_dir, engine.name)
+        supervisor = asyncio.create_task(_supervise(service, settings))
+        log.info(
+            "boxguard ready: model=%s backend=%s policy=%s",
+            model_dir,
+            engine.name,
+            policy.file or "defaults",
+        )
         try:
             yield
         finally:
@@ -101,18 +130,11 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             metrics.backend_ready.set(0)
             await engine.stop()
 
-    app = FastAPI(
-        title="boxguard",
-        version="0.1.0",
-        summary="Grounding for Qwen-VL models that would rather abstain than hallucinate.",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-    )
-    install_docs(app)
-    app.state.settings = settings
-    install_problem_handlers(app)
-    # Added last = outermost: request id, then CORS, then keys, then the body limit.
+    return lifespan
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """Added last = outermost: request id, then CORS, then keys, then the body limit."""
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
@@ -129,33 +151,47 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(playground_router)
+
+
+def _add_ops_routes(app: FastAPI) -> None:
+    """/healthz, /readyz and /metrics (health also for HEAD: load balancers probe with it)."""
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
+    @app.head("/healthz", include_in_schema=False)
     async def healthz(request: Request) -> Health:
-        """Liveness: the process answers; names the model and backend as /readyz does, cheaply."""
+        """Liveness: the process answers; names the model, backend and its state, cheaply."""
         return Health(status="ok", **_serving(request))
 
+    @app.head("/readyz", include_in_schema=False)
     @app.get(
         "/readyz",
         response_model=Health,
         tags=["ops"],
-        responses={503: {"model": Health, "description": "Backend not ready"}},
+        responses={503: {"model": Health, "description": "Backend not ready (state, reason)"}},
     )
     async def readyz(request: Request) -> Any:
-        """Readiness: 200 only when the backend can serve."""
-        backend_ = getattr(request.app.state, "backend", None)
-        if backend_ is None or not backend_.ready:
-            return JSONResponse(Health(status="not_ready").model_dump(), status_code=503)
-        return Health(status="ready", **_serving(request))
+        """Readiness: 200 only when the backend can serve; else its state and why."""
+        serving = _serving(request)
+        if (
+            serving["backend_state"] != "ready"
+            or getattr(request.app.state, "service", None) is None
+        ):
+            body = Health(status="not_ready", **serving)
+            return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+        return Health(status="ready", **serving)
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def metrics_endpoint(request: Request) -> Response:
         """Prometheus metrics (boxguard_* and, with vLLM, vllm:*)."""
         backend_: Backend | None = getattr(request.app.state, "backend", None)
         if backend_ is not None:
-            metrics.queue_depth.set(backend_.queue_depth)
+            get_metrics().queue_depth.set(backend_.queue_depth)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_ground_route(app: FastAPI, settings: Settings) -> None:
+    """POST /ground, JSON or multipart, with its outcome counted whatever happens."""
+    metrics = get_metrics()
 
     @app.post(
         "/ground",
@@ -191,88 +227,80 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             metrics.requests.labels(outcome).inc()
             metrics.stage_seconds.labels("total").observe(time.perf_counter() - started)
 
-    app.openapi_schema = None
-    _register_form_schema(app)
-    return app
-
 
 def _serving(request: Request) -> dict[str, str | None]:
-    """The model and backend names once the lifespan set them up (attributes only, no calls)."""
+    """The model, backend and its state once the lifespan set them up (attributes only)."""
     service = getattr(request.app.state, "service", None)
     backend = getattr(request.app.state, "backend", None)
+    health = backend.health if backend is not None else None
     return {
         "model": service.model_name if service is not None else None,
         "backend": backend.name if backend is not None else None,
+        "backend_state": health.state if health is not None else "starting",
+        "reason": health.reason if health is not None else None,
     }
 
 
 async def _ground(request: Request, settings: Settings) -> GroundResponse:
-    """Parse the body (JSON or multipart), decode the image, run the service."""
+    """Read the body, then run the service under the request's context until the client leaves."""
     service: GroundingService | None = getattr(request.app.state, "service", None)
     if service is None or not request.app.state.backend.ready:
         raise BackendUnavailable(
             "the backend is not ready", headers={"Retry-After": str(settings.retry_after_s)}
         )
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    req, image_bytes = await _parse_body(request)
-    sources = (image_bytes is not None) + (req.image is not None) + (req.image_url is not None)
-    if sources > 1:
-        raise BadRequest("send the image once: a file part, or `image`, or `image_url`")
-    if image_bytes is None:
-        if req.image_url is not None:
-            if not settings.image_url_enabled:
-                raise ImageUrlDisabled("set BOXGUARD_IMAGE_URL_ENABLED=true to allow image_url")
-            from .fetch import fetch_image
-
-            image_bytes = await fetch_image(req.image_url, settings)
-        elif req.image is not None:
-            image_bytes = decode_base64_image(req.image)
-        else:
-            raise MissingImage("send `image` (base64 or data URL) or a multipart `image` file")
-    image = await asyncio.to_thread(
-        open_image,
-        image_bytes,
-        max_pixels=settings.max_image_pixels,
-        min_side=settings.min_image_side,
-        max_aspect_ratio=settings.max_aspect_ratio,
-    )
-    timings["decode"] = round((time.perf_counter() - started) * 1000, 3)
-    get_metrics().stage_seconds.labels("decode").observe(timings["decode"] / 1000)
-    # One deadline around generation and every check; a client that goes away cancels it all.
-    work = service.ground(image, req, request.state.request_id, timings)
-    return await _unless_disconnected(request, service.within_deadline(work))
+    req, upload = await _parse_body(request)
+    ctx = RequestContext.begin(request.state.request_id, timeout_s=settings.request_timeout_s)
+    return await _unless_disconnected(request, ctx, service.run(ctx, req, upload))
 
 
-async def _unless_disconnected(request: Request, work: Awaitable[GroundResponse]) -> GroundResponse:
+async def _unless_disconnected(
+    request: Request, ctx: RequestContext, work: Awaitable[GroundResponse]
+) -> GroundResponse:
     """Run `work`, cancelling it (its generation and checks) if the client goes away.
 
-    Only called once the body is read: polling for a disconnect consumes receive() messages.
+    A listener awaits the ASGI `http.disconnect` (as vLLM's `with_cancellation` does): no
+    polling. Only called once the body is read, so receive() has nothing else to deliver.
     """
     task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
-        if done:
-            return task.result()
-        if await request.is_disconnected():
+    listener = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({task, listener}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        listener.cancel()
+        if not task.done():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            get_metrics().cancelled.labels("client_disconnect").inc()
-            raise ClientDisconnected("the client disconnected")
+        await asyncio.gather(task, listener, return_exceptions=True)
+    if task.cancelled():
+        ctx.cancel_cause = "client_disconnect"
+        get_metrics().cancelled.labels("client_disconnect").inc()
+        log.info("request %s: the client disconnected; its work was cancelled", ctx.id)
+        raise ClientDisconnected("the client disconnected")
+    return task.result()
 
 
-async def _supervise(engine: Backend, settings: Settings) -> None:
-    """Restart a backend that stopped being ready (engine death), then serve again."""
+async def _disconnect(request: Request) -> None:
+    """Return when the client disconnects."""
+    while (await request.receive())["type"] != "http.disconnect":
+        continue
+
+
+async def _supervise(service: GroundingService, settings: Settings) -> None:
+    """Restart a backend that stopped being ready (engine death), warm it, then serve again."""
     metrics = get_metrics()
+    engine = service.backend
     while True:
         await asyncio.sleep(settings.backend_check_interval_s)
-        if engine.ready:
+        health = engine.health
+        if health.ready:
             continue
         metrics.backend_ready.set(0)
-        log.warning("backend %s is not ready; restarting it", engine.name)
+        log.warning(
+            "backend %s is %s (%s); restarting it", engine.name, health.state, health.reason
+        )
         try:
             await engine.stop()
             await engine.start()
+            await service.warmup()
         except Exception:
             log.exception("backend restart failed; retrying")
             continue
@@ -285,17 +313,18 @@ async def _parse_body(request: Request) -> tuple[GroundRequest, bytes | None]:
     """The validated request and, for multipart, the uploaded image bytes."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        raw = await request.body()
         try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            raise MalformedJSON("the body is not valid JSON (or nested too deeply)") from None
-        return _validate(data), None
+            raw = await request.body()
+        except ClientDisconnect:
+            raise ClientDisconnected("the client disconnected while sending the body") from None
+        return _validate(_json_value(raw, "the body")), None
     if content_type == "multipart/form-data":
         try:
             form = await request.form(max_files=1, max_fields=16)
         except BoxguardServerError:
             raise  # body limit or upload timeout, raised while the form was read
+        except ClientDisconnect:
+            raise ClientDisconnected("the client disconnected while sending the body") from None
         except Exception:
             raise BadRequest("the multipart body could not be parsed") from None
         fields: dict[str, Any] = {}
@@ -308,14 +337,22 @@ async def _parse_body(request: Request) -> tuple[GroundRequest, bytes | None]:
             elif key in ("multiple", "think", "return_raw"):
                 fields[key] = _FORM_BOOLS.get(value.strip().lower(), value)
             elif key == "policy":
-                try:
-                    fields[key] = json.loads(value)
-                except json.JSONDecodeError:
-                    raise ValidationFailed("the policy field is not valid JSON") from None
+                fields[key] = _json_value(value, "the policy field")
             else:
                 fields[key] = value
         return _validate(fields), image_bytes
     raise UnsupportedMediaType(f"content type {content_type or 'none'!r} is not accepted")
+
+
+def _json_value(raw: str | bytes, what: str) -> Any:
+    """Parsed JSON; anything json.loads refuses (syntax, encoding, nesting, a 5,000-digit
+    integer) is a 400 malformed_json, never a 500."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
+        raise MalformedJSON(
+            f"{what} is not valid JSON (or nested too deeply, or a number too long)"
+        ) from None
 
 
 def _validate(data: Any) -> GroundRequest:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from boxguard.guards import GuardFault
+
+from .backends.base import BackendError, QueueFull
+
 
 def validation_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Pydantic/FastAPI errors without the input (it may be megabytes of base64)."""
@@ -142,6 +146,12 @@ class TooManyConnections(BoxguardServerError):
     title = "The server has too many open connections"
 
 
+class CheckUnavailable(BoxguardServerError):
+    status_code = 503
+    code = "check_unavailable"
+    title = "A dependency of a guard check failed"
+
+
 class GenerationTimeout(BoxguardServerError):
     status_code = 504
     code = "generation_timeout"
@@ -158,3 +168,25 @@ class ClientDisconnected(BoxguardServerError):
     status_code = 499
     code = "client_disconnected"
     title = "The client closed the connection"
+
+
+# Faults of the backend or of a check's dependency, and the problem each is for the client, most
+# specific first (as httpx maps transport errors in one table). Never an abstention.
+FAULT_PROBLEMS: tuple[tuple[type[Exception], type[BoxguardServerError], str], ...] = (
+    (QueueFull, Overloaded, "the request queue is full; retry later"),
+    (BackendError, BackendUnavailable, "the model backend failed; retry later"),
+    (GuardFault, CheckUnavailable, "a check could not run; retry later"),
+)
+
+
+def problem_for_fault(exc: Exception, *, headers: dict[str, str]) -> BoxguardServerError:
+    """The problem a fault is for the client (its own text stays in the server's log).
+
+    Example:
+        >>> problem_for_fault(QueueFull("64 queued"), headers={}).status_code
+        429
+    """
+    for fault, problem, detail in FAULT_PROBLEMS:
+        if isinstance(exc, fault):
+            return problem(detail, headers=headers)
+    raise TypeError(f"{type(exc).__name__} is not a fault with a problem") from exc

@@ -3,21 +3,22 @@
 All crops of one request go to the backend together (the transformers backend's queue runs
 same-shaped requests as one batch; vLLM batches whatever is in flight), the samples as one n=k
 request, both at once. The first failure cancels the rest and propagates: an overloaded, dead
-or late backend is an error of the request, never an abstention.
+or late backend, or a yes/no answer that is not one, is an error of the request, never an
+abstention.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
 from boxguard.guards import CropQuestion, Evidence, Plan
 from PIL import Image
 
-from .backends import Generation, GenerationRequest
+from .backends import Backend, BackendError, Generation, GenerationRequest
 from .constraints import yes_no_constraint
 from .models import ModelAdapter, resize_to_frame
 from .models.resize import MAX_ASPECT_RATIO
@@ -68,30 +69,35 @@ def crop_request(
 def yes_probability(generation: Generation) -> float:
     """P(yes) of a yes|no answer: under the constraint the first token decides.
 
-    Its logprob is renormalized over the two allowed branches, so P(no) = 1 - P(yes).
+    Its logprob is renormalized over the two allowed branches, so P(no) = 1 - P(yes). An
+    answer that is neither, or has no scored token, is the backend's fault (BackendError, a
+    503), never P(yes) = 0: that would abstain on a right box for an engine bug.
     """
-    completion = generation.completions[0]
-    if not completion.tokens:
-        return 0.0
+    completion = generation.completions[0] if generation.completions else None
+    text = completion.text.strip() if completion is not None else ""
+    if completion is None or not completion.tokens or not text.startswith(("yes", "no")):
+        raise BackendError(f"the yes/no check got no yes/no answer: {text[:40]!r}")
     p_first = math.exp(completion.tokens[0].logprob)
-    return p_first if completion.text.strip().startswith("yes") else 1.0 - p_first
+    return p_first if text.startswith("yes") else 1.0 - p_first
 
 
 async def all_or_cancel(calls: Sequence[Awaitable[T]]) -> list[T]:
-    """Await all; on the first failure (or our cancellation) cancel the rest and re-raise."""
+    """Await all; on the first failure (or our cancellation) cancel the rest and re-raise.
+
+    Every task's exception is retrieved, so two that fail together log no "Task exception was
+    never retrieved"; the first failure in call order is raised.
+    """
     tasks = [asyncio.ensure_future(call) for call in calls]
     try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:
-        unfinished = [task for task in tasks if not task.done()]
-        for task in unfinished:
+        for task in tasks:
             task.cancel()
-        if unfinished:
-            await asyncio.gather(*unfinished, return_exceptions=True)
-    for task in tasks:
-        if task in done and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
-    return [task.result() for task in tasks]
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+    return list(outcomes)  # type: ignore[arg-type]
 
 
 async def gather_evidence(
@@ -100,10 +106,13 @@ async def gather_evidence(
     request: GenerationRequest,
     *,
     adapter: ModelAdapter,
-    generate: Callable[[GenerationRequest], Awaitable[Generation]],
+    backend: Backend,
     sample_temperature: float,
 ) -> Evidence:
-    """Ask the backend for everything `plan` needs: every crop at once, the samples as n=k."""
+    """Ask the backend for everything `plan` needs: every crop at once, the samples as n=k.
+
+    Backend exceptions propagate as they are; the service maps them to HTTP problems.
+    """
     requests = [
         crop_request(adapter, image, crop, f"{request.request_id}-visual{i}")
         for i, crop in enumerate(plan.crops)
@@ -118,7 +127,7 @@ async def gather_evidence(
             )
         )
     # Submitted in one go, so the crops reach the backend's queue together and batch.
-    generations = await all_or_cancel([generate(r) for r in requests])
+    generations = await all_or_cancel([backend.generate(r) for r in requests])
     crops = generations[: len(plan.crops)]
     samples = generations[len(plan.crops) :]
     return Evidence(

@@ -1,122 +1,171 @@
-"""One grounding request end to end: model frame, prompt, constrained generation, guards.
+"""One grounding request end to end: image, model frame, prompt, constrained generation, guards.
 
 The guards run in two pure phases around the evidence: prepare() plans, the service awaits
-the crops and samples on the event loop, Plan.finish() decides. The whole request runs under
-one deadline (`within_deadline`), so a backend fault anywhere is a 429/503/504.
+the crops and samples on the event loop, Plan.finish() decides. `run` is the one boundary of
+the request: its deadline covers the image fetch, decode, generation and every check, and it
+maps faults (a full queue, a dead backend, a failed check dependency, the deadline) to HTTP
+problems through `errors.problem_for_fault`, so a fault anywhere is a 429/503/504, never a
+verdict.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+import logging
+from dataclasses import dataclass
 
-from boxguard.guards import Policy, TokenLogprob, Verdict, prepare
+from boxguard.guards import GuardFault, TokenLogprob, Verdict, prepare
+from boxguard.guards.wire import PolicyInForce
 from PIL import Image
-from pydantic import ValidationError
 
-from .backends import Backend, BackendDead, BackendError, Generation, GenerationRequest, QueueFull
+from .backends import Backend, BackendError, GenerationRequest
+from .constraints import yes_no_constraint
+from .context import RequestContext
 from .errors import (
     AspectRatioTooLarge,
-    BackendUnavailable,
+    BadRequest,
     GenerationTimeout,
-    InvalidPolicy,
-    Overloaded,
-    validation_errors,
+    ImageUrlDisabled,
+    MissingImage,
+    problem_for_fault,
 )
 from .evidence import gather_evidence
+from .imaging import decode_base64_image, open_image
 from .metrics import Metrics
-from .model_source import recommended_policy
 from .models import AspectRatioError, ModelAdapter, ModelFrame, resize_to_frame
+from .policy_source import request_policy
 from .schema import GroundRequest, GroundResponse, ImageInfo
 from .settings import Settings
 
-T = TypeVar("T")
+log = logging.getLogger("boxguard.server")
 
 
-def base_policy(settings: Settings) -> Policy:
-    """The server-wide guard policy; a request may override fields within Policy's bounds.
+@dataclass(frozen=True)
+class Grounding:
+    """What one request grounds: the request, its decoded image, its model frame and prompt."""
 
-    Precedence: env/flags given explicitly, then the bundled checkpoint's recommended policy
-    (`model_source.POLICY_FILE`, only without --model), then the server defaults.
-    """
-    fields: dict[str, Any] = recommended_policy(settings.model)
-    for name in ("visual_check", "self_consistency_k"):
-        if name in settings.model_fields_set or name not in fields:
-            fields[name] = getattr(settings, name)
-    if settings.min_confidence is not None:
-        fields["min_confidence"] = settings.min_confidence
-    return Policy(**fields)
-
-
-def request_policy(base: Policy, overrides: dict[str, Any] | None, settings: Settings) -> Policy:
-    """Apply a request's overrides; out-of-range or unknown fields are a 422 invalid_policy."""
-    if not overrides:
-        return base
-    try:
-        policy = Policy.model_validate({**base.model_dump(), **overrides})
-    except ValidationError as exc:
-        raise InvalidPolicy(
-            "the policy override is invalid", validation_errors(exc.errors())
-        ) from None
-    if policy.self_consistency_k > settings.max_policy_samples:
-        raise InvalidPolicy(
-            f"self_consistency_k may be at most {settings.max_policy_samples} on this server"
-        )
-    return policy
+    req: GroundRequest
+    image: Image.Image
+    frame: ModelFrame
+    generation: GenerationRequest
 
 
 class GroundingService:
-    """Holds the adapter, backend and policy; grounds one decoded image at a time."""
+    """Holds the adapter, backend and server policy; grounds one request at a time."""
 
     def __init__(
-        self, settings: Settings, adapter: ModelAdapter, backend: Backend, metrics: Metrics
+        self,
+        settings: Settings,
+        adapter: ModelAdapter,
+        backend: Backend,
+        metrics: Metrics,
+        policy: PolicyInForce,
     ) -> None:
         self.settings = settings
         self.adapter = adapter
         self.backend = backend
         self.metrics = metrics
-        self.policy = base_policy(settings)
+        self.policy = policy
         self.model_name = settings.model_name or "boxguard-demo"
 
-    async def ground(
-        self, image: Image.Image, req: GroundRequest, request_id: str, timings: dict[str, float]
+    async def warmup(self) -> None:
+        """One answer and one yes/no question on a blank image: grammars compiled, first
+        batch allocated, so the first requests are neither slow nor late."""
+        image = Image.new("RGB", (64, 64), "white")
+        answer = self.generation_request(GroundRequest(expression="the object"), image, "warmup")
+        crop = GenerationRequest(
+            prompt=self.adapter.chat("Is this an object? Answer yes or no."),
+            image=answer.generation.image,
+            constraint=yes_no_constraint(),
+            request_id="warmup-visual",
+        )
+        await asyncio.gather(self.backend.generate(answer.generation), self.backend.generate(crop))
+
+    async def run(
+        self, ctx: RequestContext, req: GroundRequest, upload: bytes | None = None
     ) -> GroundResponse:
-        """Generate under the constraint, verify, and answer in original-image pixels."""
-        policy = request_policy(self.policy, req.policy, self.settings)
-        frame, gen_request = self.generation_request(image, req, request_id)
-        started = time.perf_counter()
-        generation = await self.generate(gen_request)
-        timings["generate"] = _ms_since(started)
-        self.metrics.stage_seconds.labels("generate").observe(timings["generate"] / 1000)
+        """The whole request under its deadline; faults become 429/503/504 problems.
+
+        `upload` is a multipart file's bytes; otherwise the image comes from the request.
+        """
+        retry_after = {"Retry-After": str(self.settings.retry_after_s)}
+        try:
+            return await asyncio.wait_for(self._ground(ctx, req, upload), ctx.remaining_s())
+        except asyncio.TimeoutError:
+            ctx.cancel_cause = "deadline"
+            self.metrics.cancelled.labels("deadline").inc()
+            raise GenerationTimeout(
+                f"no answer within the request deadline of {ctx.timeout_s:g} s"
+            ) from None
+        except (BackendError, GuardFault) as exc:
+            log.warning("request %s failed: %s: %s", ctx.id, type(exc).__name__, exc)
+            raise problem_for_fault(exc, headers=retry_after) from exc
+
+    async def _ground(
+        self, ctx: RequestContext, req: GroundRequest, upload: bytes | None
+    ) -> GroundResponse:
+        """Policy, image, generation, guards: the request's stages in order."""
+        ctx.policy = request_policy(
+            self.policy, req.policy, max_samples=self.settings.max_policy_samples
+        )
+        with ctx.stage("decode", self.metrics):
+            image = await self._image(ctx, req, upload)
+        job = self.generation_request(req, image, ctx.id)
+        with ctx.stage("generate", self.metrics):
+            generation = await self.backend.generate(job.generation)
         self.metrics.generated_tokens.inc(generation.generated_tokens)
         self.metrics.prompt_tokens.inc(generation.prompt_tokens)
         completion = generation.completions[0]
         tokens = [
             TokenLogprob(token=t.text, logprob=min(0.0, t.logprob)) for t in completion.tokens
         ]
-        verdict = await self.check(
-            completion.text, tokens, image, frame, req, policy, gen_request, timings
-        )
+        with ctx.stage("verify", self.metrics):
+            verdict = await self.check(ctx, job, completion.text, tokens)
         self._record(verdict)
         return GroundResponse(
             **dict(verdict),
-            id=request_id,
+            id=ctx.id,
             raw_output=completion.text if req.return_raw else None,
             image=ImageInfo(
                 width=image.width,
                 height=image.height,
-                model_width=frame.width,
-                model_height=frame.height,
+                model_width=job.frame.width,
+                model_height=job.frame.height,
             ),
             model=self.model_name,
-            timings_ms=timings,
+            timings_ms=ctx.timings,
+            policy=ctx.policy,
+        )
+
+    async def _image(
+        self, ctx: RequestContext, req: GroundRequest, upload: bytes | None
+    ) -> Image.Image:
+        """The request's one image, fetched or decoded from base64, opened within the limits."""
+        sources = (upload is not None) + (req.image is not None) + (req.image_url is not None)
+        if sources > 1:
+            raise BadRequest("send the image once: a file part, or `image`, or `image_url`")
+        data = upload
+        if req.image_url is not None:
+            if not self.settings.image_url_enabled:
+                raise ImageUrlDisabled("set BOXGUARD_IMAGE_URL_ENABLED=true to allow image_url")
+            from .fetch import fetch_image
+
+            data = await fetch_image(req.image_url, self.settings, timeout_s=ctx.remaining_s())
+        elif req.image is not None:
+            data = decode_base64_image(req.image)
+        if data is None:
+            raise MissingImage("send `image` (base64 or data URL) or a multipart `image` file")
+        return await asyncio.to_thread(
+            open_image,
+            data,
+            max_pixels=self.settings.max_image_pixels,
+            min_side=self.settings.min_image_side,
+            max_aspect_ratio=self.settings.max_aspect_ratio,
         )
 
     def generation_request(
-        self, image: Image.Image, req: GroundRequest, request_id: str
-    ) -> tuple[ModelFrame, GenerationRequest]:
+        self, req: GroundRequest, image: Image.Image, request_id: str
+    ) -> Grounding:
         """The model frame of `image` and the constrained request for the model's answer."""
         try:
             frame = self.adapter.model_frame(*image.size)
@@ -138,85 +187,44 @@ class GroundingService:
             request_id=request_id,
             seed=self.settings.seed,
         )
-        return frame, request
+        return Grounding(req, image, frame, request)
 
     async def check(
-        self,
-        output: str,
-        tokens: list[TokenLogprob],
-        image: Image.Image,
-        frame: ModelFrame,
-        req: GroundRequest,
-        policy: Policy,
-        gen_request: GenerationRequest,
-        timings: dict[str, float],
+        self, ctx: RequestContext, job: Grounding, output: str, tokens: list[TokenLogprob]
     ) -> Verdict:
         """The guards on one answer: prepare, await the evidence the plan needs, finish."""
-        started = time.perf_counter()
+        policy = ctx.policy or self.policy
         # In a thread: the label check may run the optional embedding model.
         plan = await asyncio.to_thread(
             prepare,
             output,
-            req.expression,
-            image.size,
-            frame=frame.frame,
-            model_size=(frame.width, frame.height),
-            multiple=req.multiple,
+            job.req.expression,
+            job.image.size,
+            frame=job.frame.frame,
+            model_size=(job.frame.width, job.frame.height),
+            multiple=job.req.multiple,
             token_logprobs=tokens,
-            policy=policy,
+            policy=policy.values,
         )
         evidence = None
         if plan.needs_evidence:
-            evidence_started = time.perf_counter()
-            evidence = await gather_evidence(
-                plan,
-                image,
-                gen_request,
-                adapter=self.adapter,
-                generate=self.generate,
-                sample_temperature=self.settings.sample_temperature,
-            )
-            timings["evidence"] = _ms_since(evidence_started)
-            self.metrics.stage_seconds.labels("evidence").observe(timings["evidence"] / 1000)
-        verdict = plan.finish(evidence)
-        timings["verify"] = _ms_since(started)
-        self.metrics.stage_seconds.labels("verify").observe(timings["verify"] / 1000)
-        return verdict
-
-    async def within_deadline(self, work: Awaitable[T]) -> T:
-        """Run `work` (decode, generation, checks) under the request's one deadline (504)."""
-        try:
-            return await asyncio.wait_for(work, timeout=self.settings.request_timeout_s)
-        except asyncio.TimeoutError:
-            self.metrics.cancelled.labels("deadline").inc()
-            raise GenerationTimeout(
-                f"no answer within the request deadline of {self.settings.request_timeout_s:g} s"
-            ) from None
-
-    async def generate(self, request: GenerationRequest) -> Generation:
-        """Call the backend, mapping its failures to HTTP problems (429, 503)."""
-        try:
-            return await self.backend.generate(request)
-        except QueueFull:
-            raise Overloaded(
-                "the request queue is full; retry later",
-                headers={"Retry-After": str(self.settings.retry_after_s)},
-            ) from None
-        except (BackendDead, BackendError) as exc:
-            raise BackendUnavailable(
-                "the model backend failed; retry later",
-                headers={"Retry-After": str(self.settings.retry_after_s)},
-            ) from exc
+            with ctx.stage("evidence", self.metrics):
+                evidence = await gather_evidence(
+                    plan,
+                    job.image,
+                    job.generation,
+                    adapter=self.adapter,
+                    backend=self.backend,
+                    sample_temperature=self.settings.sample_temperature,
+                )
+        return plan.finish(evidence)
 
     def _record(self, verdict: Verdict) -> None:
         for check in verdict.checks:
-            self.metrics.checks.labels(check.name, "passed" if check.passed else "failed").inc()
+            result = "not_run" if not check.ran else "passed" if check.passed else "failed"
+            self.metrics.checks.labels(check.name, result).inc()
         for reason in verdict.reasons:
             self.metrics.abstentions.labels(reason).inc()
         for det in verdict.detections:
             if det.confidence is not None:
                 self.metrics.confidence.observe(det.confidence)
-
-
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +19,6 @@ def _demo_folder() -> Path:
 
 
 BUNDLED_CHECKPOINT = _demo_folder() / "checkpoint"
-# The guard policy a checkpoint recommends, next to its config.json (as generation_config.json
-# carries its sampling defaults): Policy fields, e.g. {"visual_check": true, ...}.
-POLICY_FILE = "boxguard_policy.json"
 
 
 def builtin_checkpoint_dir() -> Path:
@@ -54,17 +49,3 @@ def resolve_model_dir(model: str | None) -> tuple[str, str]:
     if (BUNDLED_CHECKPOINT / "config.json").is_file():
         return str(BUNDLED_CHECKPOINT), "boxguard-demo-shapes"
     return str(builtin_checkpoint_dir()), "boxguard-tiny-random"
-
-
-def recommended_policy(model: str | None) -> dict[str, Any]:
-    """The bundled checkpoint's recommended Policy fields when serving it (`model` None).
-
-    A user's own model directory keeps the server defaults: its fields are {} whatever it holds.
-    """
-    path = BUNDLED_CHECKPOINT / POLICY_FILE
-    if model or not path.is_file():
-        return {}
-    fields = json.loads(path.read_text())
-    if not isinstance(fields, dict):
-        raise ValueError(f"{path} must hold a JSON object of Policy fields")
-    return {key: value for key, value in fields.items() if not key.startswith("_")}

@@ -17,7 +17,6 @@ from boxguard.guards import Policy
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from .grounding import base_policy
 from .settings import Settings
 
 PAGE_PATHS = ("/", "/playground")
@@ -60,14 +59,13 @@ def sample_png(name: str) -> bytes:
     return (_STATIC / "samples" / f"{name}.png").read_bytes()
 
 
-def playground_config(settings: Settings, policy: Policy | None = None) -> dict[str, Any]:
+def playground_config(settings: Settings, policy: Policy) -> dict[str, Any]:
     """What the page needs to know about this server: key requirement, policy defaults, samples.
 
     Example:
-        >>> playground_config(Settings())["api_key_required"]
+        >>> playground_config(Settings(), Policy())["api_key_required"]
         False
     """
-    policy = policy or base_policy(settings)
     return {
         "api_key_required": bool(settings.api_keys),
         "policy": {
@@ -117,7 +115,7 @@ async def page_config(request: Request) -> JSONResponse:
     """The page's view of this server's settings."""
     # The running service's policy: read once at start-up, not per page load.
     service = request.app.state.service
-    config = playground_config(request.app.state.settings, service.policy)
+    config = playground_config(request.app.state.settings, service.policy.values)
     return JSONResponse(config, headers=_REVALIDATE)
 
 

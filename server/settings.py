@@ -56,7 +56,13 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "image_url_enabled",
         "image_url_allowlist",
     ),
-    "Guard policy": ("min_confidence", "visual_check", "self_consistency_k", "max_policy_samples"),
+    "Guard policy": (
+        "policy_file",
+        "min_confidence",
+        "visual_check",
+        "self_consistency_k",
+        "max_policy_samples",
+    ),
     "vLLM engine": (
         "gpu_memory_utilization",
         "tensor_parallel_size",
@@ -66,6 +72,10 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "enforce_eager",
     ),
 }
+
+
+# Settings fields that are guard Policy fields of the same name (the "server" policy layer).
+POLICY_SETTINGS = ("min_confidence", "visual_check", "self_consistency_k")
 
 
 class Settings(BaseSettings):
@@ -125,11 +135,21 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed by CORS (comma-separated); empty = none."
     )
-    min_confidence: float | None = Field(
-        None, ge=0, le=1, description="Policy confidence threshold; none = the guards' default."
+    policy_file: str | None = Field(
+        None,
+        description="Guard policy file (JSON Policy fields, e.g. from `boxguard calibrate`); "
+        "none = the model directory's boxguard_policy.json if it has one.",
     )
-    visual_check: bool = Field(False, description="Run the visual re-check by default.")
-    self_consistency_k: int = Field(0, ge=0, le=16, description="Sampled answers; 0 = off.")
+    # The policy fields a flag may set: none = the policy file's value, else the guards' default.
+    min_confidence: float | None = Field(
+        None, ge=0, le=1, description="Confidence threshold; none = policy file, else 0.25."
+    )
+    visual_check: bool | None = Field(
+        None, description="Run the visual re-check; none = policy file, else off."
+    )
+    self_consistency_k: int | None = Field(
+        None, ge=0, le=32, description="Sampled answers to compare; none = policy file, else 0."
+    )
     sample_temperature: float = Field(0.7, gt=0, le=2, description="For self-consistency.")
     max_policy_samples: int = Field(8, ge=0, le=32, description="Most samples a request may ask.")
     seed: int = Field(0, description="Seed for sampled decoding.")

@@ -6,10 +6,11 @@ import importlib
 from typing import TYPE_CHECKING
 
 from .base import (
-    Aborted,
+    NOT_STARTED,
     Backend,
     BackendDead,
     BackendError,
+    BackendHealth,
     Completion,
     Generation,
     GenerationRequest,
@@ -42,8 +43,9 @@ def create_backend(settings: Settings, model_dir: str, adapter: ModelAdapter) ->
 
 __all__ = [
     "BACKENDS",
-    "Aborted",
+    "NOT_STARTED",
     "Backend",
+    "BackendHealth",
     "BackendDead",
     "BackendError",
     "Completion",

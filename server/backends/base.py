@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -73,18 +73,28 @@ class QueueFull(BackendError):
     """The backend's bounded queue is full; the server answers 429."""
 
 
-class Aborted(BackendError):
-    """The generation was stopped by `Backend.abort` before it finished."""
+# A backend's state, as `EngineClient` tells is_running / errored / dead apart.
+BackendState = Literal["starting", "ready", "dead", "stopped"]
 
 
-def belongs_to(generation_id: str, request_id: str) -> bool:
-    """Whether a generation is the request's own or one of its evidence calls (`id-…`).
+@dataclass(frozen=True)
+class BackendHealth:
+    """What a backend can say about itself: its state and, unless ready, why.
 
-    Example:
-        >>> belongs_to("r1-visual0", "r1"), belongs_to("r10", "r1")
-        (True, False)
+    `dead` means a fatal engine error (the reason names it): the app's supervisor restarts it.
+    `stopped` is before `start` and after `stop`.
     """
-    return generation_id == request_id or generation_id.startswith(request_id + "-")
+
+    state: BackendState
+    reason: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether requests can be served."""
+        return self.state == "ready"
+
+
+NOT_STARTED = "the backend is not started"
 
 
 @runtime_checkable
@@ -94,14 +104,21 @@ class Backend(Protocol):
     The app uses exactly these members. `start` and `stop` keep the event loop free (model
     loads and engine shutdowns run in worker threads) so /healthz answers during a restart.
     `stop` answers every in-flight `generate` with `BackendDead` (the client gets a 503).
-    `ready` turns False after a fatal engine error; the app's supervisor then restarts it.
+    `health` turns `dead` after a fatal engine error; the app's supervisor then restarts it.
+    A caller stops a generation by cancelling its `generate` task: each backend then frees
+    the generation's slot (the transformers batch row, the vLLM engine request).
     """
 
     name: str
 
     @property
+    def health(self) -> BackendHealth:
+        """The state: starting, ready, dead or stopped, and why when dead."""
+        ...
+
+    @property
     def ready(self) -> bool:
-        """True once started and able to serve; False after a fatal error or `stop`."""
+        """`health.ready`: True once started and able to serve."""
         ...
 
     @property
@@ -120,12 +137,7 @@ class Backend(Protocol):
     async def generate(self, request: GenerationRequest) -> Generation:
         """Generate `request.n` completions under `request.constraint`.
 
-        Raises QueueFull when the backend is at capacity, BackendDead when it is not running,
-        Aborted after `abort`, BackendError for a failure of this request alone.
+        Raises QueueFull when the backend is at capacity, BackendDead when it is not running
+        (message NOT_STARTED before `start`), BackendError for a failure of this request alone.
         """
-        ...
-
-    async def abort(self, request_id: str) -> None:
-        """Stop the request's queued or running generations (see `belongs_to`); they raise
-        Aborted."""
         ...

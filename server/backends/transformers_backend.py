@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 from ..constraints import THINK_CLOSE
 from .base import (
-    Aborted,
+    NOT_STARTED,
     BackendDead,
     BackendError,
+    BackendHealth,
     Completion,
     Generation,
     GenerationRequest,
-    belongs_to,
 )
 from .batching import BatchQueue, Pending
 from .decoding import (
@@ -79,12 +79,17 @@ class TransformersBackend:
         self._queue: BatchQueue[GenerationRequest] = BatchQueue(
             self._run_batch, maxsize=settings.queue_size, max_batch=settings.max_batch_size
         )
-        self._ready = False
+        self._health = BackendHealth("stopped")
+
+    @property
+    def health(self) -> BackendHealth:
+        """starting while the model loads, ready, dead after a fatal engine error, stopped."""
+        return self._health
 
     @property
     def ready(self) -> bool:
         """True once the model is loaded and the worker runs."""
-        return self._ready
+        return self._health.ready
 
     @property
     def queue_depth(self) -> int:
@@ -93,11 +98,12 @@ class TransformersBackend:
 
     async def start(self) -> None:
         """Load the checkpoint in the worker thread, then start the batching worker."""
+        self._health = BackendHealth("starting")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="boxguard-gen")
         loop = asyncio.get_running_loop()
         self.engine = await loop.run_in_executor(self._executor, self._load)
         self._queue.start()
-        self._ready = True
+        self._health = BackendHealth("ready")
 
     def _load(self) -> HFEngine:
         return HFEngine(
@@ -112,7 +118,7 @@ class TransformersBackend:
 
     async def stop(self) -> None:
         """Stop taking work, answer in-flight requests 503, release the thread and the model."""
-        self._ready = False
+        self._health = BackendHealth("stopped")
         await self._queue.stop()
         if self._executor is not None:
             # The running batch sees its rows cancelled and ends within a decode step.
@@ -120,17 +126,12 @@ class TransformersBackend:
             self._executor = None
         self.engine = None
 
-    async def abort(self, request_id: str) -> None:
-        """Fail the queued and running generations of the request with Aborted."""
-        self._queue.fail(
-            lambda item: belongs_to(item.request_id, request_id),
-            Aborted(f"request {request_id} was aborted"),
-        )
-
     async def generate(self, request: GenerationRequest) -> Generation:
         """Queue the request (QueueFull when full) and wait for its completions."""
-        if not self._ready:
-            raise BackendDead("backend is not running")
+        if self._health.state == "dead":
+            raise BackendDead(f"{self._health.reason}; the server is restarting it")
+        if not self.ready:
+            raise BackendDead(NOT_STARTED)
         c = request.constraint
         # Everything the worker passes to generate() as one set of parameters must match.
         key = (
@@ -148,7 +149,7 @@ class TransformersBackend:
     async def _run_batch(self, batch: list[Pending[GenerationRequest]]) -> list[object]:
         """Run a batch of same-key requests in the worker thread."""
         if self._executor is None:
-            raise BackendDead("backend is stopped")
+            raise BackendDead(NOT_STARTED)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._generate_batch, batch)
 
@@ -156,7 +157,7 @@ class TransformersBackend:
         """Expand each request into its sequences, run the phases, regroup per request."""
         engine = self.engine
         if engine is None:
-            raise BackendDead("model is not loaded")
+            raise BackendDead(NOT_STARTED)
         first = batch[0].item
         jobs: list[SequenceJob] = []
         owners: list[int] = []
@@ -180,7 +181,8 @@ class TransformersBackend:
         except Exception as exc:
             log.exception("generation failed (request_ids=%s)", [p.item.request_id for p in batch])
             if is_fatal(exc):
-                self._ready = False  # the supervisor reloads the engine
+                # The supervisor sees `dead` and reloads the engine.
+                self._health = BackendHealth("dead", f"the engine failed: {exc}")
                 raise BackendDead("the engine failed fatally; it is being restarted") from exc
             raise BackendError("generation failed") from exc
         grouped: list[list[Completion]] = [[] for _ in batch]

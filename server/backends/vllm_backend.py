@@ -21,14 +21,14 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from .base import (
-    Aborted,
+    NOT_STARTED,
     BackendDead,
     BackendError,
+    BackendHealth,
     Completion,
     Generation,
     GenerationRequest,
     QueueFull,
-    belongs_to,
 )
 from .decoding import continuation_prompt, join_think, replicate, think_prompt
 from .vllm_translate import (
@@ -113,18 +113,28 @@ class VLLMBackend:
         self.model_dir = str(model_dir)
         self.adapter = adapter
         self.engine: Any = None
-        self._dead = False
+        self._dead_reason: str | None = None
         self._inflight = 0
         self._max_inflight = 0
         self._engine_requests: set[str] = set()  # ids of the engine requests running now
         self._stats_task: asyncio.Task[None] | None = None
-        self._aborted: set[str] = set()  # engine requests stopped by abort(), not by stop()
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine is bound to
+
+    @property
+    def health(self) -> BackendHealth:
+        """stopped without an engine, dead after a fatal engine error (why), else ready."""
+        if self.engine is None:
+            return BackendHealth("stopped")
+        if self._dead_reason is None and self.engine.errored:
+            self._dead_reason = "the vLLM engine reports an error"
+        if self._dead_reason is not None:
+            return BackendHealth("dead", self._dead_reason)
+        return BackendHealth("ready")
 
     @property
     def ready(self) -> bool:
         """True once the engine is up and has not died."""
-        return self.engine is not None and not self._dead and not self.engine.errored
+        return self.health.ready
 
     @property
     def queue_depth(self) -> int:
@@ -146,7 +156,7 @@ class VLLMBackend:
         # AsyncLLM starts its output handler on this loop at the first generate().
         self.engine = await asyncio.to_thread(self._vllm.AsyncLLM.from_engine_args, args)
         self.loop = asyncio.get_running_loop()
-        self._dead = False
+        self._dead_reason = None
         scheduler = self.engine.vllm_config.scheduler_config
         per_engine = int(getattr(scheduler, "max_num_seqs", 0) or 256)
         # The engine runs max_num_seqs at once per DP rank; queue_size more may wait.
@@ -201,10 +211,9 @@ class VLLMBackend:
     async def generate(self, request: GenerationRequest) -> Generation:
         """Generate `request.n` completions under the constraint (think in two engine calls)."""
         if self.engine is None:
-            raise BackendError("the vLLM engine is not started")
+            raise BackendDead(NOT_STARTED)
         if not self.ready:
-            self._dead = True
-            raise BackendDead("the vLLM engine has died; restart the server")
+            raise BackendDead(f"{self.health.reason}; the server is restarting it")
         if self._inflight >= self._max_inflight:
             raise QueueFull(f"{self._inflight} requests in flight; try again later")
         self._inflight += 1
@@ -216,14 +225,6 @@ class VLLMBackend:
         finally:
             self._inflight -= 1
         return Generation(replicate(completions, max(1, request.n)), prompt_tokens)
-
-    async def abort(self, request_id: str) -> None:
-        """Abort the request's running engine requests (see `belongs_to`); they raise Aborted."""
-        engine = self.engine
-        mine = sorted(e for e in self._engine_requests if belongs_to(e, request_id))
-        if engine is not None and mine:
-            self._aborted.update(mine)
-            await self._abort(engine, mine)
 
     async def _generate_answer(self, request: GenerationRequest) -> tuple[list[Completion], int]:
         """One constrained engine call."""
@@ -284,27 +285,23 @@ class VLLMBackend:
             await self._abort(engine, request_id)
             raise
         except self._vllm.EngineDeadError as exc:
-            self._dead = True
-            raise BackendDead("the vLLM engine died; restart the server") from exc
+            self._dead_reason = f"the vLLM engine died: {exc}"
+            raise BackendDead("the vLLM engine died; the server is restarting it") from exc
         except self._vllm.EngineGenerateError as exc:
             if self.engine is not engine:  # e.g. its input processing met the shut-down renderer
                 raise BackendDead("the vLLM engine was stopped") from exc
             if engine.errored:
-                self._dead = True
-                raise BackendDead("the vLLM engine died; restart the server") from exc
+                self._dead_reason = f"the vLLM engine died: {exc.__cause__ or exc}"
+                raise BackendDead("the vLLM engine died; the server is restarting it") from exc
             raise BackendError(f"vLLM failed the request: {exc.__cause__ or exc}") from exc
         except ValueError as exc:  # vLLM's validation (e.g. the prompt is over max_model_len)
             raise BackendError(f"vLLM refused the request: {exc}") from exc
         finally:
             self._engine_requests.discard(request_id)
-            aborted = request_id in self._aborted
-            self._aborted.discard(request_id)
         outputs = final.outputs if final is not None else []
         if not outputs or any(o.finish_reason == "abort" for o in outputs):
             if self.engine is not engine:
                 raise BackendDead("the vLLM engine was stopped")
-            if aborted:
-                raise Aborted(f"request {request.request_id} was aborted")
             raise BackendError("vLLM aborted the request or returned no output")
         return final
 

@@ -151,8 +151,8 @@ function fillChecks(checks) {
       el("tr", { "data-check": check.name }, [
         el("td", { text: check.name + (check.fatal ? "" : " (reported only)") }),
         el("td", {
-          class: check.passed ? "pass" : "fail",
-          text: check.passed ? "passed" : "failed",
+          class: check.ran === false ? "skip" : check.passed ? "pass" : "fail",
+          text: check.ran === false ? "not run" : check.passed ? "passed" : "failed",
         }),
         el("td", { class: "num", text: check.score == null ? "—" : check.score.toFixed(3) }),
         el("td", { text: check.detail || "" }),

@@ -12,6 +12,7 @@ from boxguard.server.evidence import gather_evidence
 from boxguard.server.grounding import GroundingService
 from boxguard.server.metrics import get_metrics
 from boxguard.server.models import adapter_for
+from boxguard.server.policy_source import server_policy
 from boxguard.server.schema import GroundRequest
 from boxguard.server.settings import Settings
 from PIL import Image
@@ -46,10 +47,13 @@ async def test_crops_batch_in_one_engine_pass_and_samples_in_one_call(
 
     engine.generate = counting  # type: ignore[method-assign]
     try:
-        service = GroundingService(settings, adapter, backend, get_metrics())
+        service = GroundingService(
+            settings, adapter, backend, get_metrics(), server_policy(settings, str(tiny_checkpoint))
+        )
         image = Image.new("RGB", (320, 240), "white")
         req = GroundRequest(expression="the red circles", multiple=True)
-        frame, request = service.generation_request(image, req, "t1")
+        job = service.generation_request(req, image, "t1")
+        frame, request = job.frame, job.generation
         # visual_check non-fatal: a random model may say "no", self_consistency must still run.
         policy = Policy(
             visual_check=True,
@@ -63,7 +67,7 @@ async def test_crops_batch_in_one_engine_pass_and_samples_in_one_call(
         assert len(plan.crops) == 3 and plan.samples == 3
 
         evidence = await gather_evidence(
-            plan, image, request, adapter=adapter, generate=service.generate,
+            plan, image, request, adapter=adapter, backend=backend,
             sample_temperature=settings.sample_temperature,
         )
         # The three crops in one greedy pass, the three samples in one sampled pass.

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from boxguard.server.backends import Generation, GenerationRequest, QueueFull
+from boxguard.server.backends import BackendHealth, Generation, GenerationRequest, QueueFull
 from boxguard.server.constraints import Constraint
 
 
@@ -73,7 +73,7 @@ class FaultyBackend:
         The restart waits for `allow_restart()` so a test can observe the dead state first.
         """
         self.restart_allowed.clear()
-        self.real._ready = False
+        self.real._health = BackendHealth("dead", "killed by the test")
 
     def allow_restart(self) -> None:
         """Let the server's supervisor bring the backend back."""
@@ -99,6 +99,10 @@ class FaultyBackend:
 
     # --- Backend protocol ----------------------------------------------------------------
     @property
+    def health(self) -> BackendHealth:
+        return self.real.health  # type: ignore[no-any-return]
+
+    @property
     def ready(self) -> bool:
         return bool(self.real.ready)
 
@@ -117,9 +121,6 @@ class FaultyBackend:
     async def stop(self) -> None:
         self.stops += 1
         await self.real.stop()
-
-    async def abort(self, request_id: str) -> None:
-        await self.real.abort(request_id)
 
     async def generate(self, request: GenerationRequest) -> Generation:
         if self.unexpected_error:

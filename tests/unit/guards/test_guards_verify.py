@@ -13,7 +13,7 @@ from boxguard.guards import Policy, Verdict, verify
 def test_exports_exactly() -> None:
     assert sorted(guards.__all__) == sorted(
         ["verify", "prepare", "Plan", "CropQuestion", "Evidence", "Policy", "Verdict",
-         "Detection", "CheckResult", "TokenLogprob", "Verifier"])
+         "Detection", "CheckResult", "TokenLogprob", "Verifier", "GuardFault"])
 
 
 def test_signature_is_binding() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from boxguard.server.backends import Completion, Generation, TokenChoice
+from boxguard.server.backends import BackendError, Completion, Generation, TokenChoice
 from boxguard.server.evidence import all_or_cancel, crop_box, yes_probability
 
 
@@ -25,7 +25,22 @@ def _answer(text: str, logprob: float) -> Generation:
 def test_yes_probability_reads_the_deciding_token() -> None:
     assert yes_probability(_answer("yes", -0.1)) == pytest.approx(0.9048, abs=1e-4)
     assert yes_probability(_answer("no", -0.1)) == pytest.approx(0.0952, abs=1e-4)
-    assert yes_probability(Generation([Completion(text="")])) == 0.0
+
+
+
+@pytest.mark.parametrize(
+    "generation",
+    [
+        Generation([Completion(text="")]),
+        Generation([]),
+        _answer("maybe", -0.1),
+        Generation([Completion(text="yes")]),  # no scored token
+    ],
+)
+def test_a_yes_no_answer_that_is_not_one_is_a_backend_fault(generation: Generation) -> None:
+    # Not P(yes) = 0: that would abstain on a right box because of an engine bug.
+    with pytest.raises(BackendError, match="no yes/no answer"):
+        yes_probability(generation)
 
 
 async def test_all_or_cancel_returns_results_in_order() -> None:
@@ -67,3 +82,21 @@ async def test_being_cancelled_cancels_every_call() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert sorted(cancelled) == ["a", "b"]
+
+
+async def test_every_failure_is_retrieved_when_two_fail_together(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two evidence calls failing at once: the first raises, the other is retrieved (no
+    "Task exception was never retrieved" at ERROR when it is collected)."""
+    import gc
+
+    async def fails(name: str) -> None:
+        await asyncio.sleep(0.01)
+        raise LookupError(name)
+
+    with pytest.raises(LookupError, match="first"):
+        await all_or_cancel([fails("first"), fails("second")])
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import io
 
-from boxguard.server.model_source import recommended_policy
+from boxguard.guards import Policy
+from boxguard.server.model_source import resolve_model_dir
 from boxguard.server.playground import SAMPLES, playground_config, sample_png
+from boxguard.server.policy_source import server_policy
 from boxguard.server.settings import Settings
 from PIL import Image
 
 
 def test_config_reports_the_servers_policy_defaults_and_key_requirement() -> None:
-    config = playground_config(
-        Settings(min_confidence=0.4, visual_check=True, self_consistency_k=3, api_keys=["k"])
-    )
+    settings = Settings(min_confidence=0.4, visual_check=True, self_consistency_k=3, api_keys=["k"])
+    config = playground_config(settings, server_policy(settings, "/nonexistent").values)
     assert config["api_key_required"] is True
     assert config["policy"] == {
         "min_confidence": 0.4,
@@ -23,17 +24,19 @@ def test_config_reports_the_servers_policy_defaults_and_key_requirement() -> Non
 
 
 def test_config_without_overrides_uses_the_guards_defaults() -> None:
-    config = playground_config(Settings())
+    settings = Settings()
+    policy = server_policy(settings, resolve_model_dir(None)[0])
+    config = playground_config(settings, policy.values)
     assert config["api_key_required"] is False
     assert config["policy"]["min_confidence"] == 0.25
-    # No --model: the bundled checkpoint, with its recommended policy (visual re-check on).
-    recommended = recommended_policy(None)
-    assert config["policy"]["visual_check"] is recommended.get("visual_check", False)
+    # No --model: the bundled checkpoint, with its policy file (visual re-check on).
+    assert config["policy"]["visual_check"] is policy.values.visual_check is True
+    assert policy.sources["visual_check"] == "file"
     assert config["max_policy_samples"] == Settings().max_policy_samples
 
 
 def test_samples_are_pngs_with_expressions() -> None:
-    config = playground_config(Settings())
+    config = playground_config(Settings(), Policy())
     assert [s["name"] for s in config["samples"]] == list(SAMPLES)
     for name, sample in SAMPLES.items():
         image = Image.open(io.BytesIO(sample_png(name)))

@@ -57,9 +57,11 @@ def test_help_lists_every_setting_with_its_help_and_default() -> None:
         assert flag_name(name) in text, name
         assert " ".join(str(field.description).split()) in text, name
     assert "--max-new-tokens <int> Answer token budget. [default: 128]" in text
-    assert "--min-confidence <float> Policy confidence threshold" in text
+    assert "--min-confidence <float> Confidence threshold; none = policy file, else 0.25" in text
+    # Policy flags default to "not given", so the policy file or Policy's default decides.
     assert "--visual-check --no-visual-check" in text
-    assert "[default: no-visual-check]" in text
+    assert "[default: no-visual-check]" not in text
+    assert "--policy-file <str>" in text or "--policy-file <text>" in text
     assert "[default: 127.0.0.1]" in text and "[default: 20971520]" in text
 
 

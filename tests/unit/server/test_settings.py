@@ -112,7 +112,7 @@ def test_invalid_env_values_raise(clean_env: pytest.MonkeyPatch, name: str, valu
         {"port": 65536},
         {"max_detections": 0},
         {"max_detections": 101},
-        {"self_consistency_k": 17},
+        {"self_consistency_k": 33},
         {"gpu_memory_utilization": 0},
         {"max_body_bytes": 10},
         {"sample_temperature": 0},

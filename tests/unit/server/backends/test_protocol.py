@@ -12,7 +12,7 @@ from boxguard.server.backends.base import Backend  # noqa: E402
 from boxguard.server.backends.transformers_backend import TransformersBackend  # noqa: E402
 from boxguard.server.backends.vllm_backend import VLLMBackend  # noqa: E402
 
-MEMBERS = ("name", "ready", "queue_depth", "start", "stop", "generate", "abort")
+MEMBERS = ("name", "health", "ready", "queue_depth", "start", "stop", "generate")
 
 
 @pytest.mark.parametrize("cls", [TransformersBackend, VLLMBackend])
@@ -23,9 +23,9 @@ def test_backend_implements_the_whole_protocol(cls: type) -> None:
     assert declared == set(MEMBERS)
     for member in MEMBERS:
         assert hasattr(cls, member), member
-    for prop in ("ready", "queue_depth"):
+    for prop in ("health", "ready", "queue_depth"):
         assert isinstance(inspect.getattr_static(cls, prop), property), prop
-    for method in ("start", "stop", "generate", "abort"):
+    for method in ("start", "stop", "generate"):
         ours = inspect.signature(getattr(cls, method))
         theirs = inspect.signature(getattr(Backend, method))
         assert inspect.iscoroutinefunction(getattr(cls, method)), method

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from boxguard.server.backends import (
-    Aborted,
     BackendDead,
     BackendError,
     Completion,
@@ -478,30 +477,34 @@ async def test_an_aborted_output_is_not_an_answer(monkeypatch: pytest.MonkeyPatc
     assert backend.ready
 
 
-async def test_abort_stops_only_that_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    backend = _backend(monkeypatch, ["hang", "hang", "hang"])
+async def test_cancelling_one_request_aborts_only_its_engine_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cancellation is the one way to stop a generation: its engine request alone is aborted."""
+    backend = _backend(monkeypatch, ["hang", "hang"])
     one = asyncio.create_task(backend.generate(_request(request_id="r1")))
-    crop = asyncio.create_task(backend.generate(_request(request_id="r1-visual0")))
     two = asyncio.create_task(backend.generate(_request(request_id="r10")))
     await asyncio.sleep(0.05)
-    await backend.abort("r1")
-    for task in (one, crop):
-        with pytest.raises(Aborted):
-            await task
-    assert sorted(rid.split("-")[0] for rid in backend.engine.aborted) == ["r1", "r1"]
+    one.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await one
+    assert [rid.split("-")[0] for rid in backend.engine.aborted] == ["r1"]
     assert not two.done()
     two.cancel()
     with pytest.raises(asyncio.CancelledError):
         await two
-    assert backend._inflight == 0 and backend._aborted == set()
+    assert backend._inflight == 0
 
 
 async def test_engine_death_marks_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
     backend = _backend(monkeypatch, [_DeadError("dead")])
-    assert backend.ready
-    with pytest.raises(BackendDead):
+    assert backend.ready and backend.health.state == "ready"
+    with pytest.raises(BackendDead, match="restarting"):
         await backend.generate(_request())
     assert not backend.ready
+    assert backend.health.state == "dead" and "dead" in (backend.health.reason or "")
+    with pytest.raises(BackendDead, match="restarting"):
+        await backend.generate(_request())
 
 
 async def test_queue_bound(monkeypatch: pytest.MonkeyPatch) -> None:
