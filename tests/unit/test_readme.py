@@ -91,3 +91,10 @@ def test_the_training_notebook_lives_in_docs() -> None:
     assert "python -m boxguard.demo.train" not in README
     assert "(docs/demo-training.md)" in README
     assert "python -m boxguard.demo.train" in (ROOT / "docs" / "demo-training.md").read_text()
+
+
+def test_json_curl_example_streams_the_body() -> None:
+    """A photo's base64 in one shell argument fails with `Argument list too long`."""
+    serving = re.findall(r"^```bash\n(.*?)^```", _section("Serving"), re.M | re.S)[0]
+    assert "$(base64" not in serving
+    assert serving.index("-F image=@") < serving.index("--data-binary @-")
