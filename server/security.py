@@ -44,13 +44,21 @@ class RequestIdMiddleware:
 
 
 def _presented_key(scope: Scope) -> str | None:
-    """The key from `Authorization: Bearer …` or `X-API-Key`."""
-    headers = dict(scope.get("headers", []))
-    auth = headers.get(b"authorization", b"").decode("latin-1")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    key = headers.get(b"x-api-key")
-    return key.decode("latin-1").strip() if key else None
+    """The key from `Authorization: Bearer …` or `X-API-Key`; Unauthorized if either header
+    comes more than once (which copy counts differs between proxies and servers)."""
+    auth: list[bytes] = []
+    api_key: list[bytes] = []
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            auth.append(value)
+        elif name == b"x-api-key":
+            api_key.append(value)
+    if len(auth) > 1 or len(api_key) > 1:
+        raise Unauthorized("send one Authorization or X-API-Key header, not several")
+    bearer = auth[0].decode("latin-1") if auth else ""
+    if bearer[:7].lower() == "bearer ":
+        return bearer[7:].strip()
+    return api_key[0].decode("latin-1").strip() if api_key else None
 
 
 def key_matches(presented: str, keys: list[str]) -> bool:
@@ -80,7 +88,11 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or not self.keys or open_path or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        presented = _presented_key(scope)
+        detail = "send the API key as `Authorization: Bearer <key>`"
+        try:
+            presented = _presented_key(scope)
+        except Unauthorized as exc:
+            presented, detail = None, exc.detail
         if presented is None or not key_matches(presented, self.keys):
             request_id = scope.get("state", {}).get("request_id")
             log.info("unauthorized request (request_id=%s, path=%s)", request_id, path)
@@ -88,7 +100,7 @@ class ApiKeyMiddleware:
                 401,
                 Unauthorized.code,
                 Unauthorized.title,
-                "send the API key as `Authorization: Bearer <key>`",
+                detail,
                 headers={"WWW-Authenticate": "Bearer"},
                 request_id=request_id,
             )

@@ -92,9 +92,32 @@ def test_valid_key_grounds(keyed_server: str) -> None:
     assert_clean_text(r.text, tuple(KEYS))
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("authorization", "Bearer wrong"), ("authorization", f"Bearer {KEYS[0]}")],
+        [("authorization", f"Bearer {KEYS[0]}"), ("authorization", "Bearer wrong")],
+        [("authorization", f"Bearer {KEYS[0]}"), ("authorization", f"Bearer {KEYS[0]}")],
+        [("x-api-key", "nope"), ("x-api-key", KEYS[1])],
+        [("x-api-key", KEYS[1]), ("x-api-key", KEYS[1])],
+    ],
+    ids=["wrong-then-right", "right-then-wrong", "same-twice", "x-api-key-twice", "x-api-same"],
+)
+def test_a_repeated_credential_header_is_refused(
+    keyed_server: str, headers: list[tuple[str, str]]
+) -> None:
+    r = httpx.post(keyed_server + "/ground", json=BODY, headers=headers, timeout=30)
+    body = assert_problem(r, 401, "unauthorized", secrets=tuple(KEYS))
+    assert "not several" in body["detail"]
+
+
 def test_health_and_readiness_stay_open(keyed_server: str) -> None:
     assert httpx.get(keyed_server + "/healthz", timeout=10).status_code == 200
     assert httpx.get(keyed_server + "/readyz", timeout=10).status_code == 200
+    # Load balancers probe with HEAD: the same status, no body.
+    for path in ("/healthz", "/readyz"):
+        r = httpx.head(keyed_server + path, timeout=10)
+        assert r.status_code == 200 and r.content == b"", (path, r.status_code)
 
 
 def test_metrics_behind_the_key_when_configured(keyed_server: str) -> None:
