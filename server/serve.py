@@ -129,6 +129,19 @@ def check_device(settings: Settings) -> None:
         )
 
 
+def check_backend(settings: Settings) -> None:
+    """--backend vllm without vLLM importable fails here, in one line, with the install hint."""
+    if settings.backend != "vllm":
+        return
+    from .backends.vllm_backend import _import_vllm
+
+    try:
+        _import_vllm()  # the backend imports it again at start; this one fills the module cache
+    except ImportError as exc:
+        cause = exc.__cause__ or exc
+        raise ServeError(f"--backend vllm: {exc} ({type(cause).__name__}: {cause})") from None
+
+
 def listen_socket(host: str, port: int) -> socket.socket:
     """A bound socket for the server, so a busy port fails before the model loads."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -171,6 +184,7 @@ def run(overrides: dict[str, Any]) -> None:
     settings = build_settings(overrides)
     check_model(settings)
     check_device(settings)
+    check_backend(settings)
     sock = listen_socket(settings.host, settings.port)
 
     import uvicorn

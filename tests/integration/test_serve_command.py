@@ -99,6 +99,17 @@ def test_device_cuda_without_a_gpu_is_one_line() -> None:
     assert "no CUDA GPU" in line
 
 
+def test_backend_vllm_without_vllm_is_one_line(tiny_checkpoint: Path) -> None:
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("vLLM is installed here")
+    line = _refused("--backend", "vllm", "--model", str(tiny_checkpoint), "--port", "0")
+    assert 'pip install "boxguard[vllm]"' in line and "--backend vllm" in line
+
+
 @pytest.mark.timeout(120)  # fails, not hangs, if the line never comes
 def test_port_0_logs_the_port_it_took(tiny_checkpoint: Path) -> None:
     env = {**_env(), "BOXGUARD_LOG_LEVEL": "info"}
