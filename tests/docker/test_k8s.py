@@ -172,6 +172,24 @@ def test_objects_agree_with_each_other(rendered: dict, overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
+def test_the_autoscaler_alone_sets_the_replica_count(rendered: dict, overlay: str) -> None:
+    """A Deployment an HPA scales has no `replicas`: `kubectl apply -k` would reset the count."""
+    objects = rendered[overlay]
+    scaled = {
+        o["spec"]["scaleTargetRef"]["name"]
+        for o in objects
+        if o["kind"] == "HorizontalPodAutoscaler"
+        and o["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+    }
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        name = deployment["metadata"]["name"]
+        if name in scaled:
+            assert "replicas" not in deployment["spec"], f"{name}: the HPA owns the count"
+        else:
+            assert deployment["spec"].get("replicas", 1) >= 2, f"{name}: no HPA, one replica"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
 def test_settings_are_real_boxguard_settings(rendered: dict, overlay: str) -> None:
     """Every BOXGUARD_* key in the ConfigMap is a Settings field and parses as one."""
     pytest.importorskip("pydantic_settings")
