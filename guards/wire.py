@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .policy import Policy
 from .types import Verdict
@@ -54,6 +54,14 @@ class GroundRequest(BaseModel):
         description="Overrides of the server's guard policy (e.g. {'min_confidence': 0.5}), "
         "within the bounds the server allows.",
     )
+
+    @field_validator("expression", mode="before")
+    @classmethod
+    def _not_blank(cls, value: object) -> object:
+        """No printable non-space character (only spaces, NULs, controls, zero-widths): blank."""
+        if isinstance(value, str) and not any(c.isprintable() and not c.isspace() for c in value):
+            raise ValueError("expression is blank")
+        return value
 
 
 class ImageInfo(BaseModel):

@@ -1,4 +1,5 @@
-"""A blank or whitespace-only expression is a 422 validation_error: JSON, multipart, SDK, CLI."""
+"""A blank expression (whitespace, NULs, control or zero-width characters only) is a 422
+validation_error saying "expression is blank": JSON, multipart, SDK, CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from boxguard.clients import BadRequest, Client, InvalidRequest, cli
 from support import b64, png_bytes
 from typer.testing import CliRunner
 
-BLANKS = ["", "   ", "\t\n", "\u3000"]
+BLANKS = ["", "   ", "\t\n", "\u3000", "\x00", "\x00\x01\x1f\x7f", " \u200b\x00 "]
 
 
 def _assert_validation_error(response: httpx.Response) -> None:
@@ -19,6 +20,7 @@ def _assert_validation_error(response: httpx.Response) -> None:
     problem = response.json()
     assert problem["code"] == "validation_error"
     assert [e["loc"] for e in problem["errors"]] == [["expression"]]
+    assert "expression is blank" in problem["errors"][0]["msg"]
 
 
 @pytest.mark.parametrize("expression", BLANKS)
