@@ -12,6 +12,7 @@ import httpx
 import pytest
 from boxguard.server.app import create_app
 from boxguard.server.backends import vllm_backend as vb
+from boxguard.server.grounding import GroundingService
 from boxguard.server.backends.transformers_backend import TransformersBackend
 from boxguard.server.models import adapter_for
 from boxguard.server.settings import Settings
@@ -64,6 +65,11 @@ def test_healthz_answers_within_100ms_while_vllm_restarts(
         StructuredOutputsConfig=lambda **kw: kw,
     )
     monkeypatch.setattr(vb, "_import_vllm", lambda: fake)
+
+    async def no_warmup(self: GroundingService) -> None:
+        """The stand-in engine generates nothing: this test is about restarts, not answers."""
+
+    monkeypatch.setattr(GroundingService, "warmup", no_warmup)
     settings = Settings(model=str(tiny_checkpoint), backend="vllm", backend_check_interval_s=0.1)
     backend = vb.VLLMBackend(settings, str(tiny_checkpoint), adapter_for(tiny_checkpoint))
     with serve_in_thread(create_app(settings, backend=backend)) as url, httpx.Client() as client:

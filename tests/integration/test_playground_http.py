@@ -52,7 +52,7 @@ def test_every_page_asset_is_served_and_names_no_other_host(live_server: str) ->
         if r.headers["content-type"].startswith(TEXT_TYPES)
     }
     # Everything in the package's static folder is reached (so everything is checked).
-    static = {f.name for f in (files("boxguard.server") / "static").iterdir()}
+    static = {f.name for f in (files("boxguard.server") / "static").iterdir() if f.is_file()}
     reached = {path.rsplit("/", 1)[-1] for path in text_docs} | {"playground.html"}
     assert static <= reached, static - reached
     host = urlsplit(live_server).netloc
