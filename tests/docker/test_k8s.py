@@ -23,6 +23,7 @@ from docker_support import DOCKER_DIR, ROOT, missing_tool
 yaml = pytest.importorskip("yaml")
 
 K8S = DOCKER_DIR / "k8s"
+ADAPTER_VALUES = K8S / "prometheus-adapter" / "values.yaml"
 OVERLAYS = ("cpu", "gpu", "gpu-tp4")
 GPU_OVERLAYS = [name for name in OVERLAYS if name.startswith("gpu")]
 # Test ids that do not read "gpu": tests/conftest.py skips items with a "gpu" keyword.
@@ -63,10 +64,8 @@ def _render(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    """Both overlays and the prometheus-adapter rules, rendered once."""
-    out = {name: _render(K8S / "overlays" / name) for name in OVERLAYS}
-    out["prometheus-adapter"] = _render(K8S / "prometheus-adapter")
-    return out
+    """Every overlay, rendered once."""
+    return {name: _render(K8S / "overlays" / name) for name in OVERLAYS}
 
 
 def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -101,9 +100,7 @@ def test_overlay_renders_every_object(rendered: dict, overlay: str) -> None:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize(
-    "overlay", [*OVERLAYS, "prometheus-adapter"], ids=[*OVERLAY_IDS, "adapter"]
-)
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
 def test_objects_validate_against_kubernetes_schemas(
     rendered: dict, overlay: str, version: str
 ) -> None:
@@ -276,8 +273,7 @@ def test_autoscaler_metrics_exist_end_to_end(rendered: dict) -> None:
 
     get_metrics()
     gauges = set(re.findall(r"^# TYPE (\S+) gauge", generate_latest(REGISTRY).decode(), re.M))
-    (adapter_config,) = rendered["prometheus-adapter"]
-    rules = yaml.safe_load(adapter_config["data"]["config.yaml"])["rules"]
+    rules = yaml.safe_load(ADAPTER_VALUES.read_text())["rules"]["custom"]
     exposed = {}
     for rule in rules:
         found = re.match(r"(\w+)\{", rule["seriesQuery"])
@@ -291,6 +287,22 @@ def test_autoscaler_metrics_exist_end_to_end(rendered: dict) -> None:
         hpa = _one(rendered[overlay], "HorizontalPodAutoscaler")["spec"]
         names = {m["pods"]["metric"]["name"] for m in hpa["metrics"] if m["type"] == "Pods"}
         assert names and names <= set(exposed), names - set(exposed)
+
+
+def test_adapter_rules_are_helm_values_next_to_the_charts_own() -> None:
+    """The rules ship as prometheus-adapter chart values, not a ConfigMap that would replace the
+    chart's (its other rules wiped, reverted by the next `helm upgrade`); the docs say how."""
+    adapter_dir = ADAPTER_VALUES.parent
+    assert sorted(p.name for p in adapter_dir.iterdir()) == ["values.yaml"]
+    values = yaml.safe_load(ADAPTER_VALUES.read_text())
+    assert values["rules"]["default"] is True, "keep the chart's own rules"
+    assert values["rules"]["custom"] and values["prometheus"]["url"].startswith("http")
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    command = (
+        "helm upgrade --install prometheus-adapter prometheus-community/prometheus-adapter \\\n"
+        "     -n monitoring --create-namespace -f docker/k8s/prometheus-adapter/values.yaml"
+    )
+    assert command in docs
 
 
 def test_checkov_finds_nothing_unexplained(rendered: dict, tmp_path: Path) -> None:
