@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from boxguard.clients import BadRequest, Client, InvalidRequest, cli
+from boxguard.cli import commands as cli
+from boxguard.clients import BadRequest, Client, InvalidRequest
 from support import b64, png_bytes
 from typer.testing import CliRunner
 
