@@ -9,6 +9,7 @@ dependency pins clash with the dev tools').
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -53,19 +54,40 @@ def _tool(name: str) -> str:
     return found
 
 
-def _render(path: Path) -> list[dict[str, Any]]:
-    """`kubectl kustomize path` as a list of objects."""
-    result = subprocess.run(
+def _kustomize(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [_tool("kubectl"), "kustomize", str(path)], capture_output=True, text=True, timeout=120
     )
+
+
+def _render(path: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize path` as a list of objects."""
+    result = _kustomize(path)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 @pytest.fixture(scope="module")
-def rendered() -> dict[str, list[dict[str, Any]]]:
+def k8s_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of docker/k8s as a user has it after the Deploy steps, to render and add to."""
+    tree = tmp_path_factory.mktemp("k8s") / "k8s"
+    shutil.copytree(K8S, tree)
+    return tree
+
+
+def _user_overlay(tree: Path, name: str, kustomization: dict[str, Any]) -> list[dict[str, Any]]:
+    """Render an overlay of the user's own (tree/overlays/name) on top of the shipped ones."""
+    overlay = tree / "overlays" / name
+    overlay.mkdir(parents=True, exist_ok=True)
+    header = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({**header, **kustomization}))
+    return _render(overlay)
+
+
+@pytest.fixture(scope="module")
+def rendered(k8s_tree: Path) -> dict[str, list[dict[str, Any]]]:
     """Every overlay, rendered once."""
-    return {name: _render(K8S / "overlays" / name) for name in OVERLAYS}
+    return {name: _render(k8s_tree / "overlays" / name) for name in OVERLAYS}
 
 
 def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -118,10 +140,10 @@ def test_objects_validate_against_kubernetes_schemas(
     assert not errors, "\n".join(errors)
 
 
-def test_schema_validation_rejects_a_broken_object() -> None:
+def test_schema_validation_rejects_a_broken_object(rendered: dict) -> None:
     """The validator is strict: an unknown field or a wrong type fails (so the test can fail)."""
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    deployment = _one(_render(K8S / "overlays" / "cpu"), "Deployment")
+    deployment = copy.deepcopy(_one(rendered["cpu"], "Deployment"))
     deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"path": "/readyz"}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
@@ -263,6 +285,29 @@ def test_gpu_overlays_run_vllm_on_their_gpus(rendered: dict, overlay: str) -> No
     assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
     assert "/home/boxguard" in mounts, "vLLM's kernel caches need a writable home"
     assert _container(rendered["cpu"])["image"] == "boxguard:cpu"
+
+
+def test_the_image_is_an_images_entry_the_user_sets(rendered: dict, k8s_tree: Path) -> None:
+    """The base names `boxguard`; each overlay's `images:` entry says which: the user points it at
+    a registry (`kustomize edit set image`), said next to the README's apply command. The pull
+    policy is IfNotPresent, so an image loaded onto the nodes runs without a registry."""
+    assert "image: boxguard\n" in (K8S / "base" / "deployment.yaml").read_text()
+    for overlay in ("cpu", "gpu"):
+        kustomization = yaml.safe_load(
+            (K8S / "overlays" / overlay / "kustomization.yaml").read_text()
+        )
+        (entry,) = [i for i in kustomization["images"] if i["name"] == "boxguard"]
+        assert entry["newTag"] == overlay
+    for overlay in OVERLAYS:
+        assert _container(rendered[overlay])["imagePullPolicy"] == "IfNotPresent"
+    images = [{"name": "boxguard", "newName": "registry.example.com/boxguard", "newTag": "1.0"}]
+    mine = _user_overlay(k8s_tree, "mine-image", {"resources": ["../gpu"], "images": images})
+    assert _container(mine)["image"] == "registry.example.com/boxguard:1.0"
+    readme = (ROOT / "README.md").read_text()
+    apply_at = readme.index("kubectl apply -k docker/k8s/overlays/gpu")
+    assert "kustomize edit set image boxguard=" in readme[apply_at - 400 : apply_at]
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    assert "kustomize edit set image boxguard=registry.example.com/boxguard:" in docs
 
 
 def test_autoscaler_metrics_exist_end_to_end(rendered: dict) -> None:
