@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from boxguard.guards.wire import GroundRequest, Health
+from boxguard.guards.wire_errors import human_message
 from pydantic import ValidationError
 
 from .errors import (
@@ -198,10 +199,7 @@ class BaseClient:
         try:
             request = GroundRequest.model_validate(fields)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-                for error in exc.errors(include_url=False)
-            )
+            problems = "; ".join(human_message(error) for error in exc.errors(include_url=False))
             raise InvalidRequest(problems) from exc
         return request.model_dump(exclude_none=True)
 

@@ -66,8 +66,12 @@ class BoxguardError(Exception):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        """Human-readable one-liner including the code and request id."""
+        """Human-readable one-liner: code, detail, the server's field errors, request id."""
         text = f"[{self.code}] {self.detail}".rstrip()
+        fields = [str(e.get("msg")) for e in (self.problem.errors or [])] if self.problem else []
+        fields = [msg for msg in fields if msg not in self.detail]  # the detail may list them
+        if fields:
+            text += ": " + "; ".join(fields)
         if self.request_id:
             text += f" (request {self.request_id})"
         return text
@@ -86,7 +90,7 @@ class InvalidRequest(BadRequest, ValueError):
         >>> from boxguard.clients import Client
         >>> Client().ground("cat.jpg", "  ")  # doctest: +SKIP
         Traceback (most recent call last):
-        InvalidRequest: [validation_error] expression: String should match pattern '\\S'
+        InvalidRequest: [validation_error] expression is blank
     """
 
     default_code = "validation_error"

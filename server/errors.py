@@ -6,20 +6,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from boxguard.guards import GuardFault
+from boxguard.guards.wire_errors import readable_errors
 
 from .backends.base import BackendError, QueueFull
 
 
-def validation_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Pydantic/FastAPI errors without the input (it may be megabytes of base64)."""
-    return [
-        {
-            "loc": [str(part) for part in e.get("loc", ())],
-            "msg": e.get("msg"),
-            "type": e.get("type"),
-        }
-        for e in errors
-    ]
+def validation_errors(
+    errors: Iterable[Mapping[str, Any]], *, within: str | None = None
+) -> list[dict[str, Any]]:
+    """Pydantic/FastAPI errors as {loc, msg, type}: msg phrased for people, never the input."""
+    return readable_errors(errors, within=within)
 
 
 class BoxguardServerError(Exception):

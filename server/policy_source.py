@@ -86,7 +86,7 @@ def request_policy(
         applied = _merge(base, [("request", overrides)])
     except ValidationError as exc:
         raise InvalidPolicy(
-            "the policy override is invalid", validation_errors(exc.errors())
+            "the policy override is invalid", validation_errors(exc.errors(), within="policy")
         ) from None
     if applied.values.self_consistency_k > max_samples:
         raise InvalidPolicy(f"self_consistency_k may be at most {max_samples} on this server")

@@ -80,13 +80,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(exc.errors())
         return problem_response(
             422,
             "validation_error",
             "The request does not match the schema",
-            "see errors",
+            "; ".join(error["msg"] for error in errors) or "see errors",
             request,
-            errors=validation_errors(exc.errors()),
+            errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)
