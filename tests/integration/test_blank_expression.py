@@ -59,7 +59,7 @@ def test_sdk_refuses_before_sending(live_server: str) -> None:
         client.ground(png_bytes(), "   ")
     assert isinstance(info.value, BadRequest) and isinstance(info.value, ValueError)
     assert info.value.code == "validation_error"
-    assert str(info.value).startswith("[validation_error] expression: ")
+    assert str(info.value).startswith("[validation_error] expression is blank")
 
 
 @pytest.mark.parametrize("expression", ["", "   "])
@@ -72,5 +72,5 @@ def test_cli_prints_one_line_and_exits_2(live_server: str, tmp_path: Path, expre
     assert result.exit_code == 2
     assert result.exception is None or isinstance(result.exception, SystemExit)
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: [validation_error] expression: ")
+    assert len(lines) == 1 and lines[0].startswith("error: [validation_error] expression is ")
     assert "Traceback" not in result.output
