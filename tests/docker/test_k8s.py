@@ -41,9 +41,9 @@ EXPECTED_KINDS = {
     "Deployment",
     "PodDisruptionBudget",
     "HorizontalPodAutoscaler",
-    "ServiceMonitor",
     "NetworkPolicy",
 }
+SERVICE_MONITOR = "../../components/servicemonitor"  # an optional component, from an overlay
 
 
 def _tool(name: str) -> str:
@@ -150,10 +150,15 @@ def test_schema_validation_rejects_a_broken_object(rendered: dict) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
-def test_service_monitor_scrapes_the_service(rendered: dict, overlay: str) -> None:
-    """The ServiceMonitor (a CRD, no schema above) selects the Service and names its port."""
-    objects = rendered[overlay]
+def test_service_monitor_scrapes_the_service(k8s_tree: Path, overlay: str) -> None:
+    """The ServiceMonitor (a CRD, no schema above) is an optional component: absent from the
+    default render (no Prometheus Operator CRDs needed), and with it, labelled for
+    kube-prometheus-stack's selector, it selects the Service and names its port."""
+    components = {"resources": [f"../{overlay}"], "components": [SERVICE_MONITOR]}
+    objects = _user_overlay(k8s_tree, f"monitored-{overlay}", components)
     monitor, service = _one(objects, "ServiceMonitor"), _one(objects, "Service")
+    assert monitor["metadata"]["namespace"] == "boxguard"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert set(monitor["spec"]) == {"selector", "endpoints"}
     labels = service["metadata"]["labels"]
@@ -162,6 +167,27 @@ def test_service_monitor_scrapes_the_service(rendered: dict, overlay: str) -> No
     for endpoint in monitor["spec"]["endpoints"]:
         assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout"}
         assert endpoint["port"] in port_names and endpoint["path"] == "/metrics"
+
+
+def test_service_monitor_is_optional_and_its_release_label_settable(
+    rendered: dict, k8s_tree: Path
+) -> None:
+    """Default renders need no CRD; the documented patch sets the `release` label."""
+    for objects in rendered.values():
+        assert not [o for o in objects if o["apiVersion"].startswith("monitoring.coreos.com/")]
+    component = yaml.safe_load(
+        (K8S / "components" / "servicemonitor" / "kustomization.yaml").read_text()
+    )
+    assert component["kind"] == "Component"
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    block = re.search(
+        r"```yaml\n(# docker/k8s/overlays/monitored/kustomization\.yaml\n.*?)```", docs, re.S
+    )
+    assert block is not None, "docs/deploy.md shows an overlay with the ServiceMonitor"
+    documented = yaml.safe_load(block.group(1))
+    objects = _user_overlay(k8s_tree, "monitored", documented)
+    monitor = _one(objects, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "my-prometheus"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
