@@ -95,6 +95,14 @@ def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found
 
 
+def _bytes(quantity: str) -> float:
+    """A Kubernetes quantity (512Mi, 20Gi, 2G, 1000) in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]*)", str(quantity))
+    assert found is not None, quantity
+    return float(found.group(1)) * units.get(found.group(2), 1)
+
+
 def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     (container,) = _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     return container
@@ -334,6 +342,26 @@ def test_the_image_is_an_images_entry_the_user_sets(rendered: dict, k8s_tree: Pa
     assert "kustomize edit set image boxguard=" in readme[apply_at - 400 : apply_at]
     docs = (ROOT / "docs" / "deploy.md").read_text()
     assert "kustomize edit set image boxguard=registry.example.com/boxguard:" in docs
+
+
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS, ids=[f"{o}-overlay" for o in GPU_OVERLAYS])
+def test_model_claim_binds_the_prefilled_example_volume(rendered: dict, overlay: str) -> None:
+    """The claim binds one named, pre-filled PersistentVolume (no provisioner makes an empty one);
+    the example volume renders, validates and matches it, and is in no overlay."""
+    pvc = _one(rendered[overlay], "PersistentVolumeClaim")
+    assert pvc["spec"]["storageClassName"] == "", "a default provisioner would make it empty"
+    (pv,) = _render(K8S / "model-pv")
+    assert pv["kind"] == "PersistentVolume" and pv["metadata"]["name"] == pvc["spec"]["volumeName"]
+    claim_ref = pv["spec"]["claimRef"]
+    assert (claim_ref["namespace"], claim_ref["name"]) == ("boxguard", pvc["metadata"]["name"])
+    assert pv["spec"]["storageClassName"] == ""
+    assert set(pvc["spec"]["accessModes"]) <= set(pv["spec"]["accessModes"])
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    size = pvc["spec"]["resources"]["requests"]["storage"]
+    assert _bytes(pv["spec"]["capacity"]["storage"]) >= _bytes(size)
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate.validate(pv, kubernetes_validate.latest_version(), strict=True)
+    assert not [o for o in rendered[overlay] if o["kind"] == "PersistentVolume"]
 
 
 def test_autoscaler_metrics_exist_end_to_end(rendered: dict) -> None:
