@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
+from .access_log import GroundAccountingMiddleware
 from .backends import Backend, create_backend
 from .context import RequestContext
 from .docs import install_docs
@@ -134,7 +134,7 @@ def _lifespan(
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
-    """Added last = outermost: request id, then CORS, then keys, then the body limit."""
+    """Added last = outermost: request id, accounting, CORS, keys, then the body limit."""
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
@@ -150,6 +150,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
         )
+    app.add_middleware(GroundAccountingMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
 
@@ -190,8 +191,7 @@ def _add_ops_routes(app: FastAPI) -> None:
 
 
 def _add_ground_route(app: FastAPI, settings: Settings) -> None:
-    """POST /ground, JSON or multipart, with its outcome counted whatever happens."""
-    metrics = get_metrics()
+    """POST /ground, JSON or multipart; its outcome is left for GroundAccountingMiddleware."""
 
     @app.post(
         "/ground",
@@ -212,20 +212,16 @@ def _add_ground_route(app: FastAPI, settings: Settings) -> None:
     )
     async def ground(request: Request) -> GroundResponse:
         """Ground a referring expression: verified boxes in original pixels, or an abstention."""
-        started = time.perf_counter()
-        metrics.in_flight.inc()
-        outcome = "error"
+        # GroundAccountingMiddleware counts and logs the request with these.
+        request.state.outcome = "error"
         try:
             response = await _ground(request, settings)
-            outcome = response.status
+            request.state.outcome = response.status
+            request.state.reasons = list(response.reasons)
             return response
         except BoxguardServerError as exc:
-            outcome = exc.code
+            request.state.outcome = exc.code
             raise
-        finally:
-            metrics.in_flight.dec()
-            metrics.requests.labels(outcome).inc()
-            metrics.stage_seconds.labels("total").observe(time.perf_counter() - started)
 
 
 def _serving(request: Request) -> dict[str, str | None]:

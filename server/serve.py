@@ -189,13 +189,12 @@ def run(overrides: dict[str, Any]) -> None:
 
     import uvicorn
 
+    from .access_log import configure_logging
     from .app import create_app
 
     # uvicorn re-raises SIGTERM after draining; exit 0 then, as a clean shutdown should.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     # uvicorn logs no "running on" line for a socket it is handed, so name the port here.
     logging.getLogger("boxguard.server").info("listening on %s", listen_url(sock))
     config = uvicorn_config(
@@ -205,6 +204,8 @@ def run(overrides: dict[str, Any]) -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.request_timeout_s),
+        # None: uvicorn's loggers propagate to the root handler, so they are JSON too.
+        **({"log_config": None} if settings.log_format == "json" else {}),
     )
     try:
         uvicorn.Server(config).run(sockets=[sock])

@@ -17,6 +17,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "metrics_require_key",
         "cors_origins",
         "log_level",
+        "log_format",
         "header_timeout_s",
         "keep_alive_timeout_s",
         "max_connections",
@@ -160,6 +161,12 @@ class Settings(BaseSettings):
         2.0, gt=0, description="How often a dead backend is detected and restarted."
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
+    log_format: str = Field(
+        "text",
+        pattern="^(text|json)$",
+        description="Log lines as text, or json: one object a line (each /ground request's "
+        "id, status, outcome, reasons, latency_ms, backend as fields).",
+    )
     header_timeout_s: float = Field(
         10.0, gt=0, description="A request line and headers must arrive within this, else close."
     )
