@@ -9,6 +9,8 @@ connections (answered 503 at once) and TCP_NODELAY on every accepted socket.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import re
 import socket
@@ -24,6 +26,9 @@ from .settings import Settings
 
 log = logging.getLogger("boxguard.server")
 
+# Hand freed heap back to the OS once no request has been in flight for this long.
+TRIM_AFTER_IDLE_S = 1.0
+
 # Query parameters that carry credentials: their values never reach the access log.
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:api_key|apikey|key|token|access_token)=)[^&#\s]*")
 
@@ -35,6 +40,7 @@ class GuardedH11Protocol(H11Protocol):
     keep_alive_timeout_s: ClassVar[float] = 5.0
     max_connections: ClassVar[int] = 1024
     retry_after_s: ClassVar[int] = 1
+    trim_scheduled: ClassVar[bool] = False  # one idle trim pending for the whole server
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -75,6 +81,24 @@ class GuardedH11Protocol(H11Protocol):
         else:
             self._disarm()
 
+    def on_response_complete(self) -> None:
+        """Once the server has been idle a moment, return freed memory to the OS."""
+        super().on_response_complete()
+        if _LIBC is not None and not GuardedH11Protocol.trim_scheduled:
+            GuardedH11Protocol.trim_scheduled = True
+            self.loop.call_later(TRIM_AFTER_IDLE_S, self._trim_when_idle)
+
+    def _trim_when_idle(self) -> None:
+        """malloc_trim if no request is in flight, else look again later."""
+        if self.tasks:
+            self.loop.call_later(TRIM_AFTER_IDLE_S, self._trim_when_idle)
+            return
+        GuardedH11Protocol.trim_scheduled = False
+        # glibc keeps freed image buffers in its arenas: a burst of 25 MP images would
+        # otherwise hold its peak RSS for good. Off the loop: a big heap takes ms to trim.
+        if _LIBC is not None:
+            self.loop.run_in_executor(None, _LIBC.malloc_trim, 0)
+
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop the header deadline with the connection."""
         self._disarm()
@@ -92,6 +116,19 @@ class GuardedH11Protocol(H11Protocol):
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.conn.send(h11.ConnectionClosed())
             self.transport.close()
+
+
+def _load_glibc() -> ctypes.CDLL | None:
+    """glibc, for malloc_trim; None on other C libraries (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _load_glibc()
 
 
 def _too_many_connections(retry_after_s: int) -> bytes:

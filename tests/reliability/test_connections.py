@@ -170,3 +170,27 @@ def test_credentials_in_the_query_string_are_scrubbed_from_the_access_log(
     lines = capsys.readouterr().out.splitlines()  # uvicorn's access log goes to stdout
     assert any("api_key=***&x=1&key=***&token=***&Key=***" in line for line in lines), lines
     assert not any("s3cret" in line for line in lines)
+
+
+def test_freed_memory_is_returned_once_the_server_is_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    from boxguard.server import connections
+
+    trims: list[int] = []
+
+    class FakeLibc:
+        def malloc_trim(self, pad: int) -> int:
+            trims.append(pad)
+            return 1
+
+    monkeypatch.setattr(connections, "_LIBC", FakeLibc())
+    monkeypatch.setattr(connections, "TRIM_AFTER_IDLE_S", 0.5)
+    monkeypatch.setattr(connections.GuardedH11Protocol, "trim_scheduled", False)
+    with served() as (port, _):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for _ in range(5):
+            conn.request("GET", "/")
+            conn.getresponse().read()
+        assert trims == []  # not while requests keep coming
+        time.sleep(1.2)
+        conn.close()
+    assert trims == [0]  # one trim for the idle spell, not one per response
