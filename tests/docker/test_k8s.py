@@ -9,6 +9,7 @@ dependency pins clash with the dev tools').
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -43,6 +44,7 @@ EXPECTED_KINDS = {
     "HorizontalPodAutoscaler",
     "NetworkPolicy",
 }
+TEST_KEYS = "k8s-test-key-1,k8s-test-key-2"
 SERVICE_MONITOR = "../../components/servicemonitor"  # an optional component, from an overlay
 
 
@@ -71,7 +73,8 @@ def _render(path: Path) -> list[dict[str, Any]]:
 def k8s_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of docker/k8s as a user has it after the Deploy steps, to render and add to."""
     tree = tmp_path_factory.mktemp("k8s") / "k8s"
-    shutil.copytree(K8S, tree)
+    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("api-keys.env"))
+    (tree / "base" / "api-keys.env").write_text(f"BOXGUARD_API_KEYS={TEST_KEYS}\n")
     return tree
 
 
@@ -222,6 +225,7 @@ def test_objects_agree_with_each_other(rendered: dict, overlay: str) -> None:
     refs = [e["secretRef"]["name"] for e in _container(objects)["envFrom"] if "secretRef" in e]
     assert refs == [secret["metadata"]["name"]]
     assert set(secret["data"]) == {"BOXGUARD_API_KEYS"}
+    assert base64.b64decode(secret["data"]["BOXGUARD_API_KEYS"]).decode() == TEST_KEYS
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
@@ -362,6 +366,76 @@ def test_model_claim_binds_the_prefilled_example_volume(rendered: dict, overlay:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     kubernetes_validate.validate(pv, kubernetes_validate.latest_version(), strict=True)
     assert not [o for o in rendered[overlay] if o["kind"] == "PersistentVolume"]
+
+
+def test_no_render_without_the_users_api_keys(tmp_path: Path) -> None:
+    """api-keys.env is not shipped (git-ignored; an example is): without it kustomize fails and
+    says which file, so no default deployment serves inference to the whole cluster."""
+    tree = tmp_path / "k8s"
+    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("api-keys.env"))
+    result = _kustomize(tree / "overlays" / "cpu")
+    assert result.returncode != 0 and "api-keys.env" in result.stderr
+    example = (K8S / "base" / "api-keys.env.example").read_text()
+    assert re.search(r"^BOXGUARD_API_KEYS=\S+$", example, re.M), "the example shows the format"
+    assert "docker/k8s/base/api-keys.env" in (ROOT / ".gitignore").read_text().split("\n")
+    git = shutil.which("git")
+    if git and (ROOT / ".git").exists():
+        tracked = subprocess.run(
+            [git, "ls-files", "docker/k8s/base"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.split()
+        assert "docker/k8s/base/api-keys.env" not in tracked
+    assert "api-keys.env.example" in (ROOT / "docs" / "deploy.md").read_text()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
+def test_replicas_spread_over_nodes(rendered: dict, overlay: str) -> None:
+    pod = _one(rendered[overlay], "Deployment")["spec"]["template"]
+    (spread,) = pod["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway" and spread["maxSkew"] == 1
+    assert spread["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
+def test_network_policy_admits_labelled_clients_only(rendered: dict, overlay: str) -> None:
+    """Ingress only from selected pods or namespaces: no rule without `from`, no empty selector
+    (an empty namespaceSelector admits every namespace)."""
+    policy = _one(rendered[overlay], "NetworkPolicy")["spec"]
+    assert "Ingress" in policy["policyTypes"] and policy["ingress"]
+    for rule in policy["ingress"]:
+        assert rule.get("from"), "a rule without `from` admits every source"
+        for peer in rule["from"]:
+            assert "ipBlock" not in peer
+            for key in ("namespaceSelector", "podSelector"):
+                if key in peer:
+                    assert peer[key].get("matchLabels") or peer[key].get("matchExpressions")
+            assert {"namespaceSelector", "podSelector"} & set(peer)
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    assert "kubectl label namespace" in docs and "boxguard-client" in docs
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=OVERLAY_IDS)
+def test_pod_disk_and_memory_fit_their_limits(rendered: dict, overlay: str) -> None:
+    """Disk-backed emptyDirs add up to less than the ephemeral-storage limit (which also counts
+    logs): a full /cache must not get the pod evicted. The CPU pod requests what it uses."""
+    pod = _one(rendered[overlay], "Deployment")["spec"]["template"]["spec"]
+    container = _container(rendered[overlay])
+    on_disk = [
+        v["emptyDir"]
+        for v in pod["volumes"]
+        if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory"
+    ]
+    assert all("sizeLimit" in d for d in on_disk), "an unbounded emptyDir can fill the node"
+    total = sum(_bytes(d["sizeLimit"]) for d in on_disk)
+    assert total < _bytes(container["resources"]["limits"]["ephemeral-storage"])
+    in_memory = sum(
+        _bytes(v["emptyDir"]["sizeLimit"])
+        for v in pod["volumes"]
+        if v.get("emptyDir", {}).get("medium") == "Memory"
+    )
+    assert in_memory < _bytes(container["resources"]["limits"]["memory"])
+    if overlay == "cpu":
+        assert _bytes(container["resources"]["requests"]["memory"]) <= 2**30
 
 
 def test_autoscaler_metrics_exist_end_to_end(rendered: dict) -> None:
