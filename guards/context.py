@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .nouns import PhraseInfo, analyze
 from .parse import Parsed, RawBox
 from .policy import Policy
-from .types import BBox, CheckResult, TokenLogprob
+from .types import BBox, CheckResult, OutputMode, TokenLogprob
 
 
 @dataclass(slots=True)
@@ -33,6 +33,7 @@ class Context:
     token_logprobs: Sequence[TokenLogprob] | None
     policy: Policy
     parsed: Parsed
+    mode: OutputMode = "box"
     boxes: list[Box] = field(default_factory=list)
     kept: list[int] = field(default_factory=list)
     expr: PhraseInfo | None = None
@@ -43,6 +44,17 @@ class Context:
         if self.expr is None:
             self.expr = analyze(self.expression)
         return self.expr
+
+    @property
+    def points(self) -> bool:
+        """True when the request asked for points (each Box is then (x, y, x, y))."""
+        return self.mode == "point"
+
+    def point_radius(self) -> float:
+        """Points closer than this (original pixels) are one object: the policy's share of
+        the image diagonal."""
+        w, h = self.image_size
+        return self.policy.point_radius_frac * (w * w + h * h) ** 0.5
 
     def kept_boxes(self) -> list[Box]:
         """The boxes that survived geometry and duplicate merging, in answer order."""

@@ -108,10 +108,29 @@ def _box_problem(ctx: Context, box: Box) -> str | None:
     return None
 
 
+def _point_problem(ctx: Context, box: Box) -> str | None:
+    """Why one point is unacceptable (None if fine): outside the image, or unscaled."""
+    w, h = ctx.image_size
+    x, y = box.bbox[0], box.bbox[1]
+    if ctx.frame == "pixels" and all(0.0 <= v <= 1.0 for v in box.raw.coords):
+        return f"normalized-looking coordinates {list(box.raw.coords[:2])} in a pixel frame"
+    if not (0.0 <= x <= w and 0.0 <= y <= h):  # NaN fails too
+        return f"point ({x:.1f}, {y:.1f}) lies outside the {w:g}x{h:g} image"
+    return None
+
+
 def check_geometry(ctx: Context) -> CheckResult:
-    """Corners ordered, non-degenerate, inside the image, not the whole image."""
+    """Corners ordered, non-degenerate, inside the image, not the whole image; points inside."""
     if not ctx.boxes:
-        return not_run(ctx, "geometry", "no boxes")
+        return not_run(ctx, "geometry", "no points" if ctx.points else "no boxes")
+    if ctx.points:
+        reasons = {i: _point_problem(ctx, b) for i, b in enumerate(ctx.boxes)}
+        ctx.kept = [i for i, w in reasons.items() if w is None]
+        bad = [f"point {i}: {w}" for i, w in reasons.items() if w is not None]
+        score = len(ctx.kept) / len(ctx.boxes)
+        if bad:
+            return result(ctx, "geometry", False, "; ".join(bad), score)
+        return result(ctx, "geometry", True, f"{len(ctx.kept)} point(s) inside the image", score)
     problems: list[str] = []
     swapped = sum(1 for b in ctx.boxes if b.raw.coords[0] > b.raw.coords[2]
                   or b.raw.coords[1] > b.raw.coords[3])
@@ -134,9 +153,13 @@ def check_geometry(ctx: Context) -> CheckResult:
 _ANY_OVERLAP = 1e-9
 
 
-def _same_object(a: Box, b: Box, min_iou: float) -> bool:
-    """Near-duplicate boxes with compatible labels are one object."""
-    if iou(a.bbox, b.bbox) < min_iou:
+def _same_object(ctx: Context, a: Box, b: Box, min_iou: float) -> bool:
+    """Near-duplicate boxes (points within the policy's radius) with compatible labels are one
+    object."""
+    if ctx.points:
+        if math.dist(a.bbox[:2], b.bbox[:2]) > ctx.point_radius():
+            return False
+    elif iou(a.bbox, b.bbox) < min_iou:
         return False
     if a.raw.label is None or b.raw.label is None:
         return True
@@ -147,22 +170,31 @@ def _same_object(a: Box, b: Box, min_iou: float) -> bool:
 
 
 def check_cardinality(ctx: Context) -> CheckResult:
-    """Merge near-duplicates; flag several boxes without `multiple`, refused no-object answers."""
+    """Merge near-duplicates; flag several boxes without `multiple`, refused no-object answers.
+
+    A point request answered "no such element" abstains here, in the model's words: a caller
+    that asked where to click has nothing to click.
+    """
+    if not ctx.boxes and ctx.parsed.no_object and ctx.points:
+        return result(ctx, "cardinality", False,
+                      f"no point: the model says the element is absent ({ctx.parsed.detail})",
+                      0.0)
     if not ctx.boxes and ctx.parsed.no_object and not ctx.policy.accept_no_object:
         return result(ctx, "cardinality", False,
                       "the model answered [] (no such object), which no check can verify; "
                       "the policy does not accept that (accept_no_object false)", 0.0)
     distinct: list[int] = []
     for i in ctx.kept:
-        if not any(_same_object(ctx.boxes[j], ctx.boxes[i], ctx.policy.duplicate_iou)
+        if not any(_same_object(ctx, ctx.boxes[j], ctx.boxes[i], ctx.policy.duplicate_iou)
                    for j in distinct):
             distinct.append(i)
     merged = len(ctx.kept) - len(distinct)
     note = f" (merged {merged} near-duplicate(s))" if merged else ""
     n = len(distinct)
+    noun = "point" if ctx.points else "box"
     if ctx.multiple:
         ctx.kept = distinct
-        return result(ctx, "cardinality", True, f"{n} distinct box(es), multiple allowed{note}",
+        return result(ctx, "cardinality", True, f"{n} distinct {noun}(s), multiple allowed{note}",
                       float(n))
     if n > 1:
         # Boxes that overlap the first, with compatible labels, are the same object drawn twice
@@ -170,7 +202,7 @@ def check_cardinality(ctx: Context) -> CheckResult:
         # or naming something else, is a second object.
         first = ctx.boxes[distinct[0]]
         others = [i for i in distinct[1:]
-                  if not _same_object(first, ctx.boxes[i], _ANY_OVERLAP)]
+                  if not _same_object(ctx, first, ctx.boxes[i], _ANY_OVERLAP)]
         if len(others) < n - 1:
             note += f" (kept the first of {n - len(others)} overlapping boxes)"
         distinct = [distinct[0], *others]
@@ -178,5 +210,6 @@ def check_cardinality(ctx: Context) -> CheckResult:
     ctx.kept = distinct
     if n > 1:
         return result(ctx, "cardinality", False,
-                      f"{n} distinct boxes for a single-object request: ambiguous{note}", float(n))
-    return result(ctx, "cardinality", True, f"{n} box(es){note}", float(n))
+                      f"{n} distinct {noun}s for a single-object request: ambiguous{note}",
+                      float(n))
+    return result(ctx, "cardinality", True, f"{n} {noun}(s){note}", float(n))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,11 @@ _BARE_BOX_RE = re.compile(
 _BARE_TUPLE_RE = re.compile(
     r"\(\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\)?\s*,?\s*\(?\s*(" + _NUM + r")\s*,\s*("
     + _NUM + r")\s*\)"
+)
+# A box key holding two numbers: a point written where a box was asked for.
+_PAIR_BOX_RE = re.compile(
+    r"""["']?(?P<key>[A-Za-z_]*box[A-Za-z_0-9]*)["']?\s*:\s*\[\s*(?P<x>""" + _NUM
+    + r""")\s*,\s*(?P<y>""" + _NUM + r""")\s*\]""", re.I
 )
 # String values that carry the answer, e.g. {"final_answer": "There is no such button."}.
 _ANSWER_VALUE_RE = re.compile(
@@ -318,17 +324,18 @@ def _no_object(text: str, start: int, end: int) -> tuple[Span, str] | None:
     return None
 
 
-def _parse(text: str) -> Parsed:
-    """The parser proper; see parse_output.
+def _parse(text: str, formats: Sequence[FormatFn] | None = None) -> Parsed:
+    """The parser proper; see parse_output. `formats` are tried in order (default: boxes).
 
     When the answer region holds nothing usable, the whole text is searched: an unclosed
     ``<think>`` can swallow the answer, and some models write their answer before the tags.
     """
+    formats = formats or BOX_FORMATS
     start, end, think, think_span, kind = _find_region(text)
-    parsed = _parse_region(text, start, end, think, think_span, kind)
+    parsed = _parse_region(text, start, end, think, think_span, kind, formats)
     if parsed.ok or (start, end) == (0, len(text)):
         return parsed
-    whole = _parse_region(text, 0, len(text), think, think_span, "recovered")
+    whole = _parse_region(text, 0, len(text), think, think_span, "recovered", formats)
     return whole if whole.ok else parsed
 
 
@@ -355,10 +362,10 @@ class _Region:
 
 
 def _parse_region(text: str, start: int, end: int, think: str | None,
-                  think_span: Span | None, kind: str) -> Parsed:
-    """Parse the answer in text[start:end]: the first of the formats below that matches."""
+                  think_span: Span | None, kind: str, formats: Sequence[FormatFn]) -> Parsed:
+    """Parse the answer in text[start:end]: the first of `formats` that matches."""
     region = _Region(text, start, end, think, think_span, kind + ":" if kind else "")
-    for parse in (_box_tokens, _objects, _bare_boxes, _said_no_object):
+    for parse in formats:
         parsed = parse(region)
         if parsed is not None:
             return parsed
@@ -423,11 +430,20 @@ def _objects(r: _Region) -> Parsed | None:
             return r.parsed(True, fmt + "-nested", boxes=nested, branch_span=branch,
                             native_frame=frame,
                             detail=f"{len(nested)} nested object(s), without token spans")
-        return r.parsed(False, fmt, boxes=boxes, detail=f"{bad} object(s) without a 4-number box")
+        return r.parsed(False, fmt, boxes=boxes, detail=_no_box_detail(bad, r.body))
     detail = (f"{len(boxes)} object(s)" + (", repaired a truncated list" if repaired else "")
               + (f", ignored {boxless} object(s) without a box" if boxless else ""))
     return r.parsed(True, fmt, boxes=boxes, branch_span=branch, native_frame=frame,
                     repaired=repaired, detail=detail)
+
+
+def _no_box_detail(bad: int, body: str) -> str:
+    """Why objects gave no box; a two-number box list is a point, and the detail says so."""
+    pair = _PAIR_BOX_RE.search(body)
+    if pair is None:
+        return f"{bad} object(s) without a 4-number box"
+    return (f"{bad} object(s) without a 4-number box: {pair['key']} [{pair['x']}, {pair['y']}] "
+            "is a point (x, y), not a box; ask with output 'point' to ground points")
 
 
 def _bare_boxes(r: _Region) -> Parsed | None:
@@ -455,6 +471,10 @@ def _said_no_object(r: _Region) -> Parsed | None:
     span, phrase = absent
     return r.parsed(True, "no-objects", no_object=True, branch_span=span,
                     detail=f"'{phrase}': no such object")
+
+
+FormatFn = Callable[[_Region], "Parsed | None"]
+BOX_FORMATS: tuple[FormatFn, ...] = (_box_tokens, _objects, _bare_boxes, _said_no_object)
 
 
 def _unparsed(r: _Region) -> Parsed:

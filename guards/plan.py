@@ -16,14 +16,16 @@ from .context import Box, CheckFn, Context, result
 from .faults import GuardFault
 from .geometry import check_cardinality, check_geometry, clamp, map_boxes, resolve_frame
 from .label import check_label_match
-from .parse import Parsed, parse_output
+from .parse import Parsed
+from .points import parse_answer
 from .policy import Policy
 from .think import check_think_consistency
-from .types import CheckResult, Detection, Frame, TokenLogprob, Verdict
+from .types import CheckResult, Detection, Frame, OutputMode, TokenLogprob, Verdict
 from .visual import CropQuestion, Evidence, check_self_consistency, check_visual, crop_questions
 
 DEFAULT_POLICY = Policy()
 FRAMES = ("pixels", "relative1000", "normalized", "auto")
+MODES = ("box", "point")
 
 
 # Name -> check, run in this order by prepare(). All run, so that the reasons are complete.
@@ -122,6 +124,7 @@ def prepare(
     multiple: bool = False,
     token_logprobs: Sequence[TokenLogprob] | None = None,
     policy: Policy = DEFAULT_POLICY,
+    mode: OutputMode = "box",
 ) -> Plan:
     """Parse one answer and run the cheap checks; the Plan says what evidence is still needed.
 
@@ -136,16 +139,18 @@ def prepare(
     """
     if frame not in FRAMES:
         raise ValueError(f"frame must be one of {FRAMES}, got {frame!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     img = _size(image_size, "image_size")
     msize = _size(model_size, "model_size") if model_size is not None else img
     if isinstance(output, str):
-        parsed = parse_output(output)
+        parsed = parse_answer(output, mode)
     else:
         parsed, output = Parsed(ok=False, fmt="error", detail="output is not a string"), ""
     used = resolve_frame(frame, parsed)
     ctx = Context(output=output, expression=expression or "", image_size=img, frame=used,
                   model_size=msize, multiple=multiple, token_logprobs=token_logprobs,
-                  policy=policy, parsed=parsed)
+                  policy=policy, parsed=parsed, mode=mode)
     ctx.boxes = map_boxes(parsed.boxes, used, img, msize)
     ctx.kept = list(range(len(ctx.boxes)))
     fmt = result(ctx, "format", parsed.ok, f"{parsed.fmt}: {parsed.detail}",
@@ -161,7 +166,7 @@ def _verdict(ctx: Context, checks: list[CheckResult]) -> Verdict:
     """Assemble the Verdict from the context and the check results."""
     reasons = [c.name for c in checks if not c.passed and c.fatal]
     # Indexed like the answer's boxes (and the checks' "box i"); None = no area in the image.
-    public = [_public_detection(b, ctx.image_size) for b in ctx.boxes]
+    public = [_public_detection(b, ctx.image_size, ctx.points) for b in ctx.boxes]
     candidates = [d for d in public if d is not None]
     detections: list[Detection] = []
     if not reasons:
@@ -178,15 +183,23 @@ def _verdict(ctx: Context, checks: list[CheckResult]) -> Verdict:
     )
 
 
-def _public_detection(box: Box, image_size: tuple[float, float]) -> Detection | None:
-    """The box clamped to the image as a public Detection; None when nothing of it is left.
+def _public_detection(box: Box, image_size: tuple[float, float],
+                      point: bool = False) -> Detection | None:
+    """The box clamped to the image (or the point) as a public Detection; None when nothing of
+    it is in the image.
 
     Public boxes keep 0 <= x1 < x2 <= width (and so for y): a degenerate or wholly outside
-    box ([0, 0, 0, 0] from a confused model) is no box, and the geometry check says why.
+    box ([0, 0, 0, 0] from a confused model) is no box, and the geometry check says why. A
+    point outside the image is none either; points are never moved into the image.
     """
+    stated = box.raw.stated_confidence
+    confidence = box.confidence if box.confidence is not None else stated
+    if point:
+        x, y = box.bbox[0], box.bbox[1]
+        if not (0.0 <= x <= image_size[0] and 0.0 <= y <= image_size[1]):
+            return None
+        return Detection(point=(x, y), label=box.raw.label, confidence=confidence)
     x1, y1, x2, y2 = bbox = clamp(box.bbox, image_size)
     if not (x1 < x2 and y1 < y2):
         return None
-    stated = box.raw.stated_confidence
-    confidence = box.confidence if box.confidence is not None else stated
     return Detection(bbox=bbox, label=box.raw.label, confidence=confidence)

@@ -95,6 +95,20 @@ class Policy(BaseModel):
         le=2.0,
         description="Crop margin for the visual re-check, as a fraction of the box side.",
     )
+    point_crop_frac: float = Field(
+        default=0.25,
+        gt=0.0,
+        le=1.0,
+        description="Side of the visual re-check's square crop centred on a point, as a fraction "
+        "of the image's shorter side (a point has no extent of its own to crop).",
+    )
+    point_radius_frac: float = Field(
+        default=0.03,
+        gt=0.0,
+        le=1.0,
+        description="Points closer than this fraction of the image diagonal are one object "
+        "(duplicates) or agree (self-consistency).",
+    )
     self_consistency_k: int = Field(
         default=0,
         ge=0,

@@ -17,7 +17,7 @@ from .lexicon import BOUNDARY_WORDS, ING_NOUNS, relation
 from .nouns import PhraseInfo, analyze, mentioned_heads
 from .nouns import words as word_tokens
 from .parse import _BARE_BOX_RE, _BOX_TOKEN_RE, RawBox
-from .types import CheckResult
+from .types import BBox, CheckResult
 
 # Sentences and comma clauses first (one fast split), then connectives when present.
 _SENTENCE_RE = re.compile(r"[.!?;:\n]+\s*|,\s*")
@@ -220,6 +220,11 @@ def _entity_problem(entity: PhraseInfo, expr: PhraseInfo, labels: list[str]) -> 
     return None
 
 
+def _inside(point: BBox, box: BBox) -> bool:
+    """Whether a point, held as (x, y, x, y), lies in a box (edges included)."""
+    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+
+
 def check_think_consistency(ctx: Context) -> CheckResult:
     """The trace's decision, entity and quoted boxes agree with the answer."""
     info = think_info(ctx)
@@ -230,7 +235,7 @@ def check_think_consistency(ctx: Context) -> CheckResult:
     problems: list[str] = []
     if info.decision == "absent" and answered:
         problems.append(f"the trace concludes the target is absent ('{info.clause}') "
-                        "but a box is returned")
+                        f"but {'a point' if ctx.points else 'a box'} is returned")
     if info.decision == "select" and info.entity is not None:
         if not answered:
             problems.append(f"the trace selects '{info.entity.phrase}' but the answer is empty")
@@ -241,7 +246,12 @@ def check_think_consistency(ctx: Context) -> CheckResult:
                 problems.append(why)
     score: float | None = None
     kept = ctx.kept_boxes()
-    if info.boxes and kept:
+    if info.boxes and kept and ctx.points:
+        quoted = map_boxes(list(info.boxes), ctx.frame, ctx.image_size, ctx.model_size)
+        score = sum(any(_inside(k.bbox, q.bbox) for q in quoted) for k in kept) / len(kept)
+        if score < 1.0:
+            problems.append("a point lies outside every box quoted in the trace")
+    elif info.boxes and kept:
         quoted = map_boxes(list(info.boxes), ctx.frame, ctx.image_size, ctx.model_size)
         score = min(max(iou(k.bbox, q.bbox) for q in quoted) for k in kept)
         if score < ctx.policy.think_min_iou:

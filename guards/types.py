@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, get_args, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BBox = tuple[float, float, float, float]
+Point = tuple[float, float]
+OutputMode = Literal["box", "point"]
 Frame = Literal["pixels", "relative1000", "normalized", "auto"]
 ResolvedFrame = Literal["pixels", "relative1000", "normalized"]
 Status = Literal["accepted", "abstained"]
@@ -40,9 +42,23 @@ class TokenLogprob(BaseModel):
 
 
 class Detection(BaseModel):
-    """One box in original-image pixels (x1, y1, x2, y2), with its label and confidence."""
+    """One box (x1, y1, x2, y2) or one point (x, y) in original-image pixels, with its label.
 
-    bbox: BBox = Field(description="x1, y1, x2, y2 in original-image pixels, x1 < x2, y1 < y2.")
+    A box request's detections carry `bbox`, a point request's (``output="point"``) `point`.
+
+    Example:
+        >>> Detection(point=(120.0, 48.5), label="search button").bbox is None
+        True
+    """
+
+    bbox: BBox | None = Field(
+        default=None,
+        description="x1, y1, x2, y2 in original-image pixels, x1 < x2, y1 < y2; none for a point.",
+    )
+    point: Point | None = Field(
+        default=None,
+        description="x, y in original-image pixels, inside the image; only for output 'point'.",
+    )
     label: str | None = Field(default=None, description="The label the model gave, if any.")
     confidence: float | None = Field(
         default=None,
@@ -50,6 +66,13 @@ class Detection(BaseModel):
         le=1.0,
         description="Confidence in [0, 1] from token logprobs (else the model's stated one).",
     )
+
+    @model_validator(mode="after")
+    def _box_or_point(self) -> Detection:
+        """Exactly one of bbox and point."""
+        if (self.bbox is None) == (self.point is None):
+            raise ValueError("a detection has either a bbox or a point")
+        return self
 
 
 class CheckResult(BaseModel):

@@ -6,14 +6,16 @@ The evidence (P(yes) per crop, k sampled answers) is gathered by the caller betw
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import median
 
 from .context import Box, Context, not_run, result
 from .geometry import clamp, iou, map_boxes
 from .lexicon import lemma, relation
 from .nouns import analyze
-from .parse import parse_output
+from .points import parse_answer
 from .types import BBox, CheckResult
 
 
@@ -45,6 +47,17 @@ def margined(bbox: BBox, margin: float, image_size: tuple[float, float]) -> BBox
     return clamp((bbox[0] - mx, bbox[1] - my, bbox[2] + mx, bbox[3] + my), image_size)
 
 
+def point_crop(x: float, y: float, frac: float, image_size: tuple[float, float]) -> BBox:
+    """The square crop of side `frac` times the image's shorter side centred on (x, y), clipped.
+
+    Example:
+        >>> point_crop(50, 50, 0.2, (200, 100))
+        (40.0, 40.0, 60.0, 60.0)
+    """
+    half = frac * min(image_size) / 2
+    return clamp((x - half, y - half, x + half, y + half), image_size)
+
+
 def question_for(expression: str) -> str:
     """The yes/no question about the head noun and its attributes: 'Is this a red circle?'.
 
@@ -72,6 +85,12 @@ def crop_questions(ctx: Context) -> tuple[CropQuestion, ...]:
         return ()
     question = question_for(ctx.expression)
     margin = ctx.policy.visual_margin
+    if ctx.points:
+        frac = ctx.policy.point_crop_frac
+        return tuple(
+            CropQuestion(point_crop(box.bbox[0], box.bbox[1], frac, ctx.image_size), question)
+            for box in ctx.kept_boxes()
+        )
     return tuple(
         CropQuestion(margined(box.bbox, margin, ctx.image_size), question)
         for box in ctx.kept_boxes()
@@ -111,7 +130,7 @@ def _labels_agree(a: str | None, b: str | None) -> bool:
 
 def _sample_boxes(ctx: Context, text: str) -> list[Box] | None:
     """A sample's boxes in original pixels (same frame as the answer); None if unparseable."""
-    parsed = parse_output(text)
+    parsed = parse_answer(text, ctx.mode)
     if not parsed.ok:
         return None
     return map_boxes(parsed.boxes, ctx.frame, ctx.image_size, ctx.model_size)
@@ -128,6 +147,8 @@ def check_self_consistency(ctx: Context, crops: Sequence[CropQuestion],
     if not samples:
         return result(ctx, "self_consistency", False, "the verifier returned no samples", 0.0)
     parsed = [_sample_boxes(ctx, s) for s in samples]
+    if ctx.points and ctx.kept_boxes():
+        return _point_consistency(ctx, parsed)
     kept = ctx.kept_boxes()
     min_iou = ctx.policy.self_consistency_iou
     if not kept:
@@ -151,3 +172,27 @@ def check_self_consistency(ctx: Context, crops: Sequence[CropQuestion],
     ok = agree >= need
     return result(ctx, "self_consistency", ok,
                   f"{agree:.0%} of {len(parsed)} samples {what}; need {need:.0%}", agree)
+
+
+def _point_consistency(ctx: Context, parsed: list[list[Box] | None]) -> CheckResult:
+    """Share of samples whose nearest point lies within the policy's radius of each answer
+    point (with a matching label), and the spread: the median distance of those nearest."""
+    radius = ctx.point_radius()
+    shares: list[float] = []
+    spreads: list[float] = []
+    for box in ctx.kept_boxes():
+        hits = 0
+        for points in parsed:
+            if not points:
+                continue
+            near = min(points, key=lambda p: math.dist(p.bbox[:2], box.bbox[:2]))  # noqa: B023
+            gap = math.dist(near.bbox[:2], box.bbox[:2])
+            spreads.append(gap)
+            hits += gap <= radius and _labels_agree(near.raw.label, box.raw.label)
+        shares.append(hits / len(parsed))
+    agree = min(shares)
+    need = ctx.policy.self_consistency_min_agreement
+    spread = f"{median(spreads):.1f} px" if spreads else "none (no sample has a point)"
+    return result(ctx, "self_consistency", agree >= need,
+                  f"{agree:.0%} of {len(parsed)} samples point within {radius:.1f} px "
+                  f"(matching label); spread (median distance) {spread}; need {need:.0%}", agree)
