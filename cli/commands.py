@@ -1,4 +1,4 @@
-"""The ``boxguard`` command: ``ground``, ``eval``, ``serve`` and ``demo``.
+"""The ``boxguard`` command: ``ground``, ``eval``, ``calibrate``, ``serve`` and ``demo``.
 
 ``serve`` and ``demo`` import the server lazily, inside the command, so ``boxguard --help`` and
 the client commands work on the light install.
@@ -18,14 +18,17 @@ from typing import Annotated, Any
 import httpx
 import typer
 from boxguard.clients.base import DEFAULT_TIMEOUT
-from boxguard.clients.errors import BoxguardError, InvalidRequest
+from boxguard.clients.errors import BoxguardError, ConnectionFailed, InvalidRequest
 from boxguard.clients.images import is_url
 from boxguard.clients.results import GroundResult
 from boxguard.clients.sync import Client
 from typer.core import TyperCommand, TyperOption
 
+from .calibrate import calibrate_command
+
 __all__ = ["app", "main", "make_client"]
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 SERVER_HINT = 'the server is not installed: pip install "boxguard[server]"'
 
 
@@ -106,9 +109,15 @@ def _policy(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _fail(error: BoxguardError) -> typer.Exit:
+def _fail(error: BoxguardError, server_url: str) -> typer.Exit:
     """Print an SDK error on stderr and return the exit to raise."""
-    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    text = str(error)
+    if isinstance(error, ConnectionFailed):
+        text = (
+            f"no boxguard server at {server_url}; start one with `boxguard serve` or pass "
+            f"--server ({error.detail})"
+        )
+    typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
     refused = isinstance(error, InvalidRequest) or 400 <= (error.status_code or 0) < 500
     return typer.Exit(2 if refused else 1)
 
@@ -150,7 +159,9 @@ def _print_result(result: GroundResult, expression: str) -> None:
 
 @app.command(cls=Command)
 def ground(
-    image: Annotated[str, typer.Argument(help="Image file or http(s) URL.", metavar="IMAGE")],
+    image: Annotated[
+        str, typer.Argument(help="Image file, folder of images or http(s) URL.", metavar="IMAGE")
+    ],
     expression: Annotated[
         str, typer.Argument(help="Referring expression (not blank).", metavar="EXPRESSION")
     ],
@@ -166,22 +177,32 @@ def ground(
     policy: PolicyOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
-    """Ground EXPRESSION in IMAGE: print verified boxes or the abstention and its reasons."""
-    if draw is not None and is_url(image):
-        raise typer.BadParameter("--draw needs a local image file", param_hint="--draw")
-    if not is_url(image) and not Path(image).is_file():
-        raise typer.BadParameter(f"no such file: {image}", param_hint="IMAGE")
-    try:
-        with make_client(server, api_key, timeout) as client:
-            result = client.ground(
-                image, expression, multiple=multiple, think=think, policy=_policy(policy)
-            )
-    except BoxguardError as exc:
-        raise _fail(exc) from None
-    if as_json:
-        typer.echo(result.model_dump_json(indent=2))
-    else:
-        _print_result(result, expression)
+    """Ground EXPRESSION in IMAGE (a file, each image in a folder, or a URL): print verified
+    boxes or the abstention and its reasons."""
+    images = _images(image)
+    overrides = _policy(policy)
+    if draw is not None and (is_url(image) or len(images) != 1 or images[0] != image):
+        raise typer.BadParameter("--draw needs one local image file", param_hint="--draw")
+    with make_client(server, api_key, timeout) as client:
+        for path in images:
+            try:
+                # Files go as multipart: no base64, so what the body limit allows is sent as is.
+                result = client.ground(
+                    path,
+                    expression,
+                    multiple=multiple,
+                    think=think,
+                    policy=overrides,
+                    upload=not is_url(path),
+                )
+            except BoxguardError as exc:
+                raise _fail(exc, client.base_url) from None
+            if as_json:
+                typer.echo(result.model_dump_json(indent=2))
+                continue
+            if len(images) > 1:
+                typer.echo(f"{path}:")
+            _print_result(result, expression)
     if draw is not None:
         try:
             result.draw(image, expression=expression).save(draw)
@@ -190,6 +211,24 @@ def ground(
             raise typer.Exit(1) from None
         if not as_json:
             typer.echo(f"drawn: {draw}")
+
+
+def _images(image: str) -> list[str]:
+    """The IMAGE argument as the images to ground: a URL, a file, or a folder's images."""
+    if is_url(image):
+        return [image]
+    path = Path(image)
+    if path.is_dir():
+        found = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            suffixes = ", ".join(IMAGE_SUFFIXES)
+            raise typer.BadParameter(
+                f"{image} is a folder with no images ({suffixes})", param_hint="IMAGE"
+            )
+        return found
+    if not path.is_file():
+        raise typer.BadParameter(f"no such file: {image}", param_hint="IMAGE")
+    return [image]
 
 
 # The options of `eval` that only it takes.
@@ -462,6 +501,9 @@ class ServeCommand(Command):
 
 serve.__signature__ = inspect.Signature([_CTX])  # type: ignore[attr-defined]
 app.command("serve", cls=ServeCommand)(serve)
+
+
+app.command("calibrate", cls=Command)(calibrate_command)
 
 
 @app.command(cls=Command)

@@ -93,6 +93,7 @@ class AsyncClient(BaseClient):
         timeout: float | None = None,
         return_raw: bool = False,
         request_id: str | None = None,
+        upload: bool = False,
     ) -> GroundResult:
         """Ground `expression` in `image`: verified boxes or an abstention with reasons.
 
@@ -102,13 +103,14 @@ class AsyncClient(BaseClient):
         body = self._payload(
             image, expression, multiple=multiple, think=think, policy=policy, return_raw=return_raw
         )
+        sent = self._body_kwargs(body, upload)
         request_timeout = self._request_timeout(timeout, self.timeout)
         headers = self._call_headers(request_id)
         attempt = 0
         while True:
             try:
                 response = await self._http.post(
-                    "/ground", json=body, headers=headers, timeout=request_timeout
+                    "/ground", **sent, headers=headers, timeout=request_timeout
                 )
             except httpx.TransportError as exc:
                 outcome: GroundResult | BoxguardError = self._transport_error(exc)

@@ -6,6 +6,8 @@ The two clients differ only in I/O (house style of httpx): each runs the same lo
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import random
 from collections.abc import Callable, Iterator, Mapping
@@ -202,6 +204,20 @@ class BaseClient:
             problems = "; ".join(human_message(error) for error in exc.errors(include_url=False))
             raise InvalidRequest(problems) from exc
         return request.model_dump(exclude_none=True)
+
+    @staticmethod
+    def _body_kwargs(body: dict[str, Any], upload: bool) -> dict[str, Any]:
+        """httpx's body arguments: JSON, or with `upload` the image as a multipart file part
+        (no base64: a third smaller, so a file under the server's body limit fits it)."""
+        image = body.get("image")
+        if not upload or image is None or image.startswith("data:"):
+            return {"json": body}
+        data = {
+            key: json.dumps(value) if isinstance(value, (dict, bool)) else str(value)
+            for key, value in body.items()
+            if key != "image"
+        }
+        return {"data": data, "files": {"image": ("image", base64.b64decode(image))}}
 
     @staticmethod
     def _request_timeout(timeout: float | None, default: float | None) -> httpx.Timeout:

@@ -96,12 +96,14 @@ class Client(BaseClient):
         timeout: float | None = None,
         return_raw: bool = False,
         request_id: str | None = None,
+        upload: bool = False,
     ) -> GroundResult:
         """Ground `expression` in `image`: verified boxes or an abstention with reasons.
 
         `image` is a path, bytes, PIL image, numpy array or http(s) URL; `policy` overrides the
         server's guard policy within its bounds; `timeout` (seconds) overrides the client's;
-        `request_id` is sent as X-Request-ID (kept across retries). Raises a ``BoxguardError``
+        `request_id` is sent as X-Request-ID (kept across retries); `upload` sends the image as a
+        multipart file part instead of base64 JSON. Raises a ``BoxguardError``
         subclass on failure, after retries on connection errors, 429 and 503.
 
         Example:
@@ -112,13 +114,14 @@ class Client(BaseClient):
         body = self._payload(
             image, expression, multiple=multiple, think=think, policy=policy, return_raw=return_raw
         )
+        sent = self._body_kwargs(body, upload)
         request_timeout = self._request_timeout(timeout, self.timeout)
         headers = self._call_headers(request_id)
         attempt = 0
         while True:
             try:
                 response = self._http.post(
-                    "/ground", json=body, headers=headers, timeout=request_timeout
+                    "/ground", **sent, headers=headers, timeout=request_timeout
                 )
             except httpx.TransportError as exc:
                 outcome: GroundResult | BoxguardError = self._transport_error(exc)

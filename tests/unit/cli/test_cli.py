@@ -69,11 +69,53 @@ def test_ground_json(monkeypatch: pytest.MonkeyPatch, image: Path) -> None:
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["status"] == "accepted" and body["detections"][0]["label"] == "red circle"
-    sent = json.loads(seen[0].content)
-    assert sent["think"] is True and sent["multiple"] is True
-    assert sent["policy"] == {"min_confidence": 0.3}
+    sent = _form(seen[0])  # a file goes as multipart, the image bytes as they are
+    assert sent["image"] == image.read_bytes() and sent["expression"] == b"the red circle"
+    assert sent["think"] == b"true" and sent["multiple"] == b"true"
+    assert json.loads(sent["policy"]) == {"min_confidence": 0.3}
     assert seen[0].headers["authorization"] == "Bearer k"
     assert str(seen[0].url) == "http://x/ground"
+
+
+def _form(request: httpx.Request) -> dict[str, bytes]:
+    """The fields of a multipart/form-data request."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    head = f"content-type: {request.headers['content-type']}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + request.content)
+    return {
+        part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+        for part in message.iter_parts()  # type: ignore[attr-defined]
+    }
+
+
+def test_ground_a_folder_grounds_each_image(
+    monkeypatch: pytest.MonkeyPatch, image: Path, tmp_path: Path
+) -> None:
+    seen = serve_with(monkeypatch, lambda r: ok(make_body(detections=[DET])))
+    Image.new("RGB", (8, 8)).save(tmp_path / "b.JPG")
+    (tmp_path / "notes.txt").write_text("not an image")
+    result = runner.invoke(cli.app, ["ground", str(tmp_path), "the red circle"])
+    assert result.exit_code == 0, result.output
+    assert len(seen) == 2 and f"{tmp_path / 'b.JPG'}:" in result.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(cli.app, ["ground", str(empty), "the red circle"])
+    squeezed = "".join(result.output.replace("│", "").split())  # the error box wraps the path
+    assert result.exit_code == 2 and "isafolderwithnoimages" in squeezed
+
+
+def test_ground_without_a_server_names_the_url_and_the_fix(image: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    result = runner.invoke(cli.app, ["ground", str(image), "the circle", "--server", url])
+    assert result.exit_code == 1
+    assert f"no boxguard server at {url}; start one with `boxguard serve`" in result.stderr
+    assert "--server" in result.stderr
 
 
 def test_ground_table_and_draw(
