@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from .errors import (
     BoxguardError,
     ConnectionFailed,
+    ImageNotFound,
     InvalidRequest,
     Overloaded,
     ServerError,
@@ -189,8 +190,12 @@ class BaseClient:
         return_raw: bool,
     ) -> dict[str, Any]:
         """The JSON body of POST /ground, validated against the wire schema."""
+        try:
+            encoded = encode_image(image)
+        except FileNotFoundError as exc:
+            raise ImageNotFound(f"no such image file: {exc.filename}") from None
         fields: dict[str, Any] = {
-            **encode_image(image),
+            **encoded,
             "expression": expression,
             "multiple": multiple,
             "think": think,

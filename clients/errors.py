@@ -24,6 +24,7 @@ __all__ = [
     "BadRequest",
     "BoxguardError",
     "ConnectionFailed",
+    "ImageNotFound",
     "InvalidRequest",
     "Overloaded",
     "PayloadTooLarge",
@@ -94,6 +95,12 @@ class InvalidRequest(BadRequest, ValueError):
     """
 
     default_code = "validation_error"
+
+
+class ImageNotFound(BoxguardError, FileNotFoundError):
+    """The image path given to the SDK names no file; raised before anything is sent."""
+
+    default_code = "image_not_found"
 
 
 class Unauthorized(BoxguardError):

@@ -359,3 +359,13 @@ def test_health_and_ready() -> None:
     with Client("http://t", transport=httpx.MockTransport(handler)) as client:
         assert client.health().status == "ok"
         assert client.ready().status == "not_ready"
+
+
+def test_a_missing_image_file_is_a_typed_error(tmp_path: Path) -> None:
+    from boxguard.clients import BoxguardError, Client, ImageNotFound
+
+    missing = tmp_path / "nope.jpg"
+    with Client("http://127.0.0.1:9") as client, pytest.raises(ImageNotFound) as caught:
+        client.ground(missing, "the cat")
+    assert isinstance(caught.value, BoxguardError) and isinstance(caught.value, FileNotFoundError)
+    assert str(missing) in str(caught.value) and caught.value.code == "image_not_found"
