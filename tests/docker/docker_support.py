@@ -44,10 +44,15 @@ def is_elf(path: Path) -> bool:
     return False
 
 
+GRAFANA_TEST_PASSWORD = "compose-test-password"
+
+
 def compose_env() -> dict[str, str]:
-    """The defaults of compose.yaml, whatever this shell exports."""
+    """The defaults of compose.yaml, whatever this shell exports, plus the one value it requires
+    (Grafana's admin password has no default)."""
     prefixes = ("BOXGUARD_", "GRAFANA_", "COMPOSE_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return {**env, "GRAFANA_ADMIN_PASSWORD": GRAFANA_TEST_PASSWORD}
 
 
 def engine_up(docker: str) -> bool:

@@ -16,11 +16,13 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from docker_support import (
     COMPOSE_FILE,
     DOCKER_DIR,
+    GRAFANA_TEST_PASSWORD,
     ROOT,
     compose_env,
     free_port,
@@ -91,6 +93,65 @@ def test_compose_profiles_select_one_server(compose_cmd: list[str]) -> None:
         result = run_cmd(cmd, env=compose_env())
         assert result.returncode == 0, result.stderr
         assert set(result.stdout.split()) == {expected, "prometheus", "grafana"}
+
+
+def _compose_config(compose_cmd: list[str], *profiles: str) -> dict[str, Any]:
+    cmd = [*compose_cmd, "-f", str(COMPOSE_FILE)]
+    for profile in profiles:
+        cmd += ["--profile", profile]
+    result = run_cmd([*cmd, "config", "--format", "json"], env=compose_env())
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["services"]
+
+
+def test_compose_servers_restart_and_are_bounded(compose_cmd: list[str]) -> None:
+    """Servers restart after a crash or OOM kill and on a daemon restart (`always`; a container
+    stopped by hand is not restarted by any policy: docs say `up -d`); CPU servers have CPU and
+    memory limits, so one replica cannot starve the others."""
+    services = _compose_config(compose_cmd, "cpu", "gpu", "scale")
+    for name in ("boxguard-cpu", "boxguard-gpu", "boxguard-replica", "haproxy"):
+        assert services[name]["restart"] == "always", name
+    for name in ("boxguard-cpu", "boxguard-replica"):
+        limits = services[name]["deploy"]["resources"]["limits"]
+        assert float(limits["cpus"]) > 0 and int(limits["memory"]) >= 512 * 2**20, name
+    assert "memory" in services["boxguard-gpu"]["deploy"]["resources"]["limits"]
+    docs = (ROOT / "docs" / "docker.md").read_text()
+    assert "docker kill" in docs and "up -d" in docs
+
+
+def test_grafana_has_no_default_password(compose_cmd: list[str]) -> None:
+    """No admin/admin and no anonymous viewer: compose refuses to start without a password."""
+    grafana = _compose_config(compose_cmd, "cpu")["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == GRAFANA_TEST_PASSWORD
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    env = {k: v for k, v in compose_env().items() if k != "GRAFANA_ADMIN_PASSWORD"}
+    cmd = [*compose_cmd, "-f", str(COMPOSE_FILE), "--profile", "cpu", "config", "--quiet"]
+    result = run_cmd(cmd, env=env)
+    assert result.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in result.stderr
+
+
+def test_no_registry_path_is_one_command(compose_cmd: list[str]) -> None:
+    """Images on the local Debian base get their base and build options from compose's env, and
+    docker/build-local.sh makes the base, builds the images and starts the stack without pulling
+    (checked here as far as no engine is needed: syntax and what it runs)."""
+    services = _compose_config(compose_cmd, "cpu", "scale")
+    for name in ("boxguard-cpu", "boxguard-replica", "haproxy"):
+        args = services[name]["build"]["args"]
+        assert args["BASE_IMAGE"] == "boxguard/python-base:bookworm", name
+    assert {"WHEELHOUSE", "EXTRA_CA_BUNDLE"} <= set(services["boxguard-replica"]["build"]["args"])
+    script = DOCKER_DIR / "build-local.sh"
+    assert os.access(script, os.X_OK)
+    assert run_cmd(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    assert "docker/make-base-image.sh" in text and "--pull never" in text
+    for dockerfile in ("Dockerfile.cpu", "Dockerfile.haproxy", "Dockerfile.prometheus"):
+        assert f"docker/{dockerfile}" in text
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck:
+        result = run_cmd([shellcheck, str(script)])
+        assert result.returncode == 0, result.stdout
+    for doc in (ROOT / "docs" / "docker.md", ROOT / "docs" / "deploy.md"):
+        assert "docker/build-local.sh" in doc.read_text(), doc
 
 
 # --- Prometheus and Grafana -------------------------------------------------------------------
