@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +24,7 @@ from boxguard.clients.errors import BoxguardError, ConnectionFailed, InvalidRequ
 from boxguard.clients.images import is_url
 from boxguard.clients.results import GroundResult
 from boxguard.clients.sync import Client
-from typer.core import TyperCommand, TyperOption
+from typer.core import TyperCommand, TyperGroup
 
 from .calibrate import calibrate_command
 
@@ -42,14 +44,26 @@ class Command(TyperCommand):
         return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
 
     def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)
-        for param in params:
-            if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
-                param.metavar = ""  # an on/off flag takes no value: show none, not <bool>
-        return params
+        return _without_flag_metavars(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    """The top-level command: its --help, an on/off flag, shows no `<bool>` either."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _without_flag_metavars(super().get_params(ctx))
+
+
+def _without_flag_metavars(params: list[Any]) -> list[Any]:
+    """An on/off flag takes no value: show none, not <bool>."""
+    for param in params:
+        if getattr(param, "is_flag", False) and getattr(param, "metavar", "") is None:
+            param.metavar = ""
+    return params
 
 
 app = typer.Typer(
+    cls=Group,
     name="boxguard",
     help="boxguard: grounding for Qwen-VL models that abstains rather than hallucinates.",
     no_args_is_help=True,
@@ -177,8 +191,7 @@ def ground(
     policy: PolicyOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
-    """Ground EXPRESSION in IMAGE (a file, each image in a folder, or a URL): print verified
-    boxes or the abstention and its reasons."""
+    """Ground EXPRESSION in IMAGE (a file, a folder's images, a URL): boxes or the abstention."""
     images = _images(image)
     overrides = _policy(policy)
     if draw is not None and (is_url(image) or len(images) != 1 or images[0] != image):
@@ -529,4 +542,7 @@ def demo(
 
 def main() -> None:
     """Entry point of the ``boxguard`` console script and of ``python -m boxguard.cli``."""
+    # Piped help (no TTY) is 80 columns in rich: too narrow, serve's flag names get cut.
+    if not sys.stdout.isatty():
+        os.environ.setdefault("COLUMNS", "120")
     app(prog_name="boxguard")

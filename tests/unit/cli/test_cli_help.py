@@ -44,3 +44,25 @@ def test_every_eval_option_has_help() -> None:
     for line in option_lines:
         words = line.strip("│ ").split()
         assert len(words) >= 3, line
+
+
+def test_top_level_help_shows_no_type() -> None:
+    result = runner.invoke(cli.app, ["--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0 and "<bool>" not in result.output
+
+
+def test_piped_serve_help_cuts_no_flag_name() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}
+    done = subprocess.run(
+        [sys.executable, "-m", "boxguard.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout and "--gpu-memory-utilization" in done.stdout
