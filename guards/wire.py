@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .policy import Policy
-from .types import Verdict
+from .types import OutputMode, Verdict
 
 MAX_EXPRESSION_CHARS = 1000
 
@@ -47,6 +47,11 @@ class GroundRequest(BaseModel):
         description="The referring expression, e.g. 'the metal pole left of the bus'; not blank.",
     )
     multiple: bool = Field(default=False, description="Return every object that matches.")
+    output: OutputMode = Field(
+        default="box",
+        description="'box': detections carry `bbox`; 'point': each carries `point` (x, y), e.g. "
+        "where a GUI agent clicks or a robot grasps, asked with the family's pointing prompt.",
+    )
     think: bool = Field(default=False, description="Ask for a <think> trace before the answer.")
     return_raw: bool = Field(default=False, description="Include the raw model output.")
     policy: dict[str, Any] | None = Field(

@@ -54,6 +54,22 @@ def box_list_schema(max_x: int, max_y: int, *, max_items: int, max_label_chars: 
     return {"type": "array", "items": box, "minItems": 0, "maxItems": max_items}
 
 
+def point_list_schema(max_x: int, max_y: int, *, max_items: int, max_label_chars: int) -> dict:
+    """JSON schema of `[{"point_2d": [x, y], "label": str}]` bounded to the model frame.
+
+    Example:
+        >>> point_list_schema(448, 336, max_items=1, max_label_chars=32)["items"]["required"]
+        ['point_2d', 'label']
+    """
+    schema = box_list_schema(max_x, max_y, max_items=max_items, max_label_chars=max_label_chars)
+    item = schema["items"]
+    coords = item["properties"].pop("bbox_2d")
+    coords.update(prefixItems=coords["prefixItems"][:2], minItems=2, maxItems=2)
+    item["properties"] = {"point_2d": coords, **item["properties"]}
+    item["required"] = ["point_2d", "label"]
+    return schema
+
+
 @dataclass(frozen=True)
 class Constraint:
     """What the model may write: a JSON schema, or one of a few fixed choices.

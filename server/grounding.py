@@ -179,9 +179,12 @@ class GroundingService:
             max_label_chars=self.settings.max_label_chars,
             max_tokens=self.settings.max_new_tokens,
             think_max_tokens=self.settings.think_max_tokens,
+            output=req.output,
         )
         request = GenerationRequest(
-            prompt=self.adapter.prompt(req.expression, multiple=req.multiple, think=req.think),
+            prompt=self.adapter.prompt(
+                req.expression, multiple=req.multiple, think=req.think, output=req.output
+            ),
             image=resize_to_frame(image, (frame.width, frame.height)),
             constraint=constraint,
             request_id=request_id,
@@ -205,6 +208,7 @@ class GroundingService:
             multiple=job.req.multiple,
             token_logprobs=tokens,
             policy=policy.values,
+            mode=job.req.output,
         )
         evidence = None
         if plan.needs_evidence:

@@ -6,10 +6,11 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from ..constraints import Constraint, box_list_schema
+from ..constraints import Constraint, box_list_schema, point_list_schema
 from .resize import smart_resize
 
 Frame = Literal["pixels", "relative1000"]
+Output = Literal["box", "point"]
 
 SPECIAL_TOKEN = re.compile(r"<\|[^<>|\s]{0,40}\|>")
 
@@ -64,6 +65,9 @@ class ModelAdapter:
     patch_factor: ClassVar[int] = 28
     frame: ClassVar[Frame] = "pixels"
     system_prompt: ClassVar[str | None] = SYSTEM_PROMPT
+    # Whether the family writes points itself; else a point request asks for a box and the
+    # guards take its centre (docs/points.md).
+    points: ClassVar[bool] = True
 
     def __init__(self, *, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
         self.min_pixels = min_pixels or DEFAULT_MIN_PIXELS
@@ -96,15 +100,40 @@ class ModelAdapter:
             )
         return f"Locate {expression} in this image and output the bbox coordinates in JSON format."
 
-    def user_text(self, expression: str, *, multiple: bool, think: bool) -> str:
+    def point_question(self, expression: str, *, multiple: bool) -> str:
+        """The family's pointing instruction (Qwen2.5-VL's JSON point form, docs/points.md)."""
+        if multiple:
+            return (
+                f'Locate every object that matches the description "{expression}" in this image '
+                "as points, and output their point coordinates in JSON format."
+            )
+        return (
+            f"Locate {expression} in this image as a point, and output its point coordinates "
+            "in JSON format."
+        )
+
+    def user_text(
+        self, expression: str, *, multiple: bool, think: bool, output: Output = "box"
+    ) -> str:
         """The user-turn text: the plain question, or the R1 think/answer form."""
         # User text must not smuggle chat or vision control tokens into the prompt.
-        text = self.question(strip_special_tokens(expression), multiple=multiple)
+        clean = strip_special_tokens(expression)
+        if output == "point" and self.points:
+            text = self.point_question(clean, multiple=multiple)
+        else:
+            text = self.question(clean, multiple=multiple)
         return text + R1_SUFFIX if think else text
 
-    def prompt(self, expression: str, *, multiple: bool = False, think: bool = False) -> str:
+    def prompt(
+        self,
+        expression: str,
+        *,
+        multiple: bool = False,
+        think: bool = False,
+        output: Output = "box",
+    ) -> str:
         """The full chat prompt with one image placeholder before the text, ready to generate."""
-        return self.chat(self.user_text(expression, multiple=multiple, think=think))
+        return self.chat(self.user_text(expression, multiple=multiple, think=think, output=output))
 
     def chat(self, user_text: str, *, with_image: bool = True) -> str:
         """Render the Qwen chat shape with the image before the text in the user turn."""
@@ -124,10 +153,15 @@ class ModelAdapter:
         max_label_chars: int,
         max_tokens: int,
         think_max_tokens: int,
+        output: Output = "box",
     ) -> Constraint:
-        """The output constraint with coordinates bounded to the model frame."""
+        """The output constraint with coordinates bounded to the model frame.
+
+        A point request of a family that writes points gets `[{"point_2d": [x, y], "label"}]`.
+        """
         max_x, max_y = frame.coord_bounds
-        schema = box_list_schema(
+        schema_of = point_list_schema if output == "point" and self.points else box_list_schema
+        schema = schema_of(
             max_x,
             max_y,
             max_items=max_detections if multiple else 1,

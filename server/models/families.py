@@ -8,11 +8,13 @@ from .base import Frame, ModelAdapter
 
 
 class Qwen2VLAdapter(ModelAdapter):
-    """Qwen2-VL: boxes relative 0..1000, patch factor 28."""
+    """Qwen2-VL: boxes relative 0..1000, patch factor 28; no point form (a point request asks
+    for a box and the guards take its centre)."""
 
     model_type = "qwen2_vl"
     patch_factor = 28
     frame: ClassVar[Frame] = "relative1000"
+    points: ClassVar[bool] = False
 
 
 class Qwen25VLAdapter(ModelAdapter):
@@ -36,4 +38,11 @@ class Qwen3VLAdapter(ModelAdapter):
         return (
             f'Locate every object that matches the description "{expression}" in the image. '
             "Report bbox coordinates in JSON format."
+        )
+
+    def point_question(self, expression: str, *, multiple: bool) -> str:
+        """Qwen3-VL's REC prompt asking for points (point_2d, 0..1000)."""
+        return (
+            f'Locate every object that matches the description "{expression}" in the image. '
+            "Report point coordinates in JSON format."
         )
