@@ -39,6 +39,8 @@ from .models import adapter_for
 from .playground import router as playground_router
 from .policy_source import server_policy
 from .problems import PROBLEM_JSON, BodyLimitMiddleware, install_problem_handlers
+from .recording import start_recording
+from .review import router as review_router
 from .schema import GroundRequest, GroundResponse, Health, Problem
 from .security import ApiKeyMiddleware, RequestIdMiddleware
 from .settings import Settings
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     install_problem_handlers(app)
     _add_middleware(app, settings)
     app.include_router(playground_router)
+    app.include_router(review_router)
     _add_ops_routes(app)
     _add_ground_route(app, settings)
     app.openapi_schema = None
@@ -107,6 +110,7 @@ def _lifespan(
         engine = backend or create_backend(settings, model_dir, adapter)
         await engine.start()
         service = GroundingService(settings, adapter, engine, metrics, policy)
+        service.recorder = app.state.recorder = await start_recording(settings, metrics)
         if policy.values.label_embeddings:
             # Load the optional embedding model now rather than on some request's clock.
             await asyncio.to_thread(embed.warmup)
@@ -129,6 +133,8 @@ def _lifespan(
             await asyncio.gather(supervisor, return_exceptions=True)
             metrics.backend_ready.set(0)
             await engine.stop()
+            if service.recorder is not None:
+                await asyncio.to_thread(service.recorder.stop)
 
     return lifespan
 

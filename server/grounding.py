@@ -34,6 +34,7 @@ from .imaging import decode_base64_image, open_image
 from .metrics import Metrics
 from .models import AspectRatioError, ModelAdapter, ModelFrame, resize_to_frame
 from .policy_source import request_policy
+from .recording import Recorder
 from .schema import GroundRequest, GroundResponse, ImageInfo
 from .settings import Settings
 
@@ -67,6 +68,7 @@ class GroundingService:
         self.metrics = metrics
         self.policy = policy
         self.model_name = settings.model_name or "boxguard-demo"
+        self.recorder: Recorder | None = None  # set by the app when --record is on
 
     async def warmup(self) -> None:
         """One answer and one yes/no question on a blank image: grammars compiled, first
@@ -122,7 +124,7 @@ class GroundingService:
         with ctx.stage("verify", self.metrics):
             verdict = await self.check(ctx, job, completion.text, tokens)
         self._record(verdict)
-        return GroundResponse(
+        response = GroundResponse(
             **dict(verdict),
             id=ctx.id,
             raw_output=completion.text if req.return_raw else None,
@@ -136,6 +138,9 @@ class GroundingService:
             timings_ms=ctx.timings,
             policy=ctx.policy,
         )
+        if self.recorder is not None:
+            self.recorder.submit(ctx, req, upload, image, job.frame, completion.text, response)
+        return response
 
     async def _image(
         self, ctx: RequestContext, req: GroundRequest, upload: bytes | None

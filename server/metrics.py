@@ -49,6 +49,17 @@ class Metrics:
             "boxguard_backend_restarts_total", "Times the server restarted a dead backend."
         )
         self.backend_ready = Gauge("boxguard_backend_ready", "1 when the backend can serve.")
+        self.records_written = Counter(
+            "boxguard_records_written_total", "Requests written to the record store (--record)."
+        )
+        self.records_dropped = Counter(
+            "boxguard_records_dropped_total",
+            "Requests not recorded, by reason (queue_full, shutdown).",
+            ["reason"],
+        )
+        self.record_errors = Counter(
+            "boxguard_record_errors_total", "Failed record writes (the store down, a full disk)."
+        )
 
 
 _METRICS: Metrics | None = None

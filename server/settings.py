@@ -64,6 +64,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "self_consistency_k",
         "max_policy_samples",
     ),
+    "Recording": ("record", "record_max_bytes", "record_queue_size"),
     "vLLM engine": (
         "gpu_memory_utilization",
         "tensor_parallel_size",
@@ -188,6 +189,17 @@ class Settings(BaseSettings):
     load_format: str = Field("auto", description="vLLM load format; 'dummy' = random weights.")
     enforce_eager: bool = Field(False, description="Disable CUDA graphs (slower, less memory).")
     tokenizer: str | None = Field(None, description="Tokenizer directory if not the model's.")
+    record: str | None = Field(
+        None,
+        description="Record each /ground request for review and fine-tuning (docs/recording.md): "
+        "a directory or sqlite:///path/records.db (one server), or postgresql://... (replicas).",
+    )
+    record_max_bytes: int = Field(
+        10 * 1024**3, ge=0, description="Record store size cap, oldest pruned first; 0 = none."
+    )
+    record_queue_size: int = Field(
+        256, ge=1, description="Records waiting for the writer; more are dropped and counted."
+    )
 
     @field_validator("image_url_allowlist", "api_keys", "cors_origins", mode="before")
     @classmethod
