@@ -63,3 +63,19 @@ def live_server(server_settings: object) -> Iterator[str]:
 
     with serve_in_thread(create_app(server_settings)) as url:  # type: ignore[arg-type]
         yield url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Lines tests recorded with record_property("summary", ...), once the run is over."""
+    lines = [
+        str(value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", [])
+        if name == "summary"
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "summaries")
+        for line in lines:
+            terminalreporter.write_line(line)
