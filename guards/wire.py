@@ -140,3 +140,8 @@ class Health(BaseModel):
         description="starting, ready, dead (a fatal engine error; being restarted) or stopped.",
     )
     reason: str | None = Field(default=None, description="Why the backend is not ready.")
+    constraint: str | None = Field(
+        default=None,
+        description="How an upstream (--backend openai) constrains answers: structured_outputs, "
+        "guided_grammar or response_format.",
+    )

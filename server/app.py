@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from .access_log import GroundAccountingMiddleware
-from .backends import Backend, create_backend
+from .backends import Backend, BackendError, create_backend
 from .context import RequestContext
 from .docs import install_docs
 from .errors import (
@@ -34,8 +34,7 @@ from .errors import (
 )
 from .grounding import GroundingService
 from .metrics import get_metrics
-from .model_source import resolve_model_dir
-from .models import adapter_for
+from .model_source import model_for
 from .playground import router as playground_router
 from .policy_source import server_policy
 from .problems import PROBLEM_JSON, BodyLimitMiddleware, install_problem_handlers
@@ -102,10 +101,7 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics = get_metrics()
-        model_dir, model_name = resolve_model_dir(settings.model)
-        adapter = adapter_for(
-            model_dir, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels
-        )
+        model_dir, model_name, adapter = model_for(settings)
         policy = server_policy(settings, model_dir)
         engine = backend or create_backend(settings, model_dir, adapter)
         await engine.start()
@@ -115,6 +111,8 @@ def _lifespan(
             # Load the optional embedding model now rather than on some request's clock.
             await asyncio.to_thread(embed.warmup)
         await service.warmup()
+        # An upstream's model is known once connected (the only one it serves).
+        model_name = getattr(engine, "served_model", None) or model_name
         service.model_name = settings.model_name or model_name
         app.state.backend = engine
         app.state.service = service
@@ -240,6 +238,7 @@ def _serving(request: Request) -> dict[str, str | None]:
         "backend": backend.name if backend is not None else None,
         "backend_state": health.state if health is not None else "starting",
         "reason": health.reason if health is not None else None,
+        "constraint": getattr(backend, "constraint_form", None),
     }
 
 
@@ -303,6 +302,9 @@ async def _supervise(service: GroundingService, settings: Settings) -> None:
             await engine.stop()
             await engine.start()
             await service.warmup()
+        except BackendError as exc:  # e.g. an upstream still unreachable: one line, no trace
+            log.warning("backend restart failed: %s; retrying", exc)
+            continue
         except Exception:
             log.exception("backend restart failed; retrying")
             continue

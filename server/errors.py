@@ -8,7 +8,7 @@ from typing import Any
 from boxguard.guards import GuardFault
 from boxguard.guards.wire_errors import readable_errors
 
-from .backends.base import BackendError, QueueFull
+from .backends.base import BackendError, QueueFull, UpstreamInvalid
 
 
 def validation_errors(
@@ -136,6 +136,12 @@ class BackendUnavailable(BoxguardServerError):
     title = "The model backend is not available"
 
 
+class UpstreamError(BoxguardServerError):
+    status_code = 502
+    code = "upstream_error"
+    title = "The upstream model server gave an answer that is not a chat completion"
+
+
 class TooManyConnections(BoxguardServerError):
     status_code = 503
     code = "too_many_connections"
@@ -170,6 +176,7 @@ class ClientDisconnected(BoxguardServerError):
 # specific first (as httpx maps transport errors in one table). Never an abstention.
 FAULT_PROBLEMS: tuple[tuple[type[Exception], type[BoxguardServerError], str], ...] = (
     (QueueFull, Overloaded, "the request queue is full; retry later"),
+    (UpstreamInvalid, UpstreamError, "the upstream model server's answer was malformed"),
     (BackendError, BackendUnavailable, "the model backend failed; retry later"),
     (GuardFault, CheckUnavailable, "a check could not run; retry later"),
 )

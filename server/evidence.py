@@ -58,8 +58,10 @@ def crop_request(
     """The yes|no request about one crop of the original image, resized to its model frame."""
     region = image.crop(crop_box(crop.bbox, image.size))
     frame = adapter.model_frame(*region.size)
+    question = f"{crop.question}{YES_NO_SUFFIX}"
     return GenerationRequest(
-        prompt=adapter.chat(f"{crop.question}{YES_NO_SUFFIX}"),
+        prompt=adapter.chat(question),
+        user_text=question,
         image=resize_to_frame(region, (frame.width, frame.height)),
         constraint=yes_no_constraint(),
         request_id=request_id,

@@ -75,8 +75,10 @@ class GroundingService:
         batch allocated, so the first requests are neither slow nor late."""
         image = Image.new("RGB", (64, 64), "white")
         answer = self.generation_request(GroundRequest(expression="the object"), image, "warmup")
+        question = "Is this an object? Answer yes or no."
         crop = GenerationRequest(
-            prompt=self.adapter.chat("Is this an object? Answer yes or no."),
+            prompt=self.adapter.chat(question),
+            user_text=question,
             image=answer.generation.image,
             constraint=yes_no_constraint(),
             request_id="warmup-visual",
@@ -186,10 +188,12 @@ class GroundingService:
             think_max_tokens=self.settings.think_max_tokens,
             output=req.output,
         )
+        user_text = self.adapter.user_text(
+            req.expression, multiple=req.multiple, think=req.think, output=req.output
+        )
         request = GenerationRequest(
-            prompt=self.adapter.prompt(
-                req.expression, multiple=req.multiple, think=req.think, output=req.output
-            ),
+            prompt=self.adapter.chat(user_text),
+            user_text=user_text,
             image=resize_to_frame(image, (frame.width, frame.height)),
             constraint=constraint,
             request_id=request_id,

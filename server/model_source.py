@@ -6,6 +6,11 @@ import logging
 import os
 from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import ModelAdapter
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +54,16 @@ def resolve_model_dir(model: str | None) -> tuple[str, str]:
     if (BUNDLED_CHECKPOINT / "config.json").is_file():
         return str(BUNDLED_CHECKPOINT), "boxguard-demo-shapes"
     return str(builtin_checkpoint_dir()), "boxguard-tiny-random"
+
+
+def model_for(settings: Settings) -> tuple[str, str, ModelAdapter]:
+    """(checkpoint directory, display name, adapter); an upstream (--backend openai) has no
+    directory ("") and its adapter comes from --family and the pixel bounds."""
+    from .models import adapter_for, adapter_for_family
+
+    bounds = {"min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels}
+    if settings.backend == "openai":
+        name = settings.upstream_model or "upstream"
+        return "", name, adapter_for_family(settings.family or "", **bounds)
+    model_dir, name = resolve_model_dir(settings.model)
+    return model_dir, name, adapter_for(model_dir, **bounds)

@@ -59,6 +59,8 @@ def policy_file_path(settings: Settings, model_dir: str) -> Path | None:
         if not path.is_file():
             raise PolicyFileError(f"--policy-file {settings.policy_file}: no such file")
         return path
+    if not model_dir:  # an upstream model: no checkpoint directory
+        return None
     beside = Path(model_dir) / POLICY_FILE
     return beside if beside.is_file() else None
 

@@ -142,6 +142,49 @@ def check_backend(settings: Settings) -> None:
         raise ServeError(f"--backend vllm: {exc} ({type(cause).__name__}: {cause})") from None
 
 
+def check_upstream(settings: Settings) -> None:
+    """--backend openai: --upstream-url and --family are given, and its /v1/models serves the
+    model; a wrong URL, a missing model or a server that is not OpenAI-compatible is one line."""
+    if settings.backend != "openai":
+        return
+    import httpx
+
+    from .backends.openai_backend import upstream_headers
+    from .backends.openai_translate import pick_model, served_models
+    from .models import ADAPTERS
+
+    if not settings.upstream_url:
+        raise ServeError("--backend openai needs --upstream-url, e.g. http://vllm:8000/v1")
+    if settings.family not in ADAPTERS:
+        raise ServeError(f"--backend openai needs --family, one of: {', '.join(ADAPTERS)}")
+    if settings.model is not None:
+        raise ServeError("--model is a local checkpoint; --backend openai takes --upstream-model")
+    url = settings.upstream_url.rstrip("/") + "/models"
+    try:
+        response = httpx.get(url, headers=upstream_headers(settings.upstream_api_key), timeout=10)
+    except httpx.HTTPError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ServeError(f"--upstream-url: cannot reach {url}: {reason}") from None
+    if response.status_code != 200:
+        hint = (
+            "check --upstream-api-key"
+            if response.status_code in (401, 403)
+            else "is it an OpenAI-compatible server's /v1 URL?"
+        )
+        raise ServeError(f"--upstream-url: {url} answered {response.status_code}; {hint}")
+    try:
+        available = served_models(response.json())
+    except ValueError:  # not JSON, or not {"data": [{"id": ...}]}
+        raise ServeError(
+            f"--upstream-url: {url} is not an OpenAI model list; is it an OpenAI-compatible "
+            "server's /v1 URL?"
+        ) from None
+    try:
+        pick_model(available, settings.upstream_model)
+    except ValueError as exc:
+        raise ServeError(f"--upstream-url {settings.upstream_url}: {exc}") from None
+
+
 def listen_socket(host: str, port: int) -> socket.socket:
     """A bound socket for the server, so a busy port fails before the model loads."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -185,6 +228,7 @@ def run(overrides: dict[str, Any]) -> None:
     check_model(settings)
     check_device(settings)
     check_backend(settings)
+    check_upstream(settings)
     sock = listen_socket(settings.host, settings.port)
 
     import uvicorn

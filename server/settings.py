@@ -65,6 +65,13 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "max_policy_samples",
     ),
     "Recording": ("record", "record_max_bytes", "record_queue_size"),
+    "Upstream (--backend openai)": (
+        "upstream_url",
+        "upstream_model",
+        "upstream_api_key",
+        "family",
+        "upstream_max_connections",
+    ),
     "vLLM engine": (
         "gpu_memory_utilization",
         "tensor_parallel_size",
@@ -96,7 +103,10 @@ class Settings(BaseSettings):
         None, description="Local model directory; none = the bundled demo checkpoint."
     )
     model_name: str | None = Field(None, description="Name reported in responses.")
-    backend: str = Field("transformers", description="transformers (CPU or GPU) or vllm (GPU).")
+    backend: str = Field(
+        "transformers",
+        description="transformers (CPU or GPU), vllm (GPU) or openai (an upstream server).",
+    )
     device: str = Field("auto", description="transformers backend device: auto, cpu, cuda.")
     dtype: str = Field("auto", description="auto, float32, bfloat16, float16.")
     cpu_threads: int | None = Field(
@@ -189,6 +199,20 @@ class Settings(BaseSettings):
     load_format: str = Field("auto", description="vLLM load format; 'dummy' = random weights.")
     enforce_eager: bool = Field(False, description="Disable CUDA graphs (slower, less memory).")
     tokenizer: str | None = Field(None, description="Tokenizer directory if not the model's.")
+    # The openai backend: boxguard in front of an OpenAI-compatible VLM server.
+    upstream_url: str | None = Field(
+        None, description="The upstream's OpenAI base URL, e.g. http://vllm:8000/v1."
+    )
+    upstream_model: str | None = Field(
+        None, description="The upstream model to call; none = the only one it serves."
+    )
+    upstream_api_key: str | None = Field(None, description="Bearer key for the upstream.")
+    family: str | None = Field(
+        None, description="The upstream model's family: qwen2_5_vl, qwen2_vl or qwen3_vl."
+    )
+    upstream_max_connections: int = Field(
+        64, ge=1, description="Connections to the upstream; queue_size more requests may wait."
+    )
     record: str | None = Field(
         None,
         description="Record each /ground request for review and fine-tuning (docs/recording.md): "

@@ -16,6 +16,7 @@ from .base import (
     GenerationRequest,
     QueueFull,
     TokenChoice,
+    UpstreamInvalid,
 )
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 BACKENDS: dict[str, str] = {
     "transformers": "boxguard.server.backends.transformers_backend:TransformersBackend",
     "vllm": "boxguard.server.backends.vllm_backend:VLLMBackend",
+    "openai": "boxguard.server.backends.openai_backend:OpenAIBackend",
 }
 
 
@@ -53,5 +55,6 @@ __all__ = [
     "GenerationRequest",
     "QueueFull",
     "TokenChoice",
+    "UpstreamInvalid",
     "create_backend",
 ]

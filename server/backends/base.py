@@ -17,11 +17,15 @@ class GenerationRequest:
 
     `temperature == 0` is greedy whatever `n`: the n completions are identical copies of one
     decode. `temperature > 0` samples n independent completions (see `decoding`).
+    `prompt` is the full chat-template text for in-process engines; `user_text` is the user
+    turn it was rendered from (`ModelAdapter.chat(user_text)`), for backends that send chat
+    messages (the openai backend adds the adapter's system prompt and the image).
     """
 
     prompt: str
     image: Image.Image | None
     constraint: Constraint
+    user_text: str = ""
     request_id: str = ""
     n: int = 1
     temperature: float = 0.0
@@ -71,6 +75,11 @@ class BackendDead(BackendError):
 
 class QueueFull(BackendError):
     """The backend's bounded queue is full; the server answers 429."""
+
+
+class UpstreamInvalid(BackendError):
+    """An upstream server answered something that is not a chat completion; the server answers
+    502 upstream_error."""
 
 
 # A backend's state, as `EngineClient` tells is_running / errored / dead apart.

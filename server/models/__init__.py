@@ -49,14 +49,26 @@ def adapter_for(
         'pixels'
     """
     model_type = read_model_type(model_dir)
-    if model_type not in ADAPTERS:
-        raise UnsupportedModel(
-            f"model_type {model_type!r} is not supported; supported: {', '.join(ADAPTERS)}"
-        )
     ckpt_min, ckpt_max = read_pixel_limits(model_dir)
-    return ADAPTERS[model_type](
-        min_pixels=min_pixels or ckpt_min, max_pixels=max_pixels or ckpt_max
+    return adapter_for_family(
+        model_type, min_pixels=min_pixels or ckpt_min, max_pixels=max_pixels or ckpt_max
     )
+
+
+def adapter_for_family(
+    family: str, *, min_pixels: int | None = None, max_pixels: int | None = None
+) -> ModelAdapter:
+    """The adapter of a family by its `model_type`, without a checkpoint (e.g. a remote model).
+
+    Example:
+        >>> adapter_for_family("qwen2_vl", max_pixels=200_704).frame
+        'relative1000'
+    """
+    if family not in ADAPTERS:
+        raise UnsupportedModel(
+            f"model_type {family!r} is not supported; supported: {', '.join(ADAPTERS)}"
+        )
+    return ADAPTERS[family](min_pixels=min_pixels, max_pixels=max_pixels)
 
 
 __all__ = [
@@ -66,6 +78,7 @@ __all__ = [
     "ModelFrame",
     "UnsupportedModel",
     "adapter_for",
+    "adapter_for_family",
     "read_model_type",
     "resize_to_frame",
     "smart_resize",
