@@ -27,6 +27,7 @@ from boxguard.clients.sync import Client
 from typer.core import TyperCommand, TyperGroup
 
 from .calibrate import calibrate_command
+from .export import export_command
 
 __all__ = ["app", "main", "make_client"]
 
@@ -517,6 +518,7 @@ app.command("serve", cls=ServeCommand)(serve)
 
 
 app.command("calibrate", cls=Command)(calibrate_command)
+app.command("export", cls=Command)(export_command)
 
 
 @app.command(cls=Command)
