@@ -94,6 +94,10 @@ ApiKeyOpt = Annotated[
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", metavar="SECONDS", help="Seconds per request.")
 ]
+OutputOpt = Annotated[
+    str,
+    typer.Option("--output", metavar="KIND", help="box, or point (x, y): where to click or grasp."),
+]
 PolicyOpt = Annotated[
     str | None,
     typer.Option(
@@ -156,11 +160,14 @@ def _print_result(result: GroundResult, expression: str) -> None:
     if shown:
         title = "detections" if result.accepted else "rejected candidates"
         table = Table(title=title, title_justify="left")
-        for column in ("#", "label", "confidence", "x1", "y1", "x2", "y2"):
+        points = shown[0].point is not None
+        coords = ("x", "y") if points else ("x1", "y1", "x2", "y2")
+        for column in ("#", "label", "confidence", *coords):
             table.add_column(column, justify="left" if column == "label" else "right")
         for i, det in enumerate(shown, start=1):
             conf = "—" if det.confidence is None else f"{det.confidence:.3f}"
-            table.add_row(str(i), det.label or "", conf, *(f"{v:.1f}" for v in det.bbox))
+            values = det.point if det.point is not None else det.bbox or ()
+            table.add_row(str(i), det.label or "", conf, *(f"{v:.1f}" for v in values))
         console.print(table)
     failed = [c for c in result.checks if not c.passed]
     for check in failed:
@@ -191,8 +198,10 @@ def ground(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")] = False,
     policy: PolicyOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = "box",
 ) -> None:
     """Ground EXPRESSION in IMAGE (a file, a folder's images, a URL): boxes or the abstention."""
+    _check_output(output)
     images = _images(image)
     overrides = _policy(policy)
     if draw is not None and (is_url(image) or len(images) != 1 or images[0] != image):
@@ -208,6 +217,7 @@ def ground(
                     think=think,
                     policy=overrides,
                     upload=not is_url(path),
+                    output=output,  # type: ignore[arg-type]
                 )
             except BoxguardError as exc:
                 raise _fail(exc, client.base_url) from None
@@ -225,6 +235,42 @@ def ground(
             raise typer.Exit(1) from None
         if not as_json:
             typer.echo(f"drawn: {draw}")
+
+
+@app.command(cls=Command)
+def point(
+    image: Annotated[
+        str, typer.Argument(help="Image file, folder of images or http(s) URL.", metavar="IMAGE")
+    ],
+    expression: Annotated[
+        str, typer.Argument(help="What to point at (not blank).", metavar="EXPRESSION")
+    ],
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    think: Annotated[bool, typer.Option("--think", help="Ask for a think trace.")] = False,
+    multiple: Annotated[bool, typer.Option("--multiple", help="Every matching object.")] = False,
+    draw: Annotated[
+        Path | None,
+        typer.Option("--draw", metavar="FILE", help="Save the image with the points drawn here."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")] = False,
+    policy: PolicyOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+) -> None:
+    """Point at EXPRESSION in IMAGE: a verified (x, y) to click or grasp, or the abstention."""
+    ground(
+        image,
+        expression,
+        server,
+        api_key,
+        think,
+        multiple,
+        draw,
+        as_json,
+        policy,
+        timeout,
+        output="point",
+    )
 
 
 def _images(image: str) -> list[str]:
@@ -301,6 +347,7 @@ def eval_(
     policy: PolicyOpt = None,
     api_key: ApiKeyOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    output: OutputOpt = "box",
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
     ] = True,
@@ -310,8 +357,11 @@ def eval_(
     coverage, Φc, AURC, N-acc/T-acc (and, offline, parse rate and abstentions per check)."""
     if (dataset is None) == (outputs is None):
         raise typer.BadParameter("give a DATASET (server) or --outputs FILE (offline), not both")
+    _check_output(output)
     if outputs is not None:
-        summary = _eval_outputs(outputs, report, image_root, limit, multiple, _policy(policy))
+        summary = _eval_outputs(
+            outputs, report, image_root, limit, multiple, _policy(policy), output
+        )
     elif dataset is not None:
         summary = _eval_server(
             dataset,
@@ -327,11 +377,18 @@ def eval_(
             api_key,
             timeout,
             progress,
+            output,
         )
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
     _print_summary(summary, report)
+
+
+def _check_output(output: str) -> None:
+    """--output is box or point."""
+    if output not in ("box", "point"):
+        raise typer.BadParameter("box or point", param_hint="--output")
 
 
 def _eval_outputs(
@@ -341,8 +398,9 @@ def _eval_outputs(
     limit: int | None,
     multiple: bool,
     policy: dict[str, Any] | None,
+    output: str = "box",
 ) -> dict[str, Any]:
-    """`eval --outputs`: verify stored outputs with the guards, no server."""
+    """`eval --outputs`: verify stored outputs with the guards, no server (points: --output)."""
     from boxguard.clients.offline import run_offline_eval
     from pydantic import ValidationError
 
@@ -356,6 +414,7 @@ def _eval_outputs(
             policy=policy,
             multiple=multiple,
             limit=limit,
+            output=output,  # type: ignore[arg-type]
         )
     except ValidationError as exc:
         raise typer.BadParameter(str(exc), param_hint="--policy") from None
@@ -378,8 +437,9 @@ def _eval_server(
     api_key: str | None,
     timeout: float,
     progress: bool,
+    output: str = "box",
 ) -> dict[str, Any]:
-    """`eval DATASET`: ground every sample through a server."""
+    """`eval DATASET`: ground every sample through a server (points: point-in-box accuracy)."""
     from boxguard.clients.evaluation import run_eval
 
     if fmt not in ("auto", "jsonl", "vlm-r1"):
@@ -400,6 +460,7 @@ def _eval_server(
                 multiple=multiple,
                 policy=policy,
                 limit=limit,
+                output=output,  # type: ignore[arg-type]
             )
     except (ValueError, FileNotFoundError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

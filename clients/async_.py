@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
+from boxguard.guards.types import OutputMode
 from boxguard.guards.wire import Health
 
 from .base import DEFAULT_TIMEOUT, BaseClient, GroundItem, normalize_item, progress_bar
@@ -94,6 +95,7 @@ class AsyncClient(BaseClient):
         return_raw: bool = False,
         request_id: str | None = None,
         upload: bool = False,
+        output: OutputMode = "box",
     ) -> GroundResult:
         """Ground `expression` in `image`: verified boxes or an abstention with reasons.
 
@@ -101,7 +103,13 @@ class AsyncClient(BaseClient):
             >>> r = await client.ground("street.jpg", "the dog")  # doctest: +SKIP
         """
         body = self._payload(
-            image, expression, multiple=multiple, think=think, policy=policy, return_raw=return_raw
+            image,
+            expression,
+            multiple=multiple,
+            think=think,
+            policy=policy,
+            return_raw=return_raw,
+            output=output,
         )
         sent = self._body_kwargs(body, upload)
         request_timeout = self._request_timeout(timeout, self.timeout)
@@ -124,6 +132,14 @@ class AsyncClient(BaseClient):
             await _sleep(delay)
             attempt += 1
 
+    async def point(self, image: ImageInput, expression: str, **options: Any) -> GroundResult:
+        """Ground `expression` as points (see ``Client.point``).
+
+        Example:
+            >>> r = await client.point("screen.png", "the search button")  # doctest: +SKIP
+        """
+        return await self.ground(image, expression, output="point", **options)
+
     async def ground_many(
         self,
         items: Iterable[Any],
@@ -135,6 +151,7 @@ class AsyncClient(BaseClient):
         think: bool = False,
         policy: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        output: OutputMode = "box",
     ) -> list[GroundResult | BoxguardError]:
         """Ground many items, at most `concurrency` in flight, results in input order.
 
@@ -160,6 +177,7 @@ class AsyncClient(BaseClient):
                             think=think if item.think is None else item.think,
                             policy=policy if item.policy is None else item.policy,
                             timeout=timeout,
+                            output=output,
                         )
                     except BoxguardError as exc:
                         if not return_exceptions:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from boxguard.guards.types import OutputMode
 from boxguard.guards.wire import GroundRequest, Health
 from boxguard.guards.wire_errors import human_message
 from pydantic import ValidationError
@@ -188,6 +189,7 @@ class BaseClient:
         think: bool,
         policy: Mapping[str, Any] | None,
         return_raw: bool,
+        output: OutputMode = "box",
     ) -> dict[str, Any]:
         """The JSON body of POST /ground, validated against the wire schema."""
         try:
@@ -200,6 +202,7 @@ class BaseClient:
             "multiple": multiple,
             "think": think,
             "return_raw": return_raw,
+            "output": output,
         }
         if policy is not None:
             fields["policy"] = dict(policy)
@@ -208,7 +211,10 @@ class BaseClient:
         except ValidationError as exc:
             problems = "; ".join(human_message(error) for error in exc.errors(include_url=False))
             raise InvalidRequest(problems) from exc
-        return request.model_dump(exclude_none=True)
+        body = request.model_dump(exclude_none=True)
+        if output == "box":  # not sent by default: servers before points refuse the field
+            body.pop("output")
+        return body
 
     @staticmethod
     def _body_kwargs(body: dict[str, Any], upload: bool) -> dict[str, Any]:

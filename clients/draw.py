@@ -121,19 +121,42 @@ def draw_result(
     if result.status == "accepted":
         for i, det in enumerate(result.detections):
             color = PALETTE[i % len(PALETTE)]
-            box = _scaled(det.bbox, sx, sy)
-            draw.rectangle(box, outline=color, width=line)
-            _label(draw, (box[0], box[1]), _caption(det, fallback), color, font, canvas.size)
+            at = _mark(draw, det, (sx, sy), color, line, dashed=False)
+            _label(draw, at, _caption(det, fallback), color, font, canvas.size)
         if not result.detections:
             _banner(draw, "no matching object", PALETTE[1], font, canvas.size)
         return canvas
     for det in result.candidates:
-        box = _scaled(det.bbox, sx, sy)
-        dashed_rectangle(draw, box, ABSTAIN_COLOR, line, dash=max(4.0, line * 3.0))
-        _label(draw, (box[0], box[1]), _caption(det, fallback), ABSTAIN_COLOR, font, canvas.size)
+        at = _mark(draw, det, (sx, sy), ABSTAIN_COLOR, line, dashed=True)
+        _label(draw, at, _caption(det, fallback), ABSTAIN_COLOR, font, canvas.size)
     reasons = ", ".join(result.reasons) or "unspecified"
     _banner(draw, f"ABSTAINED: {reasons}", ABSTAIN_COLOR, font, canvas.size)
     return canvas
+
+
+def _mark(
+    draw: ImageDraw.ImageDraw,
+    det: Detection,
+    scale: tuple[float, float],
+    color: tuple[int, int, int],
+    line: int,
+    *,
+    dashed: bool,
+) -> tuple[float, float]:
+    """Draw a detection's box (dashed when rejected), or a crosshair at its point; returns
+    where its label goes."""
+    if det.point is not None:
+        x, y, r = det.point[0] * scale[0], det.point[1] * scale[1], line * 6
+        draw.line([(x - r, y), (x + r, y)], fill=color, width=line)
+        draw.line([(x, y - r), (x, y + r)], fill=color, width=line)
+        draw.ellipse([x - r / 2, y - r / 2, x + r / 2, y + r / 2], outline=color, width=line)
+        return x + r / 2, y + r / 2
+    box = _scaled(det.bbox or (0.0, 0.0, 0.0, 0.0), *scale)
+    if dashed:
+        dashed_rectangle(draw, box, color, line, dash=max(4.0, line * 3.0))
+    else:
+        draw.rectangle(box, outline=color, width=line)
+    return box[0], box[1]
 
 
 def _banner(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from boxguard.guards.threshold import verdict_confidence
+from boxguard.guards.types import OutputMode
 
 from .datasets import Format, Sample, load_dataset
 from .errors import BoxguardError
@@ -23,7 +24,14 @@ from .metrics import IOU_THRESHOLD, Outcome, iou, summarize
 from .results import GroundResult
 from .sync import Client
 
-__all__ = ["SampleRecord", "evaluate", "run_eval", "score_sample", "verdict_confidence"]
+__all__ = [
+    "SampleRecord",
+    "evaluate",
+    "point_in_box",
+    "run_eval",
+    "score_sample",
+    "verdict_confidence",
+]
 
 CONFIDENCE_CHECK = "confidence"
 
@@ -91,9 +99,11 @@ class SampleRecord:
 def score_sample(sample: Sample, outcome: GroundResult | BoxguardError) -> SampleRecord:
     """Score one answer.
 
-    A target sample is right when accepted and the first detection has IoU > 0.5; a no-target
-    sample when accepted with no detections. ``raw_correct`` judges the model's top box
-    regardless of the verdict (for no-target samples: right when there is no box at all).
+    A target sample is right when accepted and the first detection has IoU > 0.5 (a point:
+    lies in the truth box; `iou` is then 1.0 inside, 0.0 outside); a no-target sample when
+    accepted with no detections, or for points when no point was accepted (an absent element
+    abstains). ``raw_correct`` judges the model's top box or point regardless of the verdict
+    (for no-target samples: right when there is none at all).
 
     Example:
         >>> from pathlib import Path
@@ -110,12 +120,21 @@ def score_sample(sample: Sample, outcome: GroundResult | BoxguardError) -> Sampl
         )
     top = outcome.top_candidate
     confidence = verdict_confidence(outcome)
+    points = any(d.point is not None for d in (*outcome.detections, *outcome.candidates))
     if sample.bbox is None:
         raw_correct = top is None
-        correct = outcome.accepted and not outcome.detections
+        correct = (
+            not (outcome.accepted and outcome.detections)
+            if points
+            else (outcome.accepted and not outcome.detections)
+        )
         overlap = None
+    elif points:
+        overlap = float(point_in_box(top.point, sample.bbox)) if top and top.point else None
+        raw_correct = overlap == 1.0
+        correct = outcome.accepted and bool(outcome.detections) and raw_correct
     else:
-        overlap = iou(top.bbox, sample.bbox) if top is not None else None
+        overlap = iou(top.bbox, sample.bbox) if top is not None and top.bbox else None
         raw_correct = overlap is not None and overlap > IOU_THRESHOLD
         correct = outcome.accepted and bool(outcome.detections) and raw_correct
     return SampleRecord(
@@ -130,6 +149,16 @@ def score_sample(sample: Sample, outcome: GroundResult | BoxguardError) -> Sampl
     )
 
 
+def point_in_box(point: Sequence[float], box: Sequence[float]) -> bool:
+    """Whether (x, y) lies in [x1, y1, x2, y2], edges included: ScreenSpot's click accuracy.
+
+    Example:
+        >>> point_in_box((5, 5), (0, 0, 10, 10)), point_in_box((11, 5), (0, 0, 10, 10))
+        (True, False)
+    """
+    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+
+
 def evaluate(
     samples: Sequence[Sample],
     client: Client,
@@ -139,6 +168,7 @@ def evaluate(
     think: bool = False,
     multiple: bool = False,
     policy: Mapping[str, Any] | None = None,
+    output: OutputMode = "box",
 ) -> list[SampleRecord]:
     """Ground every sample (bounded concurrency, progress bar) and score each answer."""
     missing = [str(s.image) for s in samples if not s.image.is_file()]
@@ -153,6 +183,7 @@ def evaluate(
         think=think,
         multiple=multiple,
         policy=policy,
+        output=output,
     )
     return [score_sample(s, o) for s, o in zip(samples, outcomes, strict=True)]
 
@@ -171,8 +202,11 @@ def run_eval(
     policy: Mapping[str, Any] | None = None,
     limit: int | None = None,
     max_thumbnails: int = 500,
+    output: OutputMode = "box",
 ) -> dict[str, Any]:
     """Load `dataset`, evaluate it against `client`'s server, write the report; return the summary.
+
+    With ``output="point"`` the server is asked for points, scored as point-in-box accuracy.
 
     With `report_dir`, writes samples.jsonl, report.json, report.md, risk_coverage.png and
     index.html (+ thumbs/) there.
@@ -188,13 +222,19 @@ def run_eval(
         think=think,
         multiple=multiple,
         policy=policy,
+        output=output,
     )
     summary = summarize([r.outcome() for r in records])
     models = sorted({r.result.model for r in records if r.result is not None})
     summary["dataset"] = str(dataset)
     summary["server"] = client.base_url
     summary["model"] = models[0] if len(models) == 1 else models
-    summary["options"] = {"think": think, "multiple": multiple, "policy": dict(policy or {})}
+    summary["options"] = {
+        "think": think,
+        "multiple": multiple,
+        "output": output,
+        "policy": dict(policy or {}),
+    }
     if report_dir is not None:
         from .report import PLOT_MISSING, can_plot, write_report
 

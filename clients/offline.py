@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from boxguard.guards import Policy, Verdict, verify
-from boxguard.guards.parse import parse_output
-from boxguard.guards.types import Frame
+from boxguard.guards.points import parse_answer
+from boxguard.guards.types import Frame, OutputMode
 
 from .datasets import Sample, jsonl_rows, r1_expression, validated_bbox
 from .evaluation import SampleRecord, score_sample
@@ -171,7 +171,7 @@ def load_outputs(path: str | Path, *, image_root: str | Path | None = None) -> l
     return _from_jsonl(text, path, root)
 
 
-def _unknown_size(stored: StoredOutput) -> tuple[float, float]:
+def _unknown_size(stored: StoredOutput, output: OutputMode = "box") -> tuple[float, float]:
     """The smallest frame holding every parsed coordinate, plus one pixel.
 
     The true box is left out on purpose: a frame fitted to it would tell the guards where the
@@ -179,7 +179,7 @@ def _unknown_size(stored: StoredOutput) -> tuple[float, float]:
     """
     xs = [1.0]
     ys = [1.0]
-    for box in parse_output(stored.output).boxes:
+    for box in parse_answer(stored.output, output).boxes:
         x1, y1, x2, y2 = box.coords
         xs += [v for v in (x1, x2) if math.isfinite(v)]
         ys += [v for v in (y1, y2) if math.isfinite(v)]
@@ -209,14 +209,22 @@ def _result(verdict: Verdict, stored: StoredOutput, size: tuple[float, float]) -
 
 
 def evaluate_outputs(
-    outputs: Iterable[StoredOutput], policy: Policy | None = None, *, multiple: bool = False
+    outputs: Iterable[StoredOutput],
+    policy: Policy | None = None,
+    *,
+    multiple: bool = False,
+    output: OutputMode = "box",
 ) -> list[SampleRecord]:
-    """Run the guards on every stored output and score it as a live evaluation would."""
+    """Run the guards on every stored output and score it as a live evaluation would.
+
+    With ``output="point"`` each answer is read as points (a box's centre where the model wrote
+    a box) and scored as point-in-box accuracy against the truth box.
+    """
     base = policy or Policy()
     unknown = base.model_copy(update={"whole_image_frac": 1.0})
     records: list[SampleRecord] = []
     for stored in outputs:
-        size = stored.image_size or _unknown_size(stored)
+        size = stored.image_size or _unknown_size(stored, output)
         verdict = verify(
             stored.output,
             stored.sample.expression,
@@ -225,6 +233,7 @@ def evaluate_outputs(
             model_size=stored.model_size,
             multiple=multiple,
             policy=base if stored.image_size else unknown,
+            mode=output,
         )
         records.append(score_sample(stored.sample, _result(verdict, stored, size)))
     return records
@@ -292,6 +301,7 @@ def run_offline_eval(
     multiple: bool = False,
     limit: int | None = None,
     max_thumbnails: int = 500,
+    output: OutputMode = "box",
 ) -> dict[str, Any]:
     """Load stored outputs, verify and score them, write the report; return the summary.
 
@@ -302,12 +312,14 @@ def run_offline_eval(
     outputs = load_outputs(outputs_path, image_root=image_root)
     if limit is not None:
         outputs = outputs[:limit]
-    records = evaluate_outputs(outputs, Policy(**dict(policy or {})), multiple=multiple)
+    records = evaluate_outputs(
+        outputs, Policy(**dict(policy or {})), multiple=multiple, output=output
+    )
     summary = summarize_outputs(records, outputs)
     summary["dataset"] = str(outputs_path)
     summary["server"] = "offline"
     summary["model"] = OFFLINE_MODEL
-    summary["options"] = {"multiple": multiple, "policy": dict(policy or {})}
+    summary["options"] = {"multiple": multiple, "output": output, "policy": dict(policy or {})}
     if report_dir is not None:
         from .report import write_report
 

@@ -48,7 +48,21 @@ class GroundResult(GroundResponse):
     @property
     def boxes(self) -> list[list[float]]:
         """The verified boxes [x1, y1, x2, y2] in original-image pixels (empty if abstained)."""
-        return [list(d.bbox) for d in self.detections] if self.accepted else []
+        dets = self.detections if self.accepted else []
+        return [list(d.bbox) for d in dets if d.bbox is not None]
+
+    @property
+    def points(self) -> list[list[float]]:
+        """The verified points [x, y] in original-image pixels of a point request (``output=
+        "point"``; empty if abstained).
+
+        Example:
+            >>> GroundResult.model_validate({"id": "r", "status": "accepted", "model": "m",
+            ...     "image": {"width": 9, "height": 9}, "detections": [{"point": [3, 4]}]}).points
+            [[3.0, 4.0]]
+        """
+        dets = self.detections if self.accepted else []
+        return [list(d.point) for d in dets if d.point is not None]
 
     @property
     def top(self) -> Detection | None:
@@ -80,7 +94,8 @@ class GroundResult(GroundResponse):
     def to_coco(self, image_id: int | str, *, category_id: int = 1) -> list[dict[str, Any]]:
         """COCO detection results ``{image_id, category_id, bbox: [x, y, w, h], score}``.
 
-        An abstention yields an empty list. Detections without a confidence get score 1.0.
+        An abstention yields an empty list. Detections without a confidence get score 1.0. A
+        point is a one-keypoint result ``{..., keypoints: [x, y, 2], num_keypoints: 1}``.
 
         Example:
             >>> result.to_coco(42)  # doctest: +SKIP
@@ -90,13 +105,16 @@ class GroundResult(GroundResponse):
         if not self.accepted:
             return rows
         for det in self.detections:
-            x1, y1, x2, y2 = (float(v) for v in det.bbox)
             row: dict[str, Any] = {
                 "image_id": image_id,
                 "category_id": category_id,
-                "bbox": [x1, y1, x2 - x1, y2 - y1],
                 "score": 1.0 if det.confidence is None else float(det.confidence),
             }
+            if det.point is not None:
+                row.update(keypoints=[float(det.point[0]), float(det.point[1]), 2], num_keypoints=1)
+            elif det.bbox is not None:
+                x1, y1, x2, y2 = (float(v) for v in det.bbox)
+                row["bbox"] = [x1, y1, x2 - x1, y2 - y1]
             if det.label is not None:
                 row["label"] = det.label
             rows.append(row)
@@ -119,6 +137,8 @@ class GroundResult(GroundResponse):
         import numpy as np
 
         dets = self.detections if self.accepted else []
+        if any(d.bbox is None for d in dets):
+            raise ValueError("a point result has no boxes for supervision: use result.points")
         if not dets:
             return sv.Detections.empty()
         return sv.Detections(
