@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from boxguard.clients import Client, GroundResult
+from boxguard.clients.draw import ABSTAIN_COLOR, PALETTE, dashed_rectangle
 from boxguard.guards.geometry import iou
 from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
@@ -24,9 +25,58 @@ GUARD_PROBE_POLICY = {"min_confidence": 0.99}
 PROBE_SAMPLE = 1  # asked again with that policy: an expression the checkpoint answers with a box
 
 
-def _grid(panels: list[Image.Image], columns: int = 3) -> Image.Image:
-    """Tile panels left to right, top to bottom, in cells as large as the largest panel."""
+# The true box: thin, labelled and in a colour no answer is drawn in (clients/draw.py PALETTE).
+TRUTH_COLOR = (255, 0, 170)
+
+
+def _with_truth(panel: Image.Image, truth: tuple[int, int, int, int] | None) -> Image.Image:
+    """The drawn answer with the true box over it, so a wrong verdict shows at a glance."""
+    out = panel.copy()
+    draw = ImageDraw.Draw(out)
+    size = max(11, min(out.size) // 40)
+    font = ImageFont.load_default(size=size)
+    if truth is None:
+        label, at = "truth: no such object", (4, out.height - size - 8)
+    else:
+        draw.rectangle(truth, outline=TRUTH_COLOR, width=max(1, min(out.size) // 400))
+        label = "truth"
+        below = truth[3] + 4
+        at = (truth[0], below if below + size + 4 < out.height else truth[1] - size - 6)
+    left, top, right, bottom = draw.textbbox(at, label, font=font)
+    draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=TRUTH_COLOR)
+    draw.text(at, label, fill="white", font=font)
+    return out
+
+
+def _legend(width: int, height: int) -> Image.Image:
+    """A panel saying what each colour and line means (fills a cell the grid would leave)."""
+    out = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(out)
+    size = max(12, width // 30)
+    font = ImageFont.load_default(size=size)
+    keys = [
+        (PALETTE[0], False, "accepted answer (solid)"),
+        (ABSTAIN_COLOR, True, "rejected candidate (dashed)"),
+        (TRUTH_COLOR, False, "truth (thin, labelled)"),
+    ]
+    draw.text((12, 12), "legend", fill="black", font=font)
+    for i, (color, dashed, text) in enumerate(keys):
+        y = 12 + (i + 1.5) * size * 2.2
+        box = (12.0, y, 12.0 + size * 2, y + size)
+        if dashed:
+            dashed_rectangle(draw, box, color, 3, dash=9.0)
+        else:
+            draw.rectangle(box, outline=color, width=1 if color == TRUTH_COLOR else 3)
+        draw.text((24 + size * 2, y), text, fill="black", font=font)
+    return out
+
+
+def _grid(panels: list[Image.Image]) -> Image.Image:
+    """Tile panels and a legend left to right, top to bottom, leaving no cell empty if it can."""
     width = max(p.width for p in panels)
+    height = max(p.height for p in panels)
+    panels = [*panels, _legend(width, height)]
+    columns = min((3, 4, 2), key=lambda c: -len(panels) % c)
     height = max(p.height for p in panels)
     rows = -(-len(panels) // columns)
     sheet = Image.new("RGB", (width * columns, height * rows), "white")
@@ -75,8 +125,12 @@ def _ground_all(
     rows.append(Row(samples[PROBE_SAMPLE].expression, note, samples[PROBE_SAMPLE].bbox, probe))
     console.print(verdict_table(url, rows))
     panels = [
-        captioned(row.result.draw(image, expression=row.expression), row.shown,
-                  verdict_words(row.result, row.expression), _truth_iou(row.result, row.truth))
+        captioned(
+            _with_truth(row.result.draw(image, expression=row.expression), row.truth),
+            row.shown,
+            verdict_words(row.result, row.expression),
+            _truth_iou(row.result, row.truth),
+        )
         for row in rows
     ]
     _grid(panels).save(out)
@@ -117,8 +171,9 @@ def verdict_table(url: str, rows: list[Row]) -> Table:
         words = verdict_words(row.result, row.expression)
         style = "green" if row.result.status == "accepted" else "yellow"
         # Expressions are plain text: "[policy ...]" must print, not be read as Rich markup.
-        table.add_row(escape(row.shown), f"[{style}]{escape(words)}[/]",
-                      _truth_iou(row.result, row.truth))
+        table.add_row(
+            escape(row.shown), f"[{style}]{escape(words)}[/]", _truth_iou(row.result, row.truth)
+        )
     return table
 
 
@@ -133,7 +188,8 @@ def captioned(panel: Image.Image, expression: str, words: str, iou: str) -> Imag
     out.paste(panel, (0, 0))
     draw = ImageDraw.Draw(out)
     for i, line in enumerate(lines):
-        color = (0, 0, 0) if i == 0 else (
-            (0, 120, 0) if words.startswith("accepted") else (180, 0, 0))
+        color = (
+            (0, 0, 0) if i == 0 else ((0, 120, 0) if words.startswith("accepted") else (180, 0, 0))
+        )
         draw.text((6, panel.height + 4 + i * (size + 4)), line, fill=color, font=font)
     return out
