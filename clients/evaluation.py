@@ -75,6 +75,24 @@ class SampleRecord:
             error=self.status == "error",
         )
 
+    def signals(self) -> dict[str, Any] | None:
+        """What `boxguard calibrate` thresholds: raw correctness, confidence, P(yes), agreement
+        and every check's verdict (None for a failed request)."""
+        result = self.result
+        if result is None:
+            return None
+        scores = {c.name: c.score for c in result.checks}
+        return {
+            "id": self.sample.id,
+            "has_target": self.sample.has_target,
+            "has_box": result.top_candidate is not None,
+            "correct": self.raw_correct,
+            "confidence": self.confidence,
+            "p_yes": scores.get("visual_check"),
+            "agreement": scores.get("self_consistency"),
+            "checks": {c.name: c.passed for c in result.checks},
+        }
+
     def row(self) -> dict[str, Any]:
         """The samples.jsonl row."""
         result = self.result
@@ -93,6 +111,7 @@ class SampleRecord:
             "candidates": [d.model_dump() for d in result.candidates] if result else [],
             "request_id": result.request_id if result else (self.error and self.error.request_id),
             "error": None if self.error is None else str(self.error),
+            "signals": self.signals(),
         }
 
 
