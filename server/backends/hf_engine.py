@@ -16,6 +16,8 @@ from transformers import (
     AutoConfig,
     AutoModelForImageTextToText,
     AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
     StoppingCriteria,
     StoppingCriteriaList,
 )
@@ -124,6 +126,44 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 SMALL_MODEL_PARAMS = 50_000_000
+# vLLM's dummy weights: uniform in [-1e-3, 1e-3]. Tiled from one random block of a prime length:
+# drawing 3e9 random numbers takes minutes on a small CPU, copying a block takes seconds.
+DUMMY_RANGE = 1e-3
+DUMMY_BLOCK = 1_000_003
+
+
+def fill_dummy_weights(model: torch.nn.Module, seed: int = 0) -> None:
+    """Overwrite every parameter in place with vLLM-style dummy values (dtype unchanged)."""
+    generator = torch.Generator().manual_seed(seed)
+    block = torch.empty(DUMMY_BLOCK).uniform_(-DUMMY_RANGE, DUMMY_RANGE, generator=generator)
+    with torch.no_grad():
+        for index, param in enumerate(model.parameters()):  # a tied weight is listed once
+            flat = param.view(-1)
+            # A different phase per tensor, so that equal-shaped weights differ.
+            src = torch.roll(block, (index * 7919) % DUMMY_BLOCK).to(param.dtype)
+            # One copy per tensor: thousands of small copies crawl on a shared CPU.
+            reps, rest = divmod(flat.numel(), DUMMY_BLOCK)
+            flat[: reps * DUMMY_BLOCK].view(reps, DUMMY_BLOCK).copy_(src.expand(reps, -1))
+            flat[reps * DUMMY_BLOCK :].copy_(src[:rest])
+
+
+def dummy_model(config: PretrainedConfig, dtype: torch.dtype) -> PreTrainedModel:
+    """The architecture of `config` with dummy weights, allocated in `dtype` from the start.
+
+    transformers' own initialization is skipped (it draws every weight: minutes for 3 B
+    parameters on CPU), and nothing passes through float32: peak memory is the model's size.
+    """
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4.x
+        from transformers.modeling_utils import (  # type: ignore[attr-defined,no-redef]
+            no_init_weights,
+        )
+    with no_init_weights():
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+    model.tie_weights()  # no_init_weights skips init_weights, which ties them
+    fill_dummy_weights(model)
+    return model
 
 
 def _set_cpu_threads(model: torch.nn.Module, threads: int | None) -> None:
@@ -149,6 +189,7 @@ class HFEngine:
         dtype: str = "auto",
         tokenizer_dir: str | None = None,
         cpu_threads: int | None = None,
+        load_format: str = "auto",
     ) -> None:
         from transformers import Qwen2VLImageProcessorPil
 
@@ -158,9 +199,11 @@ class HFEngine:
         self.image_processor = Qwen2VLImageProcessorPil.from_pretrained(
             model_dir, size={"shortest_edge": min_pixels, "longest_edge": max_pixels}
         )
-        model = AutoModelForImageTextToText.from_pretrained(
-            model_dir, dtype=pick_dtype(dtype, self.device)
-        )
+        torch_dtype = pick_dtype(dtype, self.device)
+        if load_format == "dummy":  # a config-only directory: random weights, as vLLM's
+            model = dummy_model(self.config, torch_dtype)
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch_dtype)
         # transformers types PreTrainedModel.to through a decorator mypy cannot follow.
         self.model = model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()

@@ -114,6 +114,7 @@ class TransformersBackend:
             dtype=self.settings.dtype,
             tokenizer_dir=self.settings.tokenizer,
             cpu_threads=self.settings.cpu_threads,
+            load_format=self.settings.load_format,
         )
 
     async def stop(self) -> None:

