@@ -59,6 +59,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "Guard policy": (
         "policy_file",
+        "policy_force",
         "min_confidence",
         "visual_check",
         "self_consistency_k",
@@ -151,6 +152,11 @@ class Settings(BaseSettings):
         None,
         description="Guard policy file (JSON Policy fields, e.g. from `boxguard calibrate`); "
         "none = the model directory's boxguard_policy.json if it has one.",
+    )
+    policy_force: bool = Field(
+        False,
+        description="Load a policy file even if it was calibrated on another model (its "
+        "_model name or family differs from the served model's).",
     )
     # The policy fields a flag may set: none = the policy file's value, else the guards' default.
     min_confidence: float | None = Field(
