@@ -102,7 +102,7 @@ def _lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics = get_metrics()
         model_dir, model_name, adapter = model_for(settings)
-        policy = server_policy(settings, model_dir)
+        policy = server_policy(settings, model_dir, settings.model_name or model_name)
         engine = backend or create_backend(settings, model_dir, adapter)
         await engine.start()
         service = GroundingService(settings, adapter, engine, metrics, policy)
