@@ -35,6 +35,7 @@ from .errors import (
 from .grounding import GroundingService
 from .metrics import get_metrics
 from .model_source import model_for
+from .openai_front import router as openai_front_router
 from .playground import router as playground_router
 from .policy_source import server_policy
 from .problems import PROBLEM_JSON, BodyLimitMiddleware, install_problem_handlers
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     install_problem_handlers(app)
     _add_middleware(app, settings)
     app.include_router(playground_router)
+    app.include_router(openai_front_router)
     app.include_router(review_router)
     _add_ops_routes(app)
     _add_ground_route(app, settings)

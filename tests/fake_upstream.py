@@ -9,10 +9,16 @@ told to fail: `mode` = "ok", "429", "500", "garbage" (200 but not a chat complet
 from __future__ import annotations
 
 import asyncio
+import math
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from boxguard.server.serve import serve_in_thread
+from boxguard.server.settings import Settings
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -98,8 +104,6 @@ def _answer(state: Upstream, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _log(p: float) -> float:
-    import math
-
     return math.log(max(p, 1e-12))
 
 
@@ -137,3 +141,30 @@ def fake_upstream(state: Upstream) -> FastAPI:
         return JSONResponse(_answer(state, body))
 
     return app
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_upstream(state: Upstream, port: int = 0) -> Iterator[str]:
+    """The fake upstream on loopback; yields its /v1 URL."""
+    with serve_in_thread(fake_upstream(state), port=port, ready_path="/health") as url:
+        yield url + "/v1"
+
+
+def gateway_settings(upstream_url: str, **extra: Any) -> Settings:
+    """boxguard --backend openai in front of `upstream_url`, with short deadlines for tests."""
+    base: dict[str, Any] = {
+        "backend": "openai",
+        "upstream_url": upstream_url,
+        "family": "qwen2_5_vl",
+        "request_timeout_s": 2.0,
+        "backend_check_interval_s": 0.2,
+        "retry_after_s": 0,
+    }
+    return Settings(**{**base, **extra})

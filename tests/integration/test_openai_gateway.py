@@ -8,52 +8,26 @@ the upstream does, without a restart.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import httpx
 import pytest
 from boxguard.server.app import create_app
 from boxguard.server.serve import ServeError, check_upstream, serve_in_thread
 from boxguard.server.settings import Settings
-from fake_upstream import MODEL, Upstream, fake_upstream
+from fake_upstream import MODEL, Upstream, free_port, gateway_settings, running_upstream
 from support import b64, png_bytes
 
 IMAGE = b64(png_bytes((320, 240), "white"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _upstream(state: Upstream, port: int) -> Iterator[str]:
-    """The fake upstream on `port`; yields its /v1 URL."""
-    with serve_in_thread(fake_upstream(state), port=port, ready_path="/health") as url:
-        yield url + "/v1"
-
-
-def _gateway_settings(upstream_url: str, **extra: object) -> Settings:
-    return Settings(
-        backend="openai",
-        upstream_url=upstream_url,
-        family="qwen2_5_vl",
-        request_timeout_s=2.0,
-        backend_check_interval_s=0.2,
-        retry_after_s=0,
-        **extra,
-    )
-
-
 @pytest.fixture(scope="module")
 def port() -> int:
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +44,7 @@ class Running:
         self.url = ""
 
     def start(self) -> str:
-        self.url = self.stack.enter_context(_upstream(self.state, self.port))
+        self.url = self.stack.enter_context(running_upstream(self.state, self.port))
         return self.url
 
     def stop(self) -> None:
@@ -88,7 +62,7 @@ def upstream(state: Upstream, port: int) -> Iterator[Running]:
 @pytest.fixture(scope="module")
 def gateway(upstream: Running) -> Iterator[str]:
     """boxguard --backend openai in front of the fake."""
-    with serve_in_thread(create_app(_gateway_settings(upstream.url))) as url:
+    with serve_in_thread(create_app(gateway_settings(upstream.url))) as url:
         yield url
 
 
@@ -226,8 +200,8 @@ def test_the_probe_falls_back_to_weaker_constraint_forms(
 ) -> None:
     state = Upstream(forms=forms)
     with (
-        _upstream(state, _free_port()) as upstream_url,
-        serve_in_thread(create_app(_gateway_settings(upstream_url))) as url,
+        running_upstream(state, free_port()) as upstream_url,
+        serve_in_thread(create_app(gateway_settings(upstream_url))) as url,
     ):
         assert httpx.get(url + "/healthz").json()["constraint"] == expected
         state.bodies.clear()
@@ -238,19 +212,19 @@ def test_the_probe_falls_back_to_weaker_constraint_forms(
 
 def test_start_up_checks_are_one_line(state: Upstream) -> None:
     with pytest.raises(ServeError, match="cannot reach"):
-        check_upstream(_gateway_settings(f"http://127.0.0.1:{_free_port()}/v1"))
-    with _upstream(state, _free_port()) as upstream_url:
+        check_upstream(gateway_settings(f"http://127.0.0.1:{free_port()}/v1"))
+    with running_upstream(state, free_port()) as upstream_url:
         with pytest.raises(ServeError, match="does not serve 'other'"):
-            check_upstream(_gateway_settings(upstream_url, upstream_model="other"))
+            check_upstream(gateway_settings(upstream_url, upstream_model="other"))
         with pytest.raises(ServeError, match="answered 404"):
-            check_upstream(_gateway_settings(upstream_url.removesuffix("/v1") + "/nope"))
-        check_upstream(_gateway_settings(upstream_url))
+            check_upstream(gateway_settings(upstream_url.removesuffix("/v1") + "/nope"))
+        check_upstream(gateway_settings(upstream_url))
     with pytest.raises(ServeError, match="needs --family"):
         check_upstream(Settings(backend="openai", upstream_url="http://127.0.0.1:1/v1"))
 
 
 def test_serve_exits_2_in_one_line_when_the_upstream_is_not_there() -> None:
-    port = _free_port()
+    port = free_port()
     done = subprocess.run(
         [
             sys.executable,
@@ -274,7 +248,7 @@ def test_serve_exits_2_in_one_line_when_the_upstream_is_not_there() -> None:
 
 
 def test_the_gateway_never_imports_torch(state: Upstream) -> None:
-    with _upstream(state, _free_port()) as upstream_url:
+    with running_upstream(state, free_port()) as upstream_url:
         code = f"""
 import sys, httpx
 sys.path.insert(0, "tests")
