@@ -125,6 +125,15 @@ def calibrate_command(
         Path | None,
         typer.Option("--signals-out", metavar="FILE", help="Save the recorded signals here."),
     ] = None,
+    model_name_given: Annotated[
+        str | None,
+        typer.Option(
+            "--model-name",
+            metavar="NAME",
+            help="Served model name to record "
+            "(default: the server's answers, or the eval report's).",
+        ),
+    ] = None,
     model_family: Annotated[
         str | None,
         typer.Option("--model-family", metavar="TYPE", help="config.json model_type to record."),
@@ -173,7 +182,7 @@ def calibrate_command(
     if out is not None:
         doc = policy_document(
             choices,
-            model={"name": model_name, "family": model_family},
+            model={"name": model_name_given or model_name, "family": model_family},
             data=str(data),
             date=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             smallest=smallest,

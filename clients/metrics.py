@@ -25,10 +25,13 @@ from boxguard.guards import threshold as guard_threshold
 from boxguard.guards.geometry import iou
 from boxguard.guards.threshold import Outcome, aurc, coverage, phi, risk_coverage_curve
 
+from .risk_bounds import clopper_pearson
+
 __all__ = [
     "Outcome",
     "aurc",
     "coverage",
+    "coverage_at_risk",
     "iou",
     "n_acc",
     "phi",
@@ -40,6 +43,18 @@ __all__ = [
 ]
 
 IOU_THRESHOLD = 0.5
+RISK_LEVELS = (0.01, 0.05, 0.1)
+
+
+def coverage_at_risk(outcomes: Sequence[Outcome], risk: float) -> float:
+    """The largest coverage of the raw answers ranked by confidence whose risk is <= `risk`
+    (0 when even the most confident exceed it).
+
+    Example:
+        >>> coverage_at_risk([Outcome(0.9, True), Outcome(0.5, False)], 0.1)
+        0.5
+    """
+    return max((c for c, r in risk_coverage_curve(outcomes) if r <= risk), default=0.0)
 
 
 def selective_accuracy(answered: Sequence[bool], correct: Sequence[bool]) -> float | None:
@@ -106,6 +121,11 @@ def summarize(
         "raw_accuracy": sum(o.correct for o in outcomes) / n if n else None,
         "coverage": coverage(answered),
         "selective_accuracy": selective_accuracy(answered, correct),
+        "selective_risk": None if not any(answered) else 1 - sum(correct) / sum(answered),
+        "selective_risk_ci95": list(clopper_pearson(sum(answered) - sum(correct), sum(answered)))
+        if any(answered)
+        else None,
+        "coverage_at_risk": {f"{r:g}": coverage_at_risk(scored, r) for r in RISK_LEVELS},
         "aurc": aurc((o.confidence, o.correct) for o in scored),
         "phi": {str(c): phi(answered, correct, float(c)) for c in phi_costs},
         "n_acc": n_acc(outcomes),

@@ -81,7 +81,13 @@ def _plot(curve: list[tuple[float, float]], summary: dict[str, Any], path: Path)
         )
     if summary.get("coverage") is not None and summary.get("selective_accuracy") is not None:
         risk = 1.0 - summary["selective_accuracy"]
-        ax.scatter([summary["coverage"]], [risk], color="red", zorder=3, label="server verdicts")
+        ax.scatter(
+            [summary["coverage"]],
+            [risk],
+            color="red",
+            zorder=3,
+            label="policy in use (its verdicts)",
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("coverage")
@@ -142,6 +148,15 @@ def _markdown(summary: dict[str, Any], has_plot: bool) -> str:
         ("raw accuracy (model's top box)", summary["raw_accuracy"]),
         ("coverage", summary["coverage"]),
         ("selective accuracy", summary["selective_accuracy"]),
+        (
+            "selective risk (95% Clopper–Pearson)",
+            f"{_fmt(summary.get('selective_risk'))} "
+            f"[{', '.join(_fmt(v) for v in summary.get('selective_risk_ci95') or [])}]",
+        ),
+        (
+            "coverage at risk 1% / 5% / 10% (raw answers by confidence)",
+            " / ".join(_fmt(v) for v in (summary.get("coverage_at_risk") or {}).values()),
+        ),
         ("AURC (raw answers by confidence)", summary["aurc"]),
         ("Φ1 / Φ10 / Φ100", " / ".join(_fmt(phi.get(k)) for k in ("1", "10", "100"))),
         ("N-acc / T-acc", f"{_fmt(summary['n_acc'])} / {_fmt(summary['t_acc'])}"),
