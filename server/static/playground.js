@@ -146,6 +146,7 @@ function currentRequest() {
     expression: $("expression").value.trim(),
     multiple: $("multiple").checked,
     think: $("think").checked,
+    output: $("point").checked ? "point" : "box",
     policy: Object.keys(policy).length ? policy : null,
   };
 }
@@ -156,6 +157,7 @@ function formBody(request, image) {
   body.append("expression", request.expression);
   if (request.multiple) body.append("multiple", "true");
   if (request.think) body.append("think", "true");
+  if (request.output === "point") body.append("output", "point");
   body.append("return_raw", "true"); // the page shows the raw output
   if (request.policy) body.append("policy", JSON.stringify(request.policy));
   return body;
@@ -277,6 +279,7 @@ function restore(entry) {
   $("expression").value = entry.request.expression;
   $("multiple").checked = entry.request.multiple;
   $("think").checked = entry.request.think;
+  $("point").checked = entry.request.output === "point";
   $("image-name").textContent = entry.image.name;
   showImage(entry.image, () => show(entry));
 }

@@ -94,25 +94,42 @@ export function showResponse(response, roundTripMs) {
   $("details").hidden = false;
 }
 
-// Boxes are placed in percent of the original image, so they match the image at any scale.
+// Boxes and points are placed in percent of the original image, so they match it at any scale.
 function drawBoxes(shown, info) {
   const layer = $("boxes");
   layer.replaceChildren();
   shown.forEach(({ box, kind }, index) => {
-    const [x1, y1, x2, y2] = box.bbox;
     const caption = `${box.label || "?"} ${formatConfidence(box.confidence)}`;
-    const node = el("div", { class: `box ${kind}`, "data-index": String(index) });
-    node.style.left = `${(x1 / info.width) * 100}%`;
-    node.style.top = `${(y1 / info.height) * 100}%`;
-    node.style.width = `${((x2 - x1) / info.width) * 100}%`;
-    node.style.height = `${((y2 - y1) / info.height) * 100}%`;
-    if (y1 / info.height < 0.08) node.classList.add("below");
+    const node = box.point ? pointNode(box.point, kind, info) : boxNode(box.bbox, kind, info);
+    node.dataset.index = String(index);
     node.title = `${kind}: ${caption}`;
     node.append(el("span", { class: "box-label", text: caption }));
     linkHover(node, index);
     layer.append(node);
   });
 }
+
+function boxNode([x1, y1, x2, y2], kind, info) {
+  const node = el("div", { class: `box ${kind}` });
+  node.style.left = `${(x1 / info.width) * 100}%`;
+  node.style.top = `${(y1 / info.height) * 100}%`;
+  node.style.width = `${((x2 - x1) / info.width) * 100}%`;
+  node.style.height = `${((y2 - y1) / info.height) * 100}%`;
+  if (y1 / info.height < 0.08) node.classList.add("below");
+  return node;
+}
+
+// A point is a crosshair: a small square box centred on it, with two hairlines through it.
+function pointNode([x, y], kind, info) {
+  const node = el("div", { class: `box point ${kind}` });
+  node.style.left = `${(x / info.width) * 100}%`;
+  node.style.top = `${(y / info.height) * 100}%`;
+  if (y / info.height < 0.08) node.classList.add("below");
+  node.append(el("span", { class: "hair h" }), el("span", { class: "hair v" }));
+  return node;
+}
+
+const coordinates = (box) => box.point || box.bbox;
 
 // Hovering a box or its table row highlights both.
 function linkHover(node, index) {
@@ -126,6 +143,8 @@ function linkHover(node, index) {
 }
 
 function fillBoxTable(shown) {
+  const points = shown.some(({ box }) => box.point);
+  $("coordinates-header").textContent = points ? "point [x, y] px" : "box [x1, y1, x2, y2] px";
   const body = $("boxes-table").tBodies[0];
   body.replaceChildren();
   if (!shown.length) {
@@ -138,7 +157,12 @@ function fillBoxTable(shown) {
       el("td", { text: kind }),
       el("td", { text: box.label || "—" }),
       el("td", { class: "num", text: formatConfidence(box.confidence) || "—" }),
-      el("td", { class: "num", text: `[${box.bbox.map((v) => v.toFixed(1)).join(", ")}]` }),
+      el("td", {
+        class: "num",
+        text: `[${coordinates(box)
+          .map((v) => v.toFixed(1))
+          .join(", ")}]`,
+      }),
     ]);
     linkHover(row, index);
     body.append(row);

@@ -14,7 +14,7 @@ function pythonValue(value) {
     .join(", ")}}`;
 }
 
-// request: {expression, multiple, think, policy}; image: {name, sample} or null.
+// request: {expression, multiple, think, output, policy}; image: {name, sample} or null.
 export function curlSnippet(request, image, origin, keyRequired) {
   const lines = [];
   const name = image ? image.name : "image.png";
@@ -29,6 +29,7 @@ export function curlSnippet(request, image, origin, keyRequired) {
   );
   if (request.multiple) parts.push("-F multiple=true");
   if (request.think) parts.push("-F think=true");
+  if (request.output === "point") parts.push("-F output=point");
   if (request.policy) parts.push(`-F ${shellQuote(`policy=${JSON.stringify(request.policy)}`)}`);
   lines.push(parts.join(" \\\n  "));
   return lines.join("\n");
@@ -49,7 +50,7 @@ export function pythonSnippet(request, image, origin, keyRequired) {
   const auth = keyRequired ? "  # api_key= or the BOXGUARD_API_KEY env var" : "";
   lines.push(
     `with Client(${JSON.stringify(origin)}) as client:${auth}`,
-    `    result = client.ground(${args.join(", ")})`,
+    `    result = client.${request.output === "point" ? "point" : "ground"}(${args.join(", ")})`,
     "print(result.status, result.detections, result.reasons)",
   );
   return lines.join("\n");

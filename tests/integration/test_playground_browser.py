@@ -181,7 +181,10 @@ def test_page_grounds_a_sample_scene_and_shows_boxes_checks_and_code(
     assert box["bbox"] == pytest.approx(bbox, abs=2.5)  # drawn at true scale, within a pixel
     checks = {row[0]: row[1] for row in table_rows(page, "checks-table")}
     assert {"format", "geometry", "label_match", "confidence"} <= set(checks)
-    assert set(checks.values()) == {"passed"}
+    assert checks["label_match"] == checks["confidence"] == "passed"
+    # No think trace was asked for: that check did not run, and the page says so.
+    assert checks["think_consistency"] == "not run"
+    assert set(checks.values()) == {"passed", "not run"}
     timings = page.find_element(By.ID, "timings").text
     assert "generate" in timings and "round trip" in timings
     raw = page.find_element(By.ID, "raw-section")
@@ -238,6 +241,28 @@ def test_abstained_answer_shows_dashed_candidates_and_its_reasons(
     assert 'policy={"min_confidence":0.99}' in page.find_element(By.ID, "snippet").text
     page.execute_script("window.scrollTo(0, 0)")
     screenshot(page, "playground-abstained.png", tmp_path)
+
+
+def test_point_mode_draws_a_crosshair_on_the_point(
+    page: WebDriver, server_url: str, tmp_path: Path
+) -> None:
+    open_page(page, server_url + "/")
+    pick_sample(page, "one-circle")
+    page.find_element(By.ID, "point").click()
+    assert submit_with_enter(page) in ("accepted", "abstained")
+    (mark,) = drawn_boxes(page)
+    assert page.find_elements(By.CSS_SELECTOR, "#boxes .box.point .hair")
+    ((_, _, label, _, point_text),) = table_rows(page, "boxes-table")
+    x, y = json.loads(point_text)  # two numbers: a point, in original-image pixels
+    x1, y1, x2, y2 = mark["bbox"]
+    assert ((x1 + x2) / 2, (y1 + y2) / 2) == pytest.approx((x, y), abs=2.5)
+    assert label == "red circle"
+    assert page.find_element(By.ID, "coordinates-header").text == "point [x, y] px"
+    page.find_element(By.ID, "copy-curl").click()
+    assert "-F output=point" in page.find_element(By.ID, "snippet").text
+    page.find_element(By.ID, "copy-python").click()
+    assert 'client.point(image, "the red circle")' in page.find_element(By.ID, "snippet").text
+    screenshot(page, "playground-point.png", tmp_path)
 
 
 def test_bad_image_shows_the_problem_detail(
@@ -309,12 +334,12 @@ def test_keyboard_only_reaches_every_input_and_enter_submits(
     assert wait_outcome(page) != "error"
     assert page.find_elements(By.CSS_SELECTOR, "#boxes .box")
 
-    # Then the options: think, multiple, visual re-check (Space toggles the server's default:
-    # on for the bundled checkpoint's policy), k = 2, and Enter.
+    # Then the options: think, multiple, point, visual re-check (Space toggles the server's
+    # default: on for the bundled checkpoint's policy), k = 2, and Enter.
     visual = page.find_element(By.ID, "visual-check")
     visual_before = visual.is_selected()
     page.find_element(By.ID, "expression").click()
-    keys.send_keys(Keys.TAB, Keys.TAB, Keys.TAB, Keys.SPACE, Keys.TAB).perform()
+    keys.send_keys(Keys.TAB, Keys.TAB, Keys.TAB, Keys.TAB, Keys.SPACE, Keys.TAB).perform()
     assert page.switch_to.active_element.get_attribute("id") == "sc-k"
     assert visual.is_selected() != visual_before
     keys.send_keys(Keys.BACKSPACE, "2", Keys.ENTER).perform()
