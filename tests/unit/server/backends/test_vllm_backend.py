@@ -538,12 +538,13 @@ def test_bench_flops_estimate_for_qwen25vl_7b() -> None:
     assert big["total"] > 2 * est["total"]
 
 
-def test_dummy_7b_has_the_real_7b_pixel_bounds(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    """The 7B dummy serves the 7B's frames, not the tiny checkpoint's 50,176-pixel ones."""
+def test_dummy_7b_has_the_real_7b_pixel_bounds(tmp_path: Path) -> None:
+    """The 7B dummy the bench serves has the 7B's frames, not a tiny checkpoint's ones."""
     from boxguard.server.models import adapter_for
+    from real_qwen import dummy_checkpoint
 
     bench = _bench_module()
-    model = bench.write_dummy_7b(tmp_path / "dummy7b", tiny_checkpoint)
+    model = dummy_checkpoint("qwen2_5_vl-7b", tmp_path / "dummy7b")
     adapter = adapter_for(model)
     assert (adapter.min_pixels, adapter.max_pixels) == (3136, 12_845_056)
     frames = [adapter.model_frame(640, 480), adapter.model_frame(1280, 960)]
