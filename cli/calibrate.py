@@ -55,7 +55,7 @@ def _record(
     from boxguard.clients.datasets import load_dataset
     from boxguard.clients.evaluation import evaluate
 
-    from .commands import make_client
+    from .common import make_client
 
     samples = load_dataset(dataset)[:limit]
     with make_client(server, api_key, timeout) as client:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from boxguard.cli import commands as cli
+from boxguard.cli import common as cli_common
 from boxguard.server.serve import serve_flags
 from PIL import Image
 from sdk_fakes import eval_handler, fail, make_body, ok, write_eval_set
@@ -36,7 +37,7 @@ def serve_with(monkeypatch: pytest.MonkeyPatch, handler: Any) -> list[httpx.Requ
         seen.append(request)
         return handler(request)
 
-    monkeypatch.setattr(cli, "transport", httpx.MockTransport(record))
+    monkeypatch.setattr(cli_common, "transport", httpx.MockTransport(record))
     return seen
 
 

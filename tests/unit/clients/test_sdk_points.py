@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from boxguard.cli import commands as cli
+from boxguard.cli import common as cli_common
 from boxguard.clients import Client
 from boxguard.clients.async_ import AsyncClient
 from boxguard.clients.datasets import Sample
@@ -60,7 +61,7 @@ def test_point_in_box_scoring() -> None:
 
 def test_cli_point(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = FakeServer(ok(POINT_BODY))
-    monkeypatch.setattr(cli, "transport", fake.transport())
+    monkeypatch.setattr(cli_common, "transport", fake.transport())
     image = tmp_path / "screen.png"
     image.write_bytes(png_bytes())
     res = CliRunner().invoke(cli.app, ["point", str(image), "the search button"])
