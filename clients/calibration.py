@@ -8,7 +8,10 @@ an accepted sample is wrong when its top box has IoU <= 0.5 with the truth, it b
 expression, or it answers `[]` for a present target. Along each pre-ordered path of thresholds,
 strict to loose, the null "risk of accepted > α" is tested with the exact binomial tail of the
 errors among the accepted (fixed-sequence testing, δ split evenly over the paths); the certified
-policy of largest coverage is chosen. See docs/calibration.md for what this promises.
+policy of largest coverage is chosen. The text checks (`label_match`, `think_consistency`) are
+not fixed vetoes: each path comes once with every subset of them fatal, so the data decide
+whether a veto removes enough wrong answers to pay for the right ones it refuses, and the policy
+written names its `fatal` checks. See docs/calibration.md for what this promises.
 
 Example:
     >>> rows = [{"id": str(i), "has_target": True, "has_box": True, "p_yes": i / 200,
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from boxguard.guards.types import CHECK_NAMES
 
 from .risk_bounds import binomial_p_value, fixed_sequence, min_accepted, upper_bound
 
@@ -50,6 +54,8 @@ MEASURE_POLICY: dict[str, Any] = {
 }
 # The checks calibration thresholds itself; every other check keeps its recorded verdict.
 THRESHOLDED = frozenset({"confidence", "visual_check", "self_consistency"})
+# Checks calibration keeps fatal or not, whichever certifies the larger coverage.
+OPTIONAL_VETOES: tuple[str, ...] = ("label_match", "think_consistency")
 # Pre-registered threshold grid, strict to loose: dense near 1 (P(yes) of a trained re-check and
 # token confidences crowd there), then every 0.05.
 GRID: tuple[float, ...] = tuple(
@@ -76,14 +82,17 @@ class Signals:
     confidence: float | None
     p_yes: float | None
     checks: dict[str, bool] = field(default_factory=dict)
+    scores: dict[str, float | None] = field(default_factory=dict)  # each check's score
 
-    def gates(self) -> bool:
-        """The checks calibration does not threshold all passed (a `[]` answer's cardinality
-        verdict is left out: accept_no_object decides it)."""
+    def gates(self, dropped: frozenset[str] = frozenset()) -> bool:
+        """The checks calibration does not threshold, less `dropped`, all passed (a `[]`
+        answer's cardinality verdict is left out: accept_no_object decides it)."""
         return all(
             passed
             for name, passed in self.checks.items()
-            if name not in THRESHOLDED and (self.has_box or name != "cardinality")
+            if name not in THRESHOLDED
+            and name not in dropped
+            and (self.has_box or name != "cardinality")
         )
 
 
@@ -104,6 +113,7 @@ def load_signal_rows(rows: Iterable[dict[str, Any]]) -> list[Signals]:
                 confidence=sig.get("confidence"),
                 p_yes=sig.get("p_yes"),
                 checks=dict(sig.get("checks") or {}),
+                scores=dict(sig.get("scores") or {}),
             )
         )
     return out
@@ -119,39 +129,40 @@ def load_signals(path: Path) -> list[Signals]:
 
 @dataclass(frozen=True)
 class ThresholdPath:
-    """One pre-ordered path: one signal's threshold swept over GRID, strict to loose."""
+    """One pre-ordered path: one signal's threshold swept over GRID, strict to loose, with the
+    optional vetoes in `dropped` not fatal."""
 
     signal: str  # "p_yes" (visual_min_yes) or "confidence" (min_confidence)
     accept_no_object: bool
+    dropped: frozenset[str] = frozenset()  # optional vetoes that only report on this path
+    optional: frozenset[str] = frozenset()  # optional vetoes the data let calibration weigh
 
     @property
     def name(self) -> str:
-        """E.g. 'visual_min_yes, accept_no_object false'."""
+        """E.g. 'visual_min_yes, accept_no_object false, label_match not fatal'."""
         field_name = "visual_min_yes" if self.signal == "p_yes" else "min_confidence"
-        return f"{field_name}, accept_no_object {str(self.accept_no_object).lower()}"
+        dropped = "".join(f", {c} not fatal" for c in OPTIONAL_VETOES if c in self.dropped)
+        return f"{field_name}, accept_no_object {str(self.accept_no_object).lower()}{dropped}"
 
     def fields(self, t: float) -> dict[str, Any]:
-        """The Policy fields at threshold t (a P(yes) threshold of 0 turns the re-check off)."""
+        """The Policy fields at threshold t (a P(yes) threshold of 0 turns the re-check off);
+        `fatal` is written when the path weighed optional vetoes."""
         if self.signal == "p_yes":
             visual = {"visual_check": t > 0, "visual_min_yes": t} if t > 0 else {}
-            return {
-                "visual_check": False,
-                **visual,
-                "min_confidence": 0.0,
-                "accept_no_object": self.accept_no_object,
-            }
-        return {
-            "visual_check": False,
-            "min_confidence": t,
-            "accept_no_object": self.accept_no_object,
-        }
+            out: dict[str, Any] = {"visual_check": False, **visual, "min_confidence": 0.0}
+        else:
+            out = {"visual_check": False, "min_confidence": t}
+        out["accept_no_object"] = self.accept_no_object
+        if self.optional:
+            out["fatal"] = [c for c in CHECK_NAMES if c not in self.dropped]
+        return out
 
     def scores(self, signals: Sequence[Signals]) -> np.ndarray:
         """Each sample's score: accepted at threshold t iff score >= t (+inf: always, -inf:
         never)."""
         out = np.empty(len(signals))
         for i, s in enumerate(signals):
-            if not s.gates() or (not s.has_box and not self.accept_no_object):
+            if not s.gates(self.dropped) or (not s.has_box and not self.accept_no_object):
                 out[i] = -np.inf
             elif self.signal == "p_yes":
                 out[i] = np.inf if not s.has_box or s.p_yes is None else s.p_yes
@@ -162,12 +173,28 @@ class ThresholdPath:
 
 def paths(signals: Sequence[Signals]) -> list[ThresholdPath]:
     """The paths the recorded signals allow: P(yes) (when every gated box has one) and token
-    confidence (when any sample has one), each with accept_no_object off and on."""
-    gated_boxes = [s for s in signals if s.has_box and s.gates()]
+    confidence (when any sample has one), each with accept_no_object off and on, and each with
+    every subset of the optional vetoes that fail somewhere made not fatal (all fatal first).
+
+    Which vetoes fail is read from the unlabelled verdicts, never from which answers are right.
+    """
+    optional = frozenset(
+        c for c in OPTIONAL_VETOES if any(s.checks.get(c) is False for s in signals)
+    )
+    subsets = [
+        frozenset(c for i, c in enumerate(sorted(optional)) if m >> i & 1)
+        for m in range(2 ** len(optional))
+    ]
+    gated_boxes = [s for s in signals if s.has_box and s.gates(optional)]
     have_yes = bool(gated_boxes) and all(s.p_yes is not None for s in gated_boxes)
     have_conf = any(s.confidence is not None for s in signals)
     signal_names = [n for n, ok in (("p_yes", have_yes), ("confidence", have_conf)) if ok]
-    return [ThresholdPath(n, empty) for empty in (False, True) for n in signal_names]
+    return [
+        ThresholdPath(n, empty, dropped, optional)
+        for dropped in subsets
+        for empty in (False, True)
+        for n in signal_names
+    ]
 
 
 def wrong_mask(signals: Sequence[Signals]) -> np.ndarray:

@@ -77,7 +77,7 @@ class SampleRecord:
 
     def signals(self) -> dict[str, Any] | None:
         """What `boxguard calibrate` thresholds: raw correctness, confidence, P(yes), agreement
-        and every check's verdict (None for a failed request)."""
+        and every check's verdict and score (None for a failed request)."""
         result = self.result
         if result is None:
             return None
@@ -91,6 +91,7 @@ class SampleRecord:
             "p_yes": scores.get("visual_check"),
             "agreement": scores.get("self_consistency"),
             "checks": {c.name: c.passed for c in result.checks},
+            "scores": scores,
         }
 
     def row(self) -> dict[str, Any]:

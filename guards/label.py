@@ -54,23 +54,32 @@ def _names_nothing(lab: PhraseInfo, expr: PhraseInfo) -> bool:
     return lab.head in UI_NOUNS and (expr.head is None or not known(expr.head))
 
 
-def judge_label(label: str, expression: str, think: str | None,
-                policy: Policy) -> tuple[bool, float | None, str]:
-    """Decide whether one label fits the expression; returns (passed, score, detail)."""
+def judge_label(
+    label: str, expression: str, think: str | None, policy: Policy
+) -> tuple[bool, float | None, str]:
+    """Decide whether one label fits the expression; returns (passed, score, detail).
+
+    The score is how strongly the label names the target: 1 restated, 0.9 synonym, 0.8
+    hypernym, 0.7 compound, 0.5 no evidence either way (a generic label or expression), the
+    embedding similarity when the lexicon cannot decide, 0 a contradiction.
+    """
     if restates(label, expression):
-        return True, None, f"label '{label}' restates the expression"
+        return True, 1.0, f"label '{label}' restates the expression"
     lab, expr = analyze(label), analyze(expression)
     if _names_nothing(lab, expr):
         conflict = _attribute_conflict(lab, expr)
         if conflict:
             return False, 0.0, f"label '{label}' conflicts with the expression: {conflict}"
-        return True, None, f"label '{label}' names no category"
+        return True, 0.5, f"label '{label}' names no category"
     head = lab.head or ""  # _names_nothing() is False only for labels with a head
     if expr.generic or expr.head is None:
         for other in expr.other_nouns:
             if _names(head, other):
-                return False, 0.0, f"label '{label}' names '{other}', another noun of the " \
-                                   "expression"
+                return (
+                    False,
+                    0.0,
+                    f"label '{label}' names '{other}', another noun of the expression",
+                )
         conflict = _attribute_conflict(lab, expr)
         if conflict:
             return False, 0.0, f"label '{label}' conflicts with the expression: {conflict}"
@@ -87,8 +96,7 @@ def judge_label(label: str, expression: str, think: str | None,
             return False, 0.0, f"label '{label}' names '{other}', another noun of the expression"
     for other in think_objects(think) if think else ():
         if _names(head, other) and relation(other, expr.head) not in _REL_SCORE:
-            return False, 0.0, f"label '{label}' names '{other}', another object in the " \
-                               "think trace"
+            return False, 0.0, f"label '{label}' names '{other}', another object in the think trace"
     if rel == "different":
         return False, 0.0, f"label '{label}' names a '{head}', not a '{expr.head}'"
     if policy.label_embeddings:
@@ -97,9 +105,15 @@ def judge_label(label: str, expression: str, think: str | None,
             rivals = [embed.similarity(label, o) or 0.0 for o in expr.other_nouns]
             best_rival = max(rivals, default=0.0)
             ok = sim >= policy.label_min_similarity and sim > best_rival
-            return ok, sim, (f"embedding similarity of '{label}' and '{expr.phrase}' is "
-                             f"{sim:.2f} (min {policy.label_min_similarity:g}, best other "
-                             f"noun {best_rival:.2f})")
+            return (
+                ok,
+                sim,
+                (
+                    f"embedding similarity of '{label}' and '{expr.phrase}' is "
+                    f"{sim:.2f} (min {policy.label_min_similarity:g}, best other "
+                    f"noun {best_rival:.2f})"
+                ),
+            )
     return False, 0.0, f"cannot relate label '{head}' to '{expr.head}' (not in the lexicon)"
 
 
@@ -112,8 +126,9 @@ def check_label_match(ctx: Context) -> CheckResult:
     fails: list[str] = []
     passes: list[str] = []
     for box in labelled:
-        ok, score, detail = judge_label(box.raw.label or "", ctx.expression, ctx.parsed.think,
-                                        ctx.policy)
+        ok, score, detail = judge_label(
+            box.raw.label or "", ctx.expression, ctx.parsed.think, ctx.policy
+        )
         if score is not None:
             scores.append(score)
         (passes if ok else fails).append(detail)

@@ -29,6 +29,7 @@ from boxguard.clients.risk_bounds import (
     min_accepted,
     upper_bound,
 )
+from boxguard.guards.policy import Policy
 
 DEMO_VAL = Path(__file__).parents[2] / "data" / "calibration" / "demo_val600_signals.jsonl"
 
@@ -145,6 +146,64 @@ def test_no_object_answers_and_other_checks() -> None:
     assert p_off[0] == -np.inf and p_off[1] == 0.99 and p_off[60] == -np.inf
     assert p_on[60] == np.inf  # a [] answer has no box to re-check: accepted with the flag
     assert list(wrong_mask(signals)[[1, 60, 61]]) == [True, True, False]
+
+
+def _text_rows(n: int, wrong: set[int], label_fails: set[int], think_fails: set[int]):
+    """Boxes of P(yes) 0.99 whose label and think verdicts are given by index."""
+    return [
+        {
+            "id": str(i),
+            "has_target": True,
+            "has_box": True,
+            "correct": i not in wrong,
+            "confidence": None,
+            "p_yes": 0.99,
+            "checks": {
+                "label_match": i not in label_fails,
+                "think_consistency": i not in think_fails,
+            },
+        }
+        for i in range(n)
+    ]
+
+
+def test_a_text_veto_that_removes_wrong_answers_stays_fatal() -> None:
+    # 60 of 300 answers wrong (20%), and label_match refuses exactly those: with the veto 240
+    # are accepted with none wrong; without it risk 0.1 cannot be certified.
+    wrong = set(range(0, 300, 5))
+    signals = load_signal_rows(_text_rows(300, wrong, label_fails=wrong, think_fails=set()))
+    assert len(paths(signals)) == 4  # P(yes) x accept_no_object x label_match fatal or not
+    choice = calibrate(signals, alpha=0.1, delta=0.1)
+    assert choice.certified and (choice.accepted, choice.errors) == (240, 0)
+    assert "label_match" in choice.fields["fatal"] and choice.path is not None
+    assert "not fatal" not in choice.path
+
+
+def test_a_text_veto_that_only_refuses_right_answers_is_dropped() -> None:
+    # think_consistency refuses 30 right answers and no wrong one; label_match refuses 20 of
+    # the 25 wrong ones. Kept: label_match fatal, think_consistency reporting only.
+    wrong = set(range(0, 250, 10))
+    label = set(sorted(wrong)[:20])
+    think = set(range(1, 300, 10))
+    signals = load_signal_rows(_text_rows(300, wrong, label_fails=label, think_fails=think))
+    assert len(paths(signals)) == 8
+    choice = calibrate(signals, alpha=0.1, delta=0.1)
+    # all fatal: 250 accepted, 5 wrong; think_consistency dropped: 280, 5 (the larger); label
+    # dropped too: 300, 25 (8.3%, not certified at delta 0.1 / 8 paths)
+    assert choice.certified and (choice.accepted, choice.errors) == (280, 5)
+    assert choice.path == "visual_min_yes, accept_no_object false, think_consistency not fatal"
+    fatal = choice.fields["fatal"]
+    assert "label_match" in fatal and "think_consistency" not in fatal and "format" in fatal
+    doc = policy_document([choice], model={"name": "m", "family": None}, data="d", date="x")
+    assert Policy(**{k: v for k, v in doc.items() if not k.startswith("_")}).fatal == frozenset(
+        fatal
+    )
+
+
+def test_text_vetoes_that_never_fail_add_no_paths() -> None:
+    signals = load_signal_rows(_text_rows(100, set(), set(), set()))
+    assert len(paths(signals)) == 2
+    assert "fatal" not in calibrate(signals, alpha=0.1, delta=0.1).fields
 
 
 def test_policy_document_holds_every_certified_risk() -> None:
