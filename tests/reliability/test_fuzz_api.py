@@ -47,6 +47,10 @@ def test_openapi_fuzz_never_5xx(case: Any, fuzz_server: str) -> None:
     TALLY["schemathesis"] += 1
     if case.path == "/ground":
         assert_fuzz_answer(response)
+    elif case.path == "/v1/chat/completions" and response.status_code != 405:
+        # The OpenAI front answers OpenAI error objects (a wrong method is the app's 405 problem).
+        assert response.status_code < 500, response.text[:300]
+        assert response.status_code == 200 or "error" in response.json(), response.text[:300]
     else:
         assert response.status_code in (200, 404, 405, 406, 415, 422), response.text[:300]
         if response.status_code >= 400:

@@ -122,13 +122,13 @@ def vllm_server() -> Iterator[str]:
         proc.wait(timeout=60)
 
 
-def _answers(url: str, samples: list[tuple[str, str]]) -> list[dict[str, Any]]:
+def _answers(url: str, samples: list[tuple[str, str]], **extra: Any) -> list[dict[str, Any]]:
     """Raw output, confidence and P(yes) per sample (one at a time: no batch effects)."""
     out = []
     with httpx.Client(timeout=600) as client:
         for image, expression in samples:
             body = {"image": image, "expression": expression, "return_raw": True, "policy": POLICY}
-            response = client.post(url + "/ground", json=body)
+            response = client.post(url + "/ground", json={**body, **extra})
             assert response.status_code == 200, response.text
             data = response.json()
             checks = {c["name"]: c for c in data["checks"]}
@@ -143,27 +143,42 @@ def _answers(url: str, samples: list[tuple[str, str]]) -> list[dict[str, Any]]:
     return out
 
 
-def test_gateway_answers_as_the_in_process_vllm_backend(
-    samples: list[tuple[str, str]], vllm_server: str
-) -> None:
-    gateway = Settings(
+@pytest.fixture(scope="module")
+def gateway(vllm_server: str) -> Iterator[str]:
+    """boxguard --backend openai in front of vLLM's server."""
+    settings = Settings(
         backend="openai",
         upstream_url=vllm_server,
         family="qwen2_5_vl",
         request_timeout_s=600,
+        think_max_tokens=24,
         **PIXELS,
     )
-    with serve_in_thread(create_app(gateway), timeout_s=120) as url:
-        health = httpx.get(url + "/readyz").json()
-        assert health["constraint"] == "structured_outputs", health
-        t0 = time.monotonic()
-        through = _answers(url, samples)
-        gateway_s = time.monotonic() - t0
-    local = Settings(backend="vllm", model=str(DEMO), request_timeout_s=600, **CPU_ENGINE)
-    with serve_in_thread(create_app(local), timeout_s=ENGINE_START_S) as url:
-        t0 = time.monotonic()
-        direct = _answers(url, samples)
-        local_s = time.monotonic() - t0
+    with serve_in_thread(create_app(settings), timeout_s=120) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[str]:
+    """boxguard --backend vllm on the same checkpoint, in-process."""
+    settings = Settings(
+        backend="vllm", model=str(DEMO), request_timeout_s=600, think_max_tokens=24, **CPU_ENGINE
+    )
+    with serve_in_thread(create_app(settings), timeout_s=ENGINE_START_S) as url:
+        yield url
+
+
+def test_gateway_answers_as_the_in_process_vllm_backend(
+    samples: list[tuple[str, str]], gateway: str, local: str
+) -> None:
+    health = httpx.get(gateway + "/readyz").json()
+    assert health["constraint"] == "structured_outputs", health
+    t0 = time.monotonic()
+    through = _answers(gateway, samples)
+    gateway_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    direct = _answers(local, samples)
+    local_s = time.monotonic() - t0
     same = sum(a["raw"] == b["raw"] for a, b in zip(through, direct, strict=True))
     conf = [
         abs(x - y)
@@ -188,3 +203,14 @@ def test_gateway_answers_as_the_in_process_vllm_backend(
     ]
     assert conf and max(conf) <= 0.01
     assert p_yes and max(p_yes) <= 0.02
+
+
+def test_think_runs_as_the_same_two_calls(
+    samples: list[tuple[str, str]], gateway: str, local: str
+) -> None:
+    """Think through vLLM's continue_final_message writes what the in-process engine writes."""
+    through = _answers(gateway, samples[:4], think=True)
+    direct = _answers(local, samples[:4], think=True)
+    print("think raw answers:", [a["raw"] for a in through])
+    assert all(a["raw"].startswith("<think>") for a in through)
+    assert [a["raw"] for a in through] == [b["raw"] for b in direct]
