@@ -57,7 +57,9 @@ class GroundRequest(BaseModel):
     policy: dict[str, Any] | None = Field(
         default=None,
         description="Overrides of the server's guard policy (e.g. {'min_confidence': 0.5}), "
-        "within the bounds the server allows.",
+        "within the bounds the server allows. {'max_risk': 0.1} picks the policy `boxguard "
+        "calibrate` certified for that risk of accepted answers (the policy file's `_by_risk`); "
+        "a risk it did not certify is a 422 invalid_policy listing the calibrated ones.",
     )
 
     @field_validator("expression", mode="before")
