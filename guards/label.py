@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from difflib import SequenceMatcher
+
 from . import embed
 from .context import Context, not_run, result
-from .lexicon import DETERMINERS, NON_OBJECT_NOUNS, UI_NOUNS, known, relation, synonyms
+from .lexicon import (
+    DETERMINERS,
+    NON_OBJECT_NOUNS,
+    UI_NOUNS,
+    known,
+    lemma,
+    relation,
+    synonyms,
+)
 from .nouns import PhraseInfo, analyze, words
 from .policy import Policy
 from .think import think_objects
@@ -39,9 +49,22 @@ def _content(text: str) -> list[str]:
 
 
 def restates(label: str, expression: str) -> bool:
-    """Whether the label repeats every content word of the expression (it adds no evidence)."""
-    expr_words = _content(expression)
-    return bool(expr_words) and set(expr_words) <= set(_content(label))
+    """Whether the label repeats every content word of the expression (it adds no evidence),
+    one of them perhaps with its typo corrected ('closest bust on right' / 'closest bus on the
+    right': the other words vouch for the short one)."""
+    expr_words, label_words = set(_content(expression)), set(_content(label))
+    missing = expr_words - label_words
+    if not expr_words or len(missing) > 1 or (missing and len(expr_words) < 2):
+        return False
+    return all(
+        any(
+            w[0] == x[0]
+            and not (known(lemma(w)) and known(lemma(x)))  # 'shirt'/'skirt': two categories
+            and SequenceMatcher(None, w, x).ratio() >= 0.8
+            for x in label_words
+        )
+        for w in missing
+    )
 
 
 def _names_nothing(lab: PhraseInfo, expr: PhraseInfo) -> bool:

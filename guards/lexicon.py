@@ -13,19 +13,40 @@ from typing import Literal
 
 Relation = Literal["same", "synonym", "hypernym", "different", "unknown"]
 
+# fmt: off
 ARTICLES = frozenset({"a", "an", "the"})
 DETERMINERS = ARTICLES | frozenset(
     {"this", "that", "these", "those", "another", "some", "any", "each", "every", "its", "his",
      "her", "their", "one", "two", "three", "four", "five", "several", "all", "both", "no", "my",
      "your", "our"}
 )
-COLORS = frozenset(
-    {"red", "green", "blue", "yellow", "purple", "orange", "black", "white", "gray", "grey",
-     "brown", "pink", "silver", "gold", "golden", "violet", "cyan", "magenta", "beige", "tan",
-     "navy", "maroon", "teal"}
+# Colour words and the colour families each may be called (near-synonyms share a family, so
+# 'maroon' does not contradict 'red' nor 'gold' 'yellow'); a plain colour is its own family.
+_COLOR_NAMES = {
+    "red": "red", "green": "green", "blue": "blue", "yellow": "yellow", "purple": "purple",
+    "orange": "orange", "black": "black", "white": "white", "gray": "gray", "grey": "gray",
+    "brown": "brown", "pink": "pink", "silver": "silver gray", "gold": "gold yellow",
+    "golden": "gold yellow", "violet": "purple", "cyan": "cyan blue", "magenta": "pink purple",
+    "beige": "beige tan brown white", "tan": "tan beige brown", "navy": "blue",
+    "maroon": "maroon red brown", "teal": "teal blue green", "crimson": "red", "scarlet": "red",
+    "burgundy": "maroon red", "turquoise": "teal blue green", "lavender": "purple",
+    "lilac": "purple", "cream": "white beige", "ivory": "white", "khaki": "tan beige brown",
+    "blond": "yellow", "blonde": "yellow",
+}
+COLOR_FAMILIES = {w: frozenset(f.split()) for w, f in _COLOR_NAMES.items()}
+COLORS = frozenset(COLOR_FAMILIES)
+# Words that shade the colour after them ('light blue', 'dark-brown'): part of the colour.
+SHADES = frozenset({"light", "dark", "pale", "bright", "deep", "off", "pastel", "neon"})
+# Words that are never the head noun: intensifiers, particles, fillers and adjectives a
+# referring expression puts before or after its noun ('very top', 'right most', 'up front',
+# 'short black hair', 'the wider one').
+NON_NOUNS = frozenset(
+    {"very", "most", "more", "up", "down", "off", "out", "away", "um", "sorry", "please",
+     "short", "tall", "long", "wide", "narrow", "wider", "taller", "shorter", "longer",
+     "narrower", "widest", "tallest", "shortest", "longest", "narrowest", "thin", "fat",
+     "thinner", "thinnest", "dark", "darker", "darkest", "lighter", "lightest", "brighter",
+     "pale", "bright"}
 )
-# Colour words that are the same colour for conflict purposes.
-COLOR_CANON = {"grey": "gray", "golden": "gold", "violet": "purple", "navy": "blue"}
 SIZE_CANON = {"small": "small", "little": "small", "tiny": "small", "smaller": "small",
               "smallest": "small", "large": "large", "big": "large", "huge": "large",
               "larger": "large", "largest": "large", "bigger": "large", "biggest": "large"}
@@ -47,7 +68,8 @@ BOUNDARY_WORDS = frozenset(
      "can", "could", "would", "should", "will", "must", "may", "might", "appears", "seems",
      "looks", "see", "sits", "stands", "lies", "located", "anywhere", "everywhere", "somewhere",
      "nowhere", "either", "too", "also", "again", "anymore", "now", "yet", "though", "however",
-     "instead", "just", "clearly", "exactly", "then", "if", "when", "since", "do", "does", "did"}
+     "instead", "just", "clearly", "exactly", "then", "if", "when", "since", "do", "does", "did",
+     "thats", "whos", "whats", "wich"}
 )
 # Nouns ending in -ing that are not verbs (an -ing word is otherwise a chunk boundary).
 ING_NOUNS = frozenset(
@@ -124,6 +146,8 @@ _KEEP_S = ("ss", "us", "is", "os")
 
 
 @lru_cache(maxsize=8192)
+# fmt: on
+
 def lemma(word: str) -> str:
     """Singular, lower-case form of a noun ('Buses' -> 'bus', 'boxes' -> 'box')."""
     w = word.lower().strip("'\"")
@@ -139,6 +163,7 @@ def lemma(word: str) -> str:
 
 
 # Synonym sets: every member means the same category for label matching.
+# fmt: off
 _SYNSETS: tuple[frozenset[str], ...] = tuple(
     frozenset(s.split(","))
     for s in (
@@ -223,6 +248,9 @@ KNOWN_NOUNS: frozenset[str] = frozenset(_SYN_INDEX) | frozenset(_PARENTS) | froz
 )
 
 
+# fmt: on
+
+
 def known(noun: str) -> bool:
     """Whether the lexicon knows this (lemmatised) noun or noun phrase."""
     return noun in KNOWN_NOUNS
@@ -284,11 +312,27 @@ def relation(a: str, b: str) -> Relation:
     return "unknown"
 
 
-def canon_color(word: str) -> str | None:
-    """Canonical colour of a word, or None when it is not a colour."""
-    if word in COLORS:
-        return COLOR_CANON.get(word, word)
-    return None
+def color_family(word: str) -> frozenset[str]:
+    """The colour families a word names: 'maroon' {maroon, red, brown}, 'pinkish' {pink},
+    'light-blue' {blue}, 'blue-green' {blue, green}; empty when it names no colour.
+
+    Example:
+        >>> sorted(color_family("pinkish-purple")), sorted(color_family("dark-haired"))
+        (['pink', 'purple'], [])
+    """
+    if word in COLOR_FAMILIES:
+        return COLOR_FAMILIES[word]
+    if "-" in word:
+        parts = [p for p in word.split("-") if p not in SHADES]
+        families = [color_family(p) for p in parts]
+        if parts and all(families):
+            return frozenset().union(*families)
+        return frozenset()
+    for ending in ("dish", "ish"):  # reddish, bluish, greyish, yellowish
+        stem = word.removesuffix(ending)
+        if stem != word and (stem in COLOR_FAMILIES or stem + "e" in COLOR_FAMILIES):
+            return COLOR_FAMILIES.get(stem) or COLOR_FAMILIES[stem + "e"]
+    return frozenset()
 
 
 def canon_size(word: str) -> str | None:

@@ -19,17 +19,19 @@ from .lexicon import (
     GENERIC_NOUNS,
     ING_NOUNS,
     KNOWN_NOUNS,
+    NON_NOUNS,
     NON_OBJECT_NOUNS,
     POSITION_WORDS,
+    SHADES,
     VERB_PARTICLES,
     WHOLE_IMAGE_PHRASES,
-    canon_color,
     canon_size,
+    color_family,
     lemma,
 )
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[.,;:!?()\[\]{}\"]")
-_PUNCT = frozenset(".,;:!?()[]{}\"")
+_PUNCT = frozenset('.,;:!?()[]{}"')
 _PHRASES = frozenset(w for w in KNOWN_NOUNS if " " in w)
 _MAX_CHUNK = 6
 
@@ -40,23 +42,56 @@ def words(text: str) -> list[str]:
 
 
 def _is_modifier(word: str) -> bool:
-    """Words that describe a noun but are not one (colours, sizes, positions, numbers)."""
+    """Words that describe a noun but are not one (colours, sizes, positions, numbers,
+    intensifiers, adverbs, participles before their noun)."""
     return (
         word in DETERMINERS
         or word in POSITION_WORDS
-        or canon_color(word) is not None
+        or word in NON_NOUNS
+        or bool(color_family(word))
         or canon_size(word) is not None
         or word.isdigit()
+        or (len(word) > 5 and word.endswith("ly") and lemma(word) not in KNOWN_NOUNS)
+        or _participle(word)
     )
 
 
-def _is_verb_like(word: str, chunk: list[str]) -> bool:
-    """-ing / -ed words after a noun end the chunk ('man holding', 'car parked')."""
-    if len(word) < 5 or word in ING_NOUNS:
+def _participle(word: str) -> bool:
+    """'standing', 'seated', 'chocolate-covered': -ing/-ed words that are not nouns."""
+    last = word.rsplit("-", 1)[-1]
+    return (
+        len(last) >= 5
+        and last.endswith(("ing", "ed"))
+        and last not in ING_NOUNS
+        and lemma(last) not in KNOWN_NOUNS
+    )
+
+
+def _merge_shades(tokens: list[str]) -> list[str]:
+    """'light blue' -> 'light-blue': a shade before a colour is part of the colour."""
+    out: list[str] = []
+    for w in tokens:
+        if out and out[-1] in SHADES and color_family(w):
+            out[-1] = f"{out[-1]}-{w}"
+        else:
+            out.append(w)
+    return out
+
+
+def _is_verb_like(word: str, chunk: list[str], nxt: str = "") -> bool:
+    """-ing / -ed words after a noun end the chunk ('man holding', 'car parked'), unless an
+    -ed word runs into the next noun ('chocolate covered donut': 'chocolate-covered')."""
+    if len(word) < 5 or word in ING_NOUNS or "-" in word:
         return False
     if not (word.endswith("ing") or word.endswith("ed")):
         return False
-    return any(not _is_modifier(w) for w in chunk)
+    compound = word.endswith("ed") and bool(nxt) and _content_word(nxt)
+    return any(not _is_modifier(w) for w in chunk) and not compound
+
+
+def _content_word(word: str) -> bool:
+    """A word that can continue a noun phrase (no boundary, determiner or punctuation)."""
+    return word not in _PUNCT and word not in BOUNDARY_WORDS and word not in DETERMINERS
 
 
 def chunks(tokens: list[str]) -> list[list[str]]:
@@ -70,10 +105,10 @@ def chunks(tokens: list[str]) -> list[list[str]]:
             w in _PUNCT
             or w in BOUNDARY_WORDS
             or (w in ("left", "right") and nxt in ("of", "to", "side"))
-            or _is_verb_like(w, cur)
+            or _is_verb_like(w, cur, nxt)
         )
         # 'girl blue shirt' is 'girl (in) blue shirt': a colour after a noun starts a phrase.
-        starts_phrase = canon_color(w) is not None and any(not _is_modifier(x) for x in cur)
+        starts_phrase = bool(color_family(w)) and any(not _is_modifier(x) for x in cur)
         if starts_phrase and not boundary:
             out.append(cur)
             cur = [w]
@@ -141,11 +176,11 @@ def strip_action(tokens: list[str]) -> list[str]:
 @lru_cache(maxsize=4096)
 def analyze(text: str) -> PhraseInfo:
     """Head noun, its colour and size attributes, and the other nouns of a phrase."""
-    toks = strip_action(words(text))
+    toks = _merge_shades(strip_action(words(text)))
     parts = chunks(toks)
     first = parts[0] if parts else []
     head = head_of(first)
-    colors = frozenset(c for c in (canon_color(w) for w in first) if c)
+    colors = frozenset().union(*(color_family(w) for w in first))
     sizes = frozenset(s for s in (canon_size(w) for w in first) if s)
     others: set[str] = set()
     for part in parts[1:]:
@@ -170,7 +205,7 @@ def mentioned_heads(text: str) -> list[tuple[str, frozenset[str]]]:
     Used on think traces: "I see a red circle, a blue square" -> [(circle, {red}), (square,
     {blue})]. Non-object words ('the image', 'the target') are left out.
     """
-    toks = words(text)
+    toks = _merge_shades(words(text))
     out: list[tuple[str, frozenset[str]]] = []
     n = len(toks)
     i = 0
@@ -188,14 +223,14 @@ def mentioned_heads(text: str) -> list[tuple[str, frozenset[str]]]:
                 or w in BOUNDARY_WORDS
                 or (w in DETERMINERS and cur)
                 or (w in ("left", "right") and nxt in ("of", "to", "side"))
-                or _is_verb_like(w, cur)
+                or _is_verb_like(w, cur, nxt)
             ):
                 break
             cur.append(w)
             j += 1
         head = head_of(cur)
         if head and head not in NON_OBJECT_NOUNS:
-            colors = frozenset(c for c in (canon_color(w) for w in cur) if c)
+            colors = frozenset().union(*(color_family(w) for w in cur))
             out.append((head, colors))
         i = max(j, i + 1)
     return out

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from .context import Context, not_run, result
 from .geometry import iou, map_boxes
-from .lexicon import BOUNDARY_WORDS, ING_NOUNS, relation
+from .lexicon import BOUNDARY_WORDS, ING_NOUNS, known, relation
 from .nouns import PhraseInfo, analyze, mentioned_heads
 from .nouns import words as word_tokens
 from .parse import _BARE_BOX_RE, _BOX_TOKEN_RE, RawBox
@@ -41,12 +41,44 @@ _SELECT_RES = (
     ),
 )
 # Cheap word filters: most clauses select nothing and deny nothing.
-_SELECT_HINTS = frozenset({"target", "answer", "object", "one", "it", "it's", "this", "that",
-                           "select", "choose", "pick", "go", "description", "expression",
-                           "correct"})
-_ABSENT_HINTS = frozenset({"no", "not", "cannot", "can't", "couldn't", "isn't", "aren't",
-                           "doesn't", "don't", "didn't", "absent", "missing", "unable", "none",
-                           "nothing"})
+_SELECT_HINTS = frozenset(
+    {
+        "target",
+        "answer",
+        "object",
+        "one",
+        "it",
+        "it's",
+        "this",
+        "that",
+        "select",
+        "choose",
+        "pick",
+        "go",
+        "description",
+        "expression",
+        "correct",
+    }
+)
+_ABSENT_HINTS = frozenset(
+    {
+        "no",
+        "not",
+        "cannot",
+        "can't",
+        "couldn't",
+        "isn't",
+        "aren't",
+        "doesn't",
+        "don't",
+        "didn't",
+        "absent",
+        "missing",
+        "unable",
+        "none",
+        "nothing",
+    }
+)
 # Absence: the denied phrase follows ("there is no umpire") or precedes ("the umpire is not
 # visible") the negation.
 _DENY_AFTER_RE = re.compile(
@@ -76,8 +108,22 @@ _DENIAL_FILLER_RE = re.compile(
 _PRONOUNS = frozenset({"it", "one", "them", "any", "anything", "such", "this", "that", "target"})
 # Absence of *another* instance ("no other man to his left") or of a *part* ("can't see its
 # entire back end") says nothing about the target.
-_QUALIFYING_WORDS = frozenset({"other", "another", "additional", "else", "more", "second",
-                               "entire", "whole", "full", "fully", "complete", "completely"})
+_QUALIFYING_WORDS = frozenset(
+    {
+        "other",
+        "another",
+        "additional",
+        "else",
+        "more",
+        "second",
+        "entire",
+        "whole",
+        "full",
+        "fully",
+        "complete",
+        "completely",
+    }
+)
 _MAX_DENIED_WORDS = 5
 
 
@@ -97,12 +143,12 @@ def _denied_phrase(clause: str) -> tuple[str, bool] | None:
     denial."""
     after = _DENY_AFTER_RE.search(clause)
     if after is not None:
-        phrase = clause[after.end():]
+        phrase = clause[after.end() :]
     else:
         before = _DENY_BEFORE_RE.search(clause)
         if before is None:
             return None
-        phrase = clause[:before.start()]
+        phrase = clause[: before.start()]
         phrase = phrase.rsplit(" that ", 1)[-1].rsplit(" there ", 1)[-1]
     return _DENIAL_FILLER_RE.sub("", phrase.strip(" \"'")).strip(" \"'"), after is not None
 
@@ -125,19 +171,31 @@ def _denies_target(clause: str, expr: PhraseInfo) -> bool:
         return after
     if len(toks) == 1 and toks[0] in _PRONOUNS:
         return True
-    if (len(toks) > _MAX_DENIED_WORDS or not _QUALIFYING_WORDS.isdisjoint(toks)
-            or any(t in BOUNDARY_WORDS or not t[0].isalnum() for t in toks)
-            or any(len(t) > 4 and t.endswith(("ing", "ed")) and t not in ING_NOUNS
-                   for t in toks)):
+    if (
+        len(toks) > _MAX_DENIED_WORDS
+        or not _QUALIFYING_WORDS.isdisjoint(toks)
+        or any(t in BOUNDARY_WORDS or not t[0].isalnum() for t in toks)
+        or any(len(t) > 4 and t.endswith(("ing", "ed")) and t not in ING_NOUNS for t in toks)
+    ):
         return False
     if expr.generic or expr.head is None:
         return True
     info = analyze(phrase)
-    if info.head is None or relation(info.head, expr.head) not in ("same", "synonym",
-                                                                    "hypernym"):
+    if info.head is None or relation(info.head, expr.head) not in ("same", "synonym", "hypernym"):
         return False
     # "There is no red hexagon" says nothing about "the yellow hexagon".
     return not (info.colors and expr.colors and not info.colors & expr.colors)
+
+
+def _unclear(clause: str, expr: PhraseInfo) -> bool:
+    """Whether the clause finds nothing the expression could mean. "Not clear what you mean by
+    'left most person'" about an expression naming a known category is doubt over *which* one
+    (the model then picks one), not absence."""
+    m = _UNCLEAR_RE.search(clause)
+    if m is None:
+        return False
+    doubt = m.group().startswith(("not clear", "no clear"))
+    return not (doubt and expr.head is not None and known(expr.head))
 
 
 def _clauses(low: str) -> list[str]:
@@ -173,17 +231,21 @@ def analyze_think(think: str, expression: str) -> ThinkInfo:
                         decision, entity, last_clause = "select", info, clause
                         selected = True
                         break
-        if not selected and (words & _ABSENT_HINTS and _denies_target(clause, expr)
-                             or _UNCLEAR_RE.search(clause)):
+        if not selected and (
+            words & _ABSENT_HINTS and _denies_target(clause, expr) or _unclear(clause, expr)
+        ):
             decision, entity, last_clause = "absent", None, clause
     boxes: list[RawBox] = []
     if "[" in think:
-        boxes += [RawBox((float(m[1]), float(m[2]), float(m[3]), float(m[4])),
-                         has_float="." in m.group())
-                  for m in _BARE_BOX_RE.finditer(think)]
+        boxes += [
+            RawBox((float(m[1]), float(m[2]), float(m[3]), float(m[4])), has_float="." in m.group())
+            for m in _BARE_BOX_RE.finditer(think)
+        ]
     if "<|box_start|>" in think:
-        boxes += [RawBox((float(m["a"]), float(m["b"]), float(m["c"]), float(m["d"])))
-                  for m in _BOX_TOKEN_RE.finditer(think)]
+        boxes += [
+            RawBox((float(m["a"]), float(m["b"]), float(m["c"]), float(m["d"])))
+            for m in _BOX_TOKEN_RE.finditer(think)
+        ]
     return ThinkInfo(decision, entity, last_clause.strip(), tuple(boxes))
 
 
@@ -211,8 +273,10 @@ def _entity_problem(entity: PhraseInfo, expr: PhraseInfo, labels: list[str]) -> 
         if rel == "different" or (rel == "unknown" and head in expr.other_nouns):
             return f"the trace selects '{entity.phrase}', not a '{expr.head}'"
         if rel != "unknown" and entity.colors and expr.colors and not entity.colors & expr.colors:
-            return f"the trace selects '{entity.phrase}', the expression asks for " \
-                   f"{'/'.join(sorted(expr.colors))}"
+            return (
+                f"the trace selects '{entity.phrase}', the expression asks for "
+                f"{'/'.join(sorted(expr.colors))}"
+            )
     for label in labels:
         lab = analyze(label)
         if lab.head and not lab.generic and relation(head, lab.head) == "different":
@@ -234,8 +298,10 @@ def check_think_consistency(ctx: Context) -> CheckResult:
     answered = bool(ctx.parsed.boxes)
     problems: list[str] = []
     if info.decision == "absent" and answered:
-        problems.append(f"the trace concludes the target is absent ('{info.clause}') "
-                        f"but {'a point' if ctx.points else 'a box'} is returned")
+        problems.append(
+            f"the trace concludes the target is absent ('{info.clause}') "
+            f"but {'a point' if ctx.points else 'a box'} is returned"
+        )
     if info.decision == "select" and info.entity is not None:
         if not answered:
             problems.append(f"the trace selects '{info.entity.phrase}' but the answer is empty")
@@ -255,12 +321,23 @@ def check_think_consistency(ctx: Context) -> CheckResult:
         quoted = map_boxes(list(info.boxes), ctx.frame, ctx.image_size, ctx.model_size)
         score = min(max(iou(k.bbox, q.bbox) for q in quoted) for k in kept)
         if score < ctx.policy.think_min_iou:
-            problems.append(f"boxes quoted in the trace disagree with the answer "
-                            f"(IoU {score:.2f} < {ctx.policy.think_min_iou:g})")
+            problems.append(
+                f"boxes quoted in the trace disagree with the answer "
+                f"(IoU {score:.2f} < {ctx.policy.think_min_iou:g})"
+            )
     if problems:
-        return result(ctx, "think_consistency", False, "; ".join(problems),
-                      0.0 if score is None else score)
-    what = {"select": f"selects '{info.entity.phrase if info.entity else ''}'",
-            "absent": "concludes the target is absent", None: "makes no explicit decision"}
-    return result(ctx, "think_consistency", True, f"the trace {what[info.decision]}",
-                  1.0 if score is None else score)
+        return result(
+            ctx, "think_consistency", False, "; ".join(problems), 0.0 if score is None else score
+        )
+    what = {
+        "select": f"selects '{info.entity.phrase if info.entity else ''}'",
+        "absent": "concludes the target is absent",
+        None: "makes no explicit decision",
+    }
+    return result(
+        ctx,
+        "think_consistency",
+        True,
+        f"the trace {what[info.decision]}",
+        1.0 if score is None else score,
+    )
