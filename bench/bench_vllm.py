@@ -30,31 +30,59 @@ from typing import Any
 # Public Qwen2.5-VL-7B-Instruct config.json values (Qwen/Qwen2.5-VL-7B-Instruct).
 QWEN25_VL_7B: dict[str, Any] = {
     "text": {
-        "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-        "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
-        "max_position_embeddings": 128000, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
-        "mrope_section": [16, 24, 24], "tie_word_embeddings": False,
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "vocab_size": 152064,
+        "max_position_embeddings": 128000,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "mrope_section": [16, 24, 24],
+        "tie_word_embeddings": False,
     },
     "vision": {
-        "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
-        "out_hidden_size": 3584, "patch_size": 14, "spatial_patch_size": 14,
-        "temporal_patch_size": 2, "spatial_merge_size": 2, "window_size": 112,
-        "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2, "in_chans": 3,
-        "hidden_act": "silu", "model_type": "qwen2_5_vl",
+        "depth": 32,
+        "hidden_size": 1280,
+        "intermediate_size": 3420,
+        "num_heads": 16,
+        "out_hidden_size": 3584,
+        "patch_size": 14,
+        "spatial_patch_size": 14,
+        "temporal_patch_size": 2,
+        "spatial_merge_size": 2,
+        "window_size": 112,
+        "fullatt_block_indexes": [7, 15, 23, 31],
+        "tokens_per_second": 2,
+        "in_chans": 3,
+        "hidden_act": "silu",
+        "model_type": "qwen2_5_vl",
     },
 }
 # Qwen/Qwen2.5-VL-7B-Instruct's preprocessor_config.json (qwen-vl-utils' defaults too).
 QWEN25_VL_7B_PIXELS = {"min_pixels": 3136, "max_pixels": 12_845_056}
-BF16_DENSE_PEAK = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12,
-                   "L40S": 362e12, "B200": 2250e12}
+BF16_DENSE_PEAK = {
+    "H100": 989e12,
+    "H200": 989e12,
+    "GH200": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "B200": 2250e12,
+}
 TEXT_TOKENS = 60  # system + chat wrappers + REC question, Qwen2 tokenizer
 COLORS = ["red", "green", "blue", "yellow", "purple", "orange"]
 SHAPES = ["circle", "square"]
 
 
 def flops_per_image(
-    cfg: dict[str, Any], width: int, height: int, *, decode_tokens: int = 40,
-    text_tokens: int = TEXT_TOKENS, min_pixels: int = QWEN25_VL_7B_PIXELS["min_pixels"],
+    cfg: dict[str, Any],
+    width: int,
+    height: int,
+    *,
+    decode_tokens: int = 40,
+    text_tokens: int = TEXT_TOKENS,
+    min_pixels: int = QWEN25_VL_7B_PIXELS["min_pixels"],
     max_pixels: int = QWEN25_VL_7B_PIXELS["max_pixels"],
 ) -> dict[str, Any]:
     """Dense FLOPs of one grounding request: vision tower + LLM prefill + decode."""
@@ -62,8 +90,9 @@ def flops_per_image(
 
     v, t = cfg["vision"], cfg["text"]
     p, m = v["patch_size"], v["spatial_merge_size"]
-    h_in, w_in = smart_resize(height, width, factor=p * m, min_pixels=min_pixels,
-                              max_pixels=max_pixels)
+    h_in, w_in = smart_resize(
+        height, width, factor=p * m, min_pixels=min_pixels, max_pixels=max_pixels
+    )
     n_p = (h_in // p) * (w_in // p)
     n_v = n_p // (m * m)
     d, iv, depth = v["hidden_size"], v["intermediate_size"], v["depth"]
@@ -84,11 +113,22 @@ def flops_per_image(
     decode = decode_tokens * (2 * (llm_params + lm_head) + layers * 4 * ctx * h)
     vision = patch_embed + vis_linear + vis_attn + merger
     return {
-        "width": width, "height": height, "model_width": w_in, "model_height": h_in,
-        "patches": n_p, "vision_tokens": n_v, "prompt_tokens": seq,
-        "decode_tokens": decode_tokens, "vision_block_params": block_params * depth,
-        "llm_params": llm_params, "lm_head_params": lm_head, "vision_linear": vis_linear,
-        "vision_attention": vis_attn, "vision": vision, "prefill": prefill, "decode": decode,
+        "width": width,
+        "height": height,
+        "model_width": w_in,
+        "model_height": h_in,
+        "patches": n_p,
+        "vision_tokens": n_v,
+        "prompt_tokens": seq,
+        "decode_tokens": decode_tokens,
+        "vision_block_params": block_params * depth,
+        "llm_params": llm_params,
+        "lm_head_params": lm_head,
+        "vision_linear": vis_linear,
+        "vision_attention": vis_attn,
+        "vision": vision,
+        "prefill": prefill,
+        "decode": decode,
         "total": vision + prefill + decode,
     }
 
@@ -97,20 +137,22 @@ def explain_flops(est: dict[str, Any], peak: float) -> str:
     """The arithmetic of one estimate, line by line, and the compute-bound throughput."""
     e = est
     bound = peak / e["total"]
-    return "\n".join([
-        f"{e['width']}x{e['height']} -> model frame {e['model_width']}x{e['model_height']}: "
-        f"{e['patches']} patches of 14px, {e['vision_tokens']} vision tokens after 2x2 merge",
-        f"  vision: 2 x {e['vision_block_params'] / 1e6:.0f}M block params x {e['patches']} "
-        f"patches = {e['vision_linear'] / 1e12:.2f} TF; attention (4 full + 28 window-64) "
-        f"{e['vision_attention'] / 1e12:.3f} TF; + patch embed, merger = "
-        f"{e['vision'] / 1e12:.2f} TF",
-        f"  prefill: 2 x {e['llm_params'] / 1e9:.2f}B params x {e['prompt_tokens']} tokens "
-        f"+ causal attention 2*T^2*h*L + lm_head = {e['prefill'] / 1e12:.2f} TF",
-        f"  decode: {e['decode_tokens']} tokens x 2 x ({e['llm_params'] / 1e9:.2f}B + "
-        f"{e['lm_head_params'] / 1e9:.3f}B lm_head) + attention = {e['decode'] / 1e12:.2f} TF",
-        f"  total {e['total'] / 1e12:.2f} TFLOPs/image; at {peak / 1e12:.0f} TFLOPS bf16 dense "
-        f"-> compute bound {bound:.1f} images/s",
-    ])
+    return "\n".join(
+        [
+            f"{e['width']}x{e['height']} -> model frame {e['model_width']}x{e['model_height']}: "
+            f"{e['patches']} patches of 14px, {e['vision_tokens']} vision tokens after 2x2 merge",
+            f"  vision: 2 x {e['vision_block_params'] / 1e6:.0f}M block params x {e['patches']} "
+            f"patches = {e['vision_linear'] / 1e12:.2f} TF; attention (4 full + 28 window-64) "
+            f"{e['vision_attention'] / 1e12:.3f} TF; + patch embed, merger = "
+            f"{e['vision'] / 1e12:.2f} TF",
+            f"  prefill: 2 x {e['llm_params'] / 1e9:.2f}B params x {e['prompt_tokens']} tokens "
+            f"+ causal attention 2*T^2*h*L + lm_head = {e['prefill'] / 1e12:.2f} TF",
+            f"  decode: {e['decode_tokens']} tokens x 2 x ({e['llm_params'] / 1e9:.2f}B + "
+            f"{e['lm_head_params'] / 1e9:.3f}B lm_head) + attention = {e['decode'] / 1e12:.2f} TF",
+            f"  total {e['total'] / 1e12:.2f} TFLOPs/image; at {peak / 1e12:.0f} TFLOPS bf16 dense "
+            f"-> compute bound {bound:.1f} images/s",
+        ]
+    )
 
 
 def peak_for(gpu_name: str) -> float:
@@ -146,8 +188,12 @@ def summarize(latencies: list[float], wall: float, tokens: list[int] | None = No
     """images/s, p50/p99 latency (ms) and mean generated tokens of one run."""
     lat = sorted(latencies)
     p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
-    out = {"requests": len(lat), "images_per_s": len(lat) / wall,
-           "p50_ms": 1000 * statistics.median(lat), "p99_ms": 1000 * p99}
+    out = {
+        "requests": len(lat),
+        "images_per_s": len(lat) / wall,
+        "p50_ms": 1000 * statistics.median(lat),
+        "p99_ms": 1000 * p99,
+    }
     if tokens:
         out["mean_generated_tokens"] = statistics.fmean(tokens)
     return out
@@ -180,9 +226,14 @@ def bare_jobs(backend: Any, items: list, settings: Any) -> list[Any]:
     for img, expr in items:
         frame = adapter.model_frame(*img.size)
         constraint = adapter.constraint(
-            frame, multiple=False, think=False, max_detections=settings.max_detections,
-            max_label_chars=settings.max_label_chars, max_tokens=settings.max_new_tokens,
-            think_max_tokens=settings.think_max_tokens)
+            frame,
+            multiple=False,
+            think=False,
+            max_detections=settings.max_detections,
+            max_label_chars=settings.max_label_chars,
+            max_tokens=settings.max_new_tokens,
+            think_max_tokens=settings.think_max_tokens,
+        )
         req = GenerationRequest(prompt=adapter.prompt(expr), image=img, constraint=constraint)
         params = build_sampling_params(answer_kwargs(req))
         prompt = prompt_input(req.prompt, img)  # vLLM's processor resizes (same smart_resize)
@@ -204,8 +255,10 @@ def http_jobs(client: Any, url: str, items: list, visual: bool) -> list[Any]:
     for img, expr in items:
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=90)
-        body: dict[str, Any] = {"image": base64.b64encode(buf.getvalue()).decode(),
-                                "expression": expr}
+        body: dict[str, Any] = {
+            "image": base64.b64encode(buf.getvalue()).decode(),
+            "expression": expr,
+        }
         if visual:
             body["policy"] = {"visual_check": True}
 
@@ -236,10 +289,16 @@ def run_vllm_arms(args: argparse.Namespace, model_dir: Path, data: dict) -> dict
     from boxguard.server.settings import Settings
 
     settings = Settings(
-        backend="vllm", model=str(model_dir), load_format=args.load_format,
-        max_new_tokens=args.max_tokens, max_model_len=args.max_model_len,
-        gpu_memory_utilization=args.gpu_memory_utilization, queue_size=4096,
-        request_timeout_s=600, max_body_bytes=64 * 1024 * 1024)
+        backend="vllm",
+        model=str(model_dir),
+        load_format=args.load_format,
+        max_new_tokens=args.max_tokens,
+        max_model_len=args.max_model_len,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        queue_size=4096,
+        request_timeout_s=600,
+        max_body_bytes=64 * 1024 * 1024,
+    )
     backend = VLLMBackend(settings, str(model_dir), adapter_for(model_dir))
     results: dict = {}
     with serve_in_thread(create_app(settings, backend=backend), timeout_s=900) as url:
@@ -247,11 +306,12 @@ def run_vllm_arms(args: argparse.Namespace, model_dir: Path, data: dict) -> dict
             for conc in args.concurrency:
                 subset = items[: max(args.requests, conc)]
                 fut = asyncio.run_coroutine_threadsafe(
-                    _run_concurrent(bare_jobs(backend, subset[:conc], settings), conc),
-                    backend.loop)
+                    _run_concurrent(bare_jobs(backend, subset[:conc], settings), conc), backend.loop
+                )
                 fut.result()  # warm-up
                 fut = asyncio.run_coroutine_threadsafe(
-                    _run_concurrent(bare_jobs(backend, subset, settings), conc), backend.loop)
+                    _run_concurrent(bare_jobs(backend, subset, settings), conc), backend.loop
+                )
                 lat, wall, toks = fut.result()
                 results[f"bare|{size}|{conc}"] = summarize(lat, wall, toks)
                 for arm, visual in (("boxguard", False), ("boxguard+visual", True)):
@@ -282,11 +342,14 @@ def _hf_encode(tok: Any, proc: Any, adapter: Any, batch: list, model: Any) -> di
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(row)
-        mask[i, width - len(row):] = 1
-    inputs = {"input_ids": ids, "attention_mask": mask,
-              "pixel_values": pix["pixel_values"].to(torch.bfloat16),
-              "image_grid_thw": pix["image_grid_thw"]}
+        ids[i, width - len(row) :] = torch.tensor(row)
+        mask[i, width - len(row) :] = 1
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "pixel_values": pix["pixel_values"].to(torch.bfloat16),
+        "image_grid_thw": pix["image_grid_thw"],
+    }
     if "mm_token_type_ids" in inspect.signature(model.forward).parameters:
         image_id = tok.convert_tokens_to_ids("<|image_pad|>")
         inputs["mm_token_type_ids"] = (ids == image_id).to(torch.int)
@@ -307,11 +370,13 @@ def run_hf_arm(args: argparse.Namespace, model_dir: Path, data: dict) -> dict:
     adapter = adapter_for(model_dir)
     with torch.device("cuda"):
         model = Qwen2_5_VLForConditionalGeneration._from_config(
-            AutoConfig.from_pretrained(model_dir), dtype=torch.bfloat16)
+            AutoConfig.from_pretrained(model_dir), dtype=torch.bfloat16
+        )
     model.eval()
     tok = AutoTokenizer.from_pretrained(model_dir)
     proc = Qwen2VLImageProcessorPil.from_pretrained(
-        model_dir, size={"shortest_edge": adapter.min_pixels, "longest_edge": adapter.max_pixels})
+        model_dir, size={"shortest_edge": adapter.min_pixels, "longest_edge": adapter.max_pixels}
+    )
     results: dict = {}
     for size, items in data.items():
         for conc in args.concurrency:
@@ -320,12 +385,11 @@ def run_hf_arm(args: argparse.Namespace, model_dir: Path, data: dict) -> dict:
             toks: list[int] = []
             t_all = time.perf_counter()
             for start in range(-conc, len(subset), conc):  # first batch = warm-up
-                batch = subset[max(start, 0): max(start, 0) + conc]
+                batch = subset[max(start, 0) : max(start, 0) + conc]
                 t0 = time.perf_counter()
                 inputs = _hf_encode(tok, proc, adapter, batch, model)
                 with torch.inference_mode():
-                    out = model.generate(**inputs, max_new_tokens=args.max_tokens,
-                                         do_sample=False)
+                    out = model.generate(**inputs, max_new_tokens=args.max_tokens, do_sample=False)
                 torch.cuda.synchronize()
                 if start < 0:
                     t_all = time.perf_counter()
@@ -344,6 +408,7 @@ def verdicts(results: dict, flops: dict, peak: float, conc: int) -> list[str]:
     """The report's targets at concurrency `conc`, one line each."""
     lines = []
     for size, est in flops.items():
+
         def ips(arm: str, size: str = size) -> float:
             return results.get(f"{arm}|{size}|{conc}", {}).get("images_per_s", float("nan"))
 
@@ -365,17 +430,32 @@ def write_report(out_dir: Path, meta: dict, results: dict, flops: dict, peak: fl
     stem = f"vllm-{meta['gpu'].replace(' ', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
     payload = {"meta": meta, "flops": flops, "results": results}
     (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2))
-    rows = ["| arm | input | concurrency | images/s | p50 ms | p99 ms | gen tokens |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| arm | input | concurrency | images/s | p50 ms | p99 ms | gen tokens |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, r in results.items():
         arm, size, conc = key.split("|")
-        rows.append(f"| {arm} | {size} | {conc} | {r['images_per_s']:.2f} | {r['p50_ms']:.0f} "
-                    f"| {r['p99_ms']:.0f} | {r.get('mean_generated_tokens', float('nan')):.1f} |")
+        rows.append(
+            f"| {arm} | {size} | {conc} | {r['images_per_s']:.2f} | {r['p50_ms']:.0f} "
+            f"| {r['p99_ms']:.0f} | {r.get('mean_generated_tokens', float('nan')):.1f} |"
+        )
     top = max(meta["concurrency"])
-    md = [f"# vLLM backend benchmark: {meta['gpu']}", "", f"```\n{json.dumps(meta)}\n```", "",
-          *rows, "", f"## Targets at concurrency {top}", "",
-          *verdicts(results, flops, peak, top), "", "## FLOPs per image", "",
-          *(f"```\n{explain_flops(e, peak)}\n```" for e in flops.values())]
+    md = [
+        f"# vLLM backend benchmark: {meta['gpu']}",
+        "",
+        f"```\n{json.dumps(meta)}\n```",
+        "",
+        *rows,
+        "",
+        f"## Targets at concurrency {top}",
+        "",
+        *verdicts(results, flops, peak, top),
+        "",
+        "## FLOPs per image",
+        "",
+        *(f"```\n{explain_flops(e, peak)}\n```" for e in flops.values()),
+    ]
     (out_dir / f"{stem}.md").write_text("\n".join(md) + "\n")
     return out_dir / f"{stem}.md"
 
@@ -408,8 +488,11 @@ def main(argv: list[str] | None = None) -> None:
     peak = (args.peak_tflops or 989.0) * 1e12
     if args.dry_run:
         for w, h in args.sizes:
-            print(explain_flops(flops_per_image(QWEN25_VL_7B, w, h,
-                                                decode_tokens=args.max_tokens), peak))
+            print(
+                explain_flops(
+                    flops_per_image(QWEN25_VL_7B, w, h, decode_tokens=args.max_tokens), peak
+                )
+            )
         return
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     import torch
@@ -424,10 +507,17 @@ def main(argv: list[str] | None = None) -> None:
     from boxguard.server.models import adapter_for
 
     served = adapter_for(model_dir)  # the estimate uses the frames the server really serves
-    flops = {f"{w}x{h}": flops_per_image(QWEN25_VL_7B, w, h, decode_tokens=args.max_tokens,
-                                         min_pixels=served.min_pixels,
-                                         max_pixels=served.max_pixels)
-             for w, h in args.sizes}
+    flops = {
+        f"{w}x{h}": flops_per_image(
+            QWEN25_VL_7B,
+            w,
+            h,
+            decode_tokens=args.max_tokens,
+            min_pixels=served.min_pixels,
+            max_pixels=served.max_pixels,
+        )
+        for w, h in args.sizes
+    }
     n = max(args.requests, max(args.concurrency))
     data = {f"{w}x{h}": make_images(n, (w, h), seed=w) for w, h in args.sizes}
     results: dict = {}
@@ -438,10 +528,17 @@ def main(argv: list[str] | None = None) -> None:
         results |= run_hf_arm(args, model_dir, data)
     import vllm
 
-    meta = {"gpu": gpu, "peak_tflops": peak / 1e12, "vllm": vllm.__version__,
-            "torch": torch.__version__, "model_dir": str(model_dir),
-            "load_format": args.load_format, "max_tokens": args.max_tokens,
-            "requests": args.requests, "concurrency": args.concurrency}
+    meta = {
+        "gpu": gpu,
+        "peak_tflops": peak / 1e12,
+        "vllm": vllm.__version__,
+        "torch": torch.__version__,
+        "model_dir": str(model_dir),
+        "load_format": args.load_format,
+        "max_tokens": args.max_tokens,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+    }
     print(write_report(args.out, meta, results, flops, peak).read_text())
 
 

@@ -61,13 +61,22 @@ def test_qwen25_vl_7b_dummy(tmp_path: Path) -> None:
     from real_qwen import dummy_checkpoint
 
     model = dummy_checkpoint("qwen2_5_vl-7b", tmp_path / "qwen2_5_vl_7b_dummy")
-    settings = vllm_settings(model, GPU, load_format="dummy", max_model_len=4096,
-                             gpu_memory_utilization=0.5, max_new_tokens=48)
+    settings = vllm_settings(
+        model,
+        GPU,
+        load_format="dummy",
+        max_model_len=4096,
+        gpu_memory_utilization=0.5,
+        max_new_tokens=48,
+    )
     with serve_in_thread(create_app(settings), timeout_s=1200) as url:
         # The 7B's own pixel bounds (max 12,845,056): smart_resize only rounds to 28.
         for size, frame in (((640, 480), (644, 476)), ((1280, 960), (1288, 952))):
-            r = httpx.post(url + "/ground", json={"image": scene(size), "expression":
-                           "the red circle", "return_raw": True}, timeout=300)
+            r = httpx.post(
+                url + "/ground",
+                json={"image": scene(size), "expression": "the red circle", "return_raw": True},
+                timeout=300,
+            )
             assert r.status_code == 200, r.text
             body = r.json()
             assert (body["image"]["model_width"], body["image"]["model_height"]) == frame
