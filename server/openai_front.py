@@ -2,7 +2,8 @@
 
 A chat request with one image and a text is a grounding request: the expression is the last user
 message's text, options ride in a top-level `boxguard` object (the `openai` package's
-`extra_body={"boxguard": {...}}`): `multiple`, `think`, `return_raw`, `policy`. It goes through
+`extra_body={"boxguard": {...}}`): `multiple`, `think`, `output` (`point`: `point_2d` items),
+`return_raw`, `policy`. It goes through
 the same `GroundingService.run` as `POST /ground`.
 
 The answer is a chat completion whose content is the verified boxes as Qwen writes them
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Literal
 
 from boxguard.guards.wire_errors import readable_errors
 from fastapi import APIRouter, Request
@@ -92,6 +93,7 @@ class BoxguardOptions(BaseModel):
 
     multiple: bool = False
     think: bool = False
+    output: Literal["box", "point"] = "box"
     return_raw: bool = False
     policy: dict[str, Any] | None = None
 
@@ -200,7 +202,11 @@ def chat_completion(response: GroundResponse, model: str) -> dict[str, Any]:
     """The grounding verdict as a chat completion with a `boxguard` object."""
     accepted = response.status == "accepted"
     boxes = [
-        {"bbox_2d": [round(v) for v in d.bbox], **({"label": d.label} if d.label else {})}
+        {
+            **({"bbox_2d": [round(v) for v in d.bbox]} if d.bbox is not None else {}),
+            **({"point_2d": [round(v) for v in d.point]} if d.point is not None else {}),
+            **({"label": d.label} if d.label else {}),
+        }
         for d in response.detections
     ]
     message: dict[str, Any] = {"role": "assistant", "content": json.dumps(boxes)}

@@ -187,7 +187,9 @@ class OpenAIBackend:
             raise QueueFull(f"{self._inflight} upstream requests in flight; try again later")
         self._inflight += 1
         try:
-            image_url = None if request.image is None else image_data_url(request.image)
+            image_url = None
+            if request.image is not None:  # PNG encoding off the event loop
+                image_url = await asyncio.to_thread(image_data_url, request.image)
             if request.constraint.think:
                 completions, prompt_tokens = await self._think(client, request, image_url)
             else:

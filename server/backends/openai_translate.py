@@ -47,9 +47,12 @@ PROBE_ANSWER = "boxguard-probe"
 
 
 def image_data_url(image: Image.Image) -> str:
-    """The image as a PNG data URL (lossless: the upstream sees the pixels boxguard resized)."""
+    """The image as a PNG data URL (lossless: the upstream sees the pixels boxguard resized).
+
+    zlib level 1: a quarter of the default's encoding time, and no larger on photos' noise.
+    """
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

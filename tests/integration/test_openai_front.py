@@ -190,3 +190,15 @@ def test_the_async_client_gets_the_same_answers(base_url: str, state: Upstream) 
         '[{"bbox_2d": [10, 19, 62, 76], "label": "red circle"}]'
     }
     assert refused.code == "missing_image"  # type: ignore[attr-defined]
+
+
+def test_points_are_point_2d_items(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=_messages(IMAGE_URL, text="the red circle's centre"),
+        extra_body={"boxguard": {"output": "point"}},
+    )
+    extra = completion.model_extra or {}
+    assert extra["boxguard"]["status"] == "accepted", extra["boxguard"]
+    (item,) = json.loads(completion.choices[0].message.content or "")
+    assert set(item) == {"point_2d", "label"} and len(item["point_2d"]) == 2
