@@ -35,6 +35,7 @@ class Upstream:
     slow_s: float = 30.0
     forms: tuple[str, ...] = ("structured_outputs",)
     processed: bool = True  # logprobs after the grammar mask
+    takes_n: bool = True  # else n > 1 is a 400, as some OpenAI-compatible servers answer
     p_yes: float = 0.9
     bodies: list[dict[str, Any]] = field(default_factory=list)
     hung_up: int = 0
@@ -82,7 +83,7 @@ def _answer(state: Upstream, body: dict[str, Any]) -> dict[str, Any]:
                 first["top_logprobs"].pop()
             choices = [_choice(0, text, [first])]
         else:
-            choices = [_choice(0, "Hello!", _tokens("Hello!", -0.1))]
+            choices = [_choice(i, "Hello!", _tokens("Hello!", -0.1)) for i in range(n)]
     elif body.get("max_tokens") == 1:  # a yes/no question
         lp_yes, lp_no = _log(state.p_yes), _log(1 - state.p_yes)
         text = "yes" if lp_yes >= lp_no else "no"
@@ -123,6 +124,8 @@ def fake_upstream(state: Upstream) -> FastAPI:
     async def chat(request: Request) -> JSONResponse | HTMLResponse:
         body = await request.json()
         state.bodies.append(body)
+        if not state.takes_n and int(body.get("n") or 1) > 1:
+            return JSONResponse({"error": {"message": "n must be 1"}}, status_code=400)
         if state.mode == "429":
             return JSONResponse({"error": {"message": "busy"}}, status_code=429)
         if state.mode == "500":

@@ -76,6 +76,7 @@ class OpenAIBackend:
         # How answers are constrained (for /healthz); None until start has probed it.
         self.constraint_form: ConstraintForm | None = None
         self.renormalized = False  # the upstream's logprobs are after its grammar mask
+        self.takes_n = True  # n > 1 in one call; else samples are n calls
         self.client: httpx.AsyncClient | None = None
         self._dead_reason: str | None = None
         self._inflight = 0
@@ -115,6 +116,7 @@ class OpenAIBackend:
             models = served_models(await self._get_json(client, "/models"))
             self.served_model = pick_model(models, self.settings.upstream_model)
             self.constraint_form, self.renormalized = await self._probe(client, self.served_model)
+            self.takes_n = await self._takes_n(client, self.served_model)
         except (httpx.HTTPError, ValueError, BackendError) as exc:
             await client.aclose()
             self._dead_reason = f"upstream {self.base_url}: {exc}"
@@ -158,6 +160,17 @@ class OpenAIBackend:
                     return form, renormalized
             tried.append(f"{form} ({response.status_code})")
         raise BackendError(f"it enforces no constraint form boxguard knows: {', '.join(tried)}")
+
+    @staticmethod
+    async def _takes_n(client: httpx.AsyncClient, model: str) -> bool:
+        """Whether the upstream answers `n: 2` with two choices (OpenAI's API and vLLM do)."""
+        body = {**probe_body(model, "response_format"), "n": 2, "temperature": 1.0}
+        body.pop("response_format")
+        response = await client.post("/chat/completions", json={**body, "max_tokens": 1})
+        if response.status_code != 200:
+            return False
+        data = _json(response)
+        return isinstance(data, dict) and len(data.get("choices") or ()) == 2
 
     async def _poll_health(self, client: httpx.AsyncClient) -> None:
         """Follow the upstream's /health (else /v1/models); unreachable = dead until restarted."""
@@ -209,9 +222,17 @@ class OpenAIBackend:
     async def _answer(
         self, client: httpx.AsyncClient, request: GenerationRequest, image_url: str | None
     ) -> tuple[list[Completion], int]:
-        """One call: the answer under the constraint, or the yes/no question."""
+        """One call: the answer under the constraint (its n samples), or the yes/no question."""
         form = self.constraint_form or "structured_outputs"
-        data = await self._post(client, answer_body(request, form=form, **self._kwargs(image_url)))
+        body = answer_body(request, form=form, **self._kwargs(image_url))
+        if body["n"] > 1 and not self.takes_n:  # k calls, seeded as vLLM seeds n's children
+            seed = request.seed or 0
+            calls = [
+                self._post(client, {**body, "n": 1, "seed": seed + i}) for i in range(body["n"])
+            ]
+            answers = [parse_chat_completion(data) for data in await asyncio.gather(*calls)]
+            return [c for completions, _ in answers for c in completions], answers[0][1]
+        data = await self._post(client, body)
         if request.constraint.choices:
             return [yes_no_completion(data)], parse_chat_completion(data)[1]
         return parse_chat_completion(data)

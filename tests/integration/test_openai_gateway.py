@@ -210,6 +210,22 @@ def test_the_probe_falls_back_to_weaker_constraint_forms(
     assert expected in answer
 
 
+def test_samples_are_k_calls_where_n_is_refused() -> None:
+    state = Upstream(takes_n=False)
+    with (
+        running_upstream(state, free_port()) as upstream_url,
+        serve_in_thread(create_app(gateway_settings(upstream_url))) as url,
+    ):
+        state.bodies.clear()
+        response = _ground(url, policy={"self_consistency_k": 3})
+        assert response.status_code == 200, response.text
+    samples = [b for b in state.bodies if b.get("temperature", 0) > 0]
+    assert [b["n"] for b in samples] == [1, 1, 1]
+    assert sorted(b["seed"] for b in samples) == [0, 1, 2]
+    checks = {c["name"]: c for c in response.json()["checks"]}
+    assert checks["self_consistency"]["ran"]
+
+
 def test_start_up_checks_are_one_line(state: Upstream) -> None:
     with pytest.raises(ServeError, match="cannot reach"):
         check_upstream(gateway_settings(f"http://127.0.0.1:{free_port()}/v1"))
