@@ -232,8 +232,10 @@ def _completion(choice: Mapping[str, Any]) -> Completion:
     content = message.get("content") if isinstance(message, Mapping) else None
     if not isinstance(content, str):
         raise UpstreamInvalid("a choice has no message content")
-    positions = (choice.get("logprobs") or {}).get("content") or []
-    if not isinstance(positions, Sequence):
+    logprobs = choice.get("logprobs") or {}
+    positions = logprobs.get("content") if isinstance(logprobs, Mapping) else "?"
+    positions = [] if positions is None else positions
+    if not isinstance(positions, list):
         raise UpstreamInvalid("logprobs.content is not a list")
     try:
         pieces = [str(p["token"]) for p in positions]
@@ -256,10 +258,13 @@ def parse_chat_completion(data: Any) -> tuple[list[Completion], int]:
         raise UpstreamInvalid("the upstream's answer is not a chat completion (no choices)")
     if not all(isinstance(c, Mapping) for c in choices):
         raise UpstreamInvalid("the upstream's choices are not objects")
-    ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, Mapping) else 0)
-    usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}
-    prompt_tokens = usage.get("prompt_tokens", 0) if usage else 0
-    return [_completion(c) for c in ordered], int(prompt_tokens or 0)
+    indexes = [c.get("index", i) for i, c in enumerate(choices)]
+    if not all(isinstance(i, int) for i in indexes):
+        raise UpstreamInvalid("the upstream's choice indexes are not integers")
+    ordered = [c for _, c in sorted(zip(indexes, choices, strict=True), key=lambda p: p[0])]
+    usage = data.get("usage")
+    prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, Mapping) else None
+    return [_completion(c) for c in ordered], prompt_tokens if isinstance(prompt_tokens, int) else 0
 
 
 def served_models(data: Any) -> list[str]:

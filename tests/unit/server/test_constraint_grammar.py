@@ -101,6 +101,9 @@ def test_p_yes_is_renormalized_over_the_yes_and_no_tokens() -> None:
         {"choices": ["x"]},
         {"choices": [{"message": {}}]},
         {"choices": [{"message": {"content": "a"}, "logprobs": {"content": [{"tok": 1}]}}]},
+        {"choices": [{"index": "0", "message": {"content": "a"}}, {"index": 1, "message": {}}]},
+        {"choices": [{"message": {"content": "a"}, "logprobs": {"content": "x"}}]},
+        {"choices": [{"message": {"content": "a"}, "logprobs": ["x"]}]},
     ],
 )
 def test_what_is_not_a_chat_completion_is_upstream_invalid(data: object) -> None:
