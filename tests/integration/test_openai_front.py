@@ -202,3 +202,19 @@ def test_points_are_point_2d_items(client: openai.OpenAI) -> None:
     assert extra["boxguard"]["status"] == "accepted", extra["boxguard"]
     (item,) = json.loads(completion.choices[0].message.content or "")
     assert set(item) == {"point_2d", "label"} and len(item["point_2d"]) == 2
+
+
+def test_the_api_key_is_the_openai_packages_bearer(state: Upstream) -> None:
+    with (
+        running_upstream(state) as upstream_url,
+        serve_in_thread(create_app(gateway_settings(upstream_url, api_keys=["k1"]))) as url,
+    ):
+        with openai.OpenAI(base_url=url + "/v1", api_key="k1", max_retries=0) as client:
+            completion = client.chat.completions.create(model=MODEL, messages=_messages(IMAGE_URL))
+            assert completion.choices[0].finish_reason == "stop"
+        with (
+            openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0) as client,
+            pytest.raises(openai.AuthenticationError) as caught,
+        ):
+            client.models.list()
+    assert caught.value.code == "unauthorized"  # type: ignore[attr-defined]
