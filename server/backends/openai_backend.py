@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 log = logging.getLogger("boxguard.openai")
+# httpx logs every request at INFO: one line per upstream call and health poll is noise here.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 CONNECT_TIMEOUT_S = 5.0
 
