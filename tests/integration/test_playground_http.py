@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 
 START_PAGES = ("/", "/playground")
+# The review page (recorded answers) is its own page: crawled too, not the playground.
+REVIEW_PAGE = "/playground/review"
 # What a document loads: an href/src attribute, a CSS url(...), a JS module import.
 LINKS = re.compile(
     r"""(?:href|src)\s*=\s*["']([^"']+)["']|url\(\s*["']?([^"')]+)|from\s+["']([^"']+)["']"""
@@ -24,7 +26,7 @@ TEXT_TYPES = ("text/html", "text/css", "text/javascript", "application/javascrip
 def crawl(base: str) -> dict[str, httpx.Response]:
     """Every HTML, CSS and JS document reachable from the start pages, by path."""
     seen: dict[str, httpx.Response] = {}
-    todo = list(START_PAGES)
+    todo = [*START_PAGES, REVIEW_PAGE]
     while todo:
         path = todo.pop()
         if path in seen:
@@ -53,7 +55,8 @@ def test_every_page_asset_is_served_and_names_no_other_host(live_server: str) ->
     }
     # Everything in the package's static folder is reached (so everything is checked).
     static = {f.name for f in (files("boxguard.server") / "static").iterdir() if f.is_file()}
-    reached = {path.rsplit("/", 1)[-1] for path in text_docs} | {"playground.html"}
+    pages = {"playground.html", "review.html"}  # served at their page paths
+    reached = {path.rsplit("/", 1)[-1] for path in text_docs} | pages
     assert static <= reached, static - reached
     host = urlsplit(live_server).netloc
     for path, text in text_docs.items():

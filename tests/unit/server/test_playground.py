@@ -23,12 +23,12 @@ def test_config_reports_the_servers_policy_defaults_and_key_requirement() -> Non
     }
 
 
-def test_config_without_overrides_uses_the_guards_defaults() -> None:
+def test_config_without_overrides_reports_the_policy_in_force() -> None:
     settings = Settings()
     policy = server_policy(settings, resolve_model_dir(None)[0])
     config = playground_config(settings, policy.values)
     assert config["api_key_required"] is False
-    assert config["policy"]["min_confidence"] == 0.25
+    assert config["policy"]["min_confidence"] == policy.values.min_confidence
     # No --model: the bundled checkpoint, with its policy file (visual re-check on).
     assert config["policy"]["visual_check"] is policy.values.visual_check is True
     assert policy.sources["visual_check"] == "file"
