@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,13 +48,17 @@ def test_every_answer_is_counted_and_logged(
             httpx.post(url, content=b"x", headers={**auth, "content-type": "text/plain"}),
             httpx.post(url, json={"image": b64(png_bytes()), "expression": "a"}, headers=auth),
         ]
+        # The line is written once the response is sent: the client may see the answer first.
+        deadline = time.monotonic() + 10
+        while len(_ground_lines(caplog)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert [r.status_code for r in answers[:3]] == [401, 413, 415]
     assert answers[3].status_code == 200, answers[3].text
     after = _counts(keyed_server)
     outcome = answers[3].json()["status"]
     for name in ("unauthorized", "payload_too_large", "unsupported_media_type", outcome):
         assert after.get(name, 0) - before.get(name, 0) == 1, name
-    lines = [r for r in caplog.records if r.getMessage().startswith("ground ")]
+    lines = _ground_lines(caplog)
     by_id = {r.fields["id"]: r.fields for r in lines}  # type: ignore[attr-defined]
     assert len(lines) == 4 and set(by_id) == {r.headers["x-request-id"] for r in answers}
     accepted = by_id[answers[3].headers["x-request-id"]]
@@ -72,3 +77,8 @@ def test_json_format_puts_the_fields_on_the_line() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["logger"] == "boxguard.server" and line["level"] == "INFO"
     assert (line["id"], line["status"], line["reasons"]) == ("abc", 200, ["geometry"])
+
+
+def _ground_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The per-request lines logged so far."""
+    return [r for r in caplog.records if r.getMessage().startswith("ground ")]
