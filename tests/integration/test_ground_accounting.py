@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
