@@ -132,7 +132,9 @@ class ThresholdPath:
     """One pre-ordered path: one signal's threshold swept over GRID, strict to loose, with the
     optional vetoes in `dropped` not fatal."""
 
-    signal: str  # "p_yes" (visual_min_yes) or "confidence" (min_confidence)
+    # "p_yes" (visual_min_yes), "confidence" (min_confidence), or "gates": no threshold, the
+    # vetoes alone (for signals with neither score, e.g. stored outputs without logprobs).
+    signal: str
     accept_no_object: bool
     dropped: frozenset[str] = frozenset()  # optional vetoes that only report on this path
     optional: frozenset[str] = frozenset()  # optional vetoes the data let calibration weigh
@@ -140,7 +142,9 @@ class ThresholdPath:
     @property
     def name(self) -> str:
         """E.g. 'visual_min_yes, accept_no_object false, label_match not fatal'."""
-        field_name = "visual_min_yes" if self.signal == "p_yes" else "min_confidence"
+        field_name = {"p_yes": "visual_min_yes", "confidence": "min_confidence"}.get(
+            self.signal, "checks only"
+        )
         dropped = "".join(f", {c} not fatal" for c in OPTIONAL_VETOES if c in self.dropped)
         return f"{field_name}, accept_no_object {str(self.accept_no_object).lower()}{dropped}"
 
@@ -150,6 +154,8 @@ class ThresholdPath:
         if self.signal == "p_yes":
             visual = {"visual_check": t > 0, "visual_min_yes": t} if t > 0 else {}
             out: dict[str, Any] = {"visual_check": False, **visual, "min_confidence": 0.0}
+        elif self.signal == "gates":
+            out = {"visual_check": False, "min_confidence": 0.0}
         else:
             out = {"visual_check": False, "min_confidence": t}
         out["accept_no_object"] = self.accept_no_object
@@ -164,6 +170,8 @@ class ThresholdPath:
         for i, s in enumerate(signals):
             if not s.gates(self.dropped) or (not s.has_box and not self.accept_no_object):
                 out[i] = -np.inf
+            elif self.signal == "gates":
+                out[i] = np.inf
             elif self.signal == "p_yes":
                 out[i] = np.inf if not s.has_box or s.p_yes is None else s.p_yes
             else:
@@ -173,7 +181,8 @@ class ThresholdPath:
 
 def paths(signals: Sequence[Signals]) -> list[ThresholdPath]:
     """The paths the recorded signals allow: P(yes) (when every gated box has one) and token
-    confidence (when any sample has one), each with accept_no_object off and on, and each with
+    confidence (when any sample has one), or the checks alone when neither was recorded; each
+    with accept_no_object off and on, and each with
     every subset of the optional vetoes that fail somewhere made not fatal (all fatal first).
 
     Which vetoes fail is read from the unlabelled verdicts, never from which answers are right.
@@ -189,6 +198,8 @@ def paths(signals: Sequence[Signals]) -> list[ThresholdPath]:
     have_yes = bool(gated_boxes) and all(s.p_yes is not None for s in gated_boxes)
     have_conf = any(s.confidence is not None for s in signals)
     signal_names = [n for n, ok in (("p_yes", have_yes), ("confidence", have_conf)) if ok]
+    # Neither score recorded: what is left to certify is the vetoes themselves.
+    signal_names = signal_names or ["gates"]
     return [
         ThresholdPath(n, empty, dropped, optional)
         for dropped in subsets
