@@ -42,16 +42,20 @@ def _think(words: int = 200) -> str:
 
 
 THINK = _think()
-OUTPUT = (f"<think>{THINK}</think><answer>```json\n"
-          '[{"bbox_2d": [112, 64, 298, 250], "label": "red circle"}]\n```</answer>')
+OUTPUT = (
+    f"<think>{THINK}</think><answer>```json\n"
+    '[{"bbox_2d": [112, 64, 298, 250], "label": "red circle"}]\n```</answer>'
+)
 EXPRESSION = "the red circle left of the blue square"
 POLICY = Policy(label_embeddings=False)
 
 
 def _tokens(text: str) -> list[TokenLogprob]:
     """Qwen-like pieces: digits one by one, words, single other characters."""
-    return [TokenLogprob(token=t, logprob=-0.05)
-            for t in re.findall(r"\d| ?[A-Za-z]+|\s+|[^\sA-Za-z\d]", text)]
+    return [
+        TokenLogprob(token=t, logprob=-0.05)
+        for t in re.findall(r"\d| ?[A-Za-z]+|\s+|[^\sA-Za-z\d]", text)
+    ]
 
 
 def _variants(n: int) -> list[str]:
@@ -61,8 +65,15 @@ def _variants(n: int) -> list[str]:
 
 def _run(output: str, tokens: list[TokenLogprob] | None = None) -> None:
     """One verify() call as the server makes it (Qwen2.5-VL pixel frame)."""
-    v = verify(output, EXPRESSION, (1280, 960), frame="pixels", model_size=(644, 476),
-               token_logprobs=tokens, policy=POLICY)
+    v = verify(
+        output,
+        EXPRESSION,
+        (1280, 960),
+        frame="pixels",
+        model_size=(644, 476),
+        token_logprobs=tokens,
+        policy=POLICY,
+    )
     assert v.status == "accepted"
 
 
@@ -78,8 +89,10 @@ def _bench(benchmark: Any, with_tokens: bool) -> None:
     data = sorted(benchmark.stats.stats.data)
     benchmark.extra_info["p99_ms"] = round(data[int(0.99 * len(data)) - 1] * 1000, 4)
     benchmark.extra_info["median_ms"] = round(statistics.median(data) * 1000, 4)
-    print(f"\nverify ({'with' if with_tokens else 'no'} logprobs): median "
-          f"{benchmark.extra_info['median_ms']} ms, p99 {benchmark.extra_info['p99_ms']} ms")
+    print(
+        f"\nverify ({'with' if with_tokens else 'no'} logprobs): median "
+        f"{benchmark.extra_info['median_ms']} ms, p99 {benchmark.extra_info['p99_ms']} ms"
+    )
 
 
 ROUNDS, WARMUP = 3000, 100
@@ -119,5 +132,7 @@ def percentiles(with_tokens: bool, n: int = 5000) -> dict[str, tuple[float, floa
 if __name__ == "__main__":
     for flag in (False, True):
         for clock, (med, p99) in percentiles(flag).items():
-            print(f"{'with' if flag else 'no'} logprobs, {clock}: median {med:.3f} ms, "
-                  f"p99 {p99:.3f} ms")
+            print(
+                f"{'with' if flag else 'no'} logprobs, {clock}: median {med:.3f} ms, "
+                f"p99 {p99:.3f} ms"
+            )

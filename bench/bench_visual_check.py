@@ -91,16 +91,26 @@ async def run(rounds: int) -> dict[str, object]:
         started = time.perf_counter()
         await backend.generate(gen_request)
         check_started = time.perf_counter()
-        plan = prepare(answers["4 boxes"], req.expression, image.size, frame=frame.frame,
-                       model_size=(frame.width, frame.height), multiple=True, policy=POLICY)
+        plan = prepare(
+            answers["4 boxes"],
+            req.expression,
+            image.size,
+            frame=frame.frame,
+            model_size=(frame.width, frame.height),
+            multiple=True,
+            policy=POLICY,
+        )
         assert len(plan.crops) == 4
         for i, crop in enumerate(plan.crops):
             await backend.generate(crop_request(adapter, image, crop, f"bench-{i}"))
         done = time.perf_counter()
         return done - started, done - check_started
 
-    arms = {"1 box": lambda: batched("1 box"), "4 boxes": lambda: batched("4 boxes"),
-            "4 boxes, crops one by one": one_by_one}
+    arms = {
+        "1 box": lambda: batched("1 box"),
+        "4 boxes": lambda: batched("4 boxes"),
+        "4 boxes, crops one by one": one_by_one,
+    }
     for arm in arms.values():  # warm-up: grammars compiled, caches filled
         await arm()
     total: dict[str, list[float]] = {name: [] for name in arms}

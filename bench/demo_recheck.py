@@ -29,17 +29,26 @@ from boxguard.clients.evaluation import evaluate
 from boxguard.guards.threshold import Outcome, auroc, pick_threshold
 
 # Every box is re-checked and none abstains: P(yes) of every raw answer is recorded.
-MEASURE_POLICY = {"visual_check": True, "visual_min_yes": 0.0, "min_confidence": 0.0,
-                  "accept_no_object": True, "self_consistency_k": 0}
+MEASURE_POLICY = {
+    "visual_check": True,
+    "visual_min_yes": 0.0,
+    "min_confidence": 0.0,
+    "accept_no_object": True,
+    "self_consistency_k": 0,
+}
 
 
-def measure(server: str, data: Path, out: Path, concurrency: int,
-            samples_k: int = 0) -> dict[str, Any]:
+def measure(
+    server: str, data: Path, out: Path, concurrency: int, samples_k: int = 0
+) -> dict[str, Any]:
     """P(yes), self-consistency agreement (with `samples_k` samples) and raw correctness of every
     sample of `data`, written to `out` (JSONL)."""
     samples = load_dataset(data)
-    policy = {**MEASURE_POLICY, "self_consistency_k": samples_k,
-              "self_consistency_min_agreement": 0.0}
+    policy = {
+        **MEASURE_POLICY,
+        "self_consistency_k": samples_k,
+        "self_consistency_min_agreement": 0.0,
+    }
     with Client(server, timeout=600) as client:
         records = evaluate(samples, client, concurrency=concurrency, policy=policy)
     rows = []
@@ -47,12 +56,18 @@ def measure(server: str, data: Path, out: Path, concurrency: int,
         checks = {c.name: c for c in rec.result.checks} if rec.result else {}
         visual = checks.get("visual_check")
         agreement = checks.get("self_consistency") if samples_k else None
-        rows.append({"id": rec.sample.id, "has_target": rec.sample.has_target,
-                     "raw_correct": rec.raw_correct, "iou": rec.iou,
-                     "has_box": bool(rec.result and rec.result.candidates),
-                     "p_yes": visual.score if visual is not None else None,
-                     "agreement": agreement.score if agreement is not None else None,
-                     "error": rec.status == "error"})
+        rows.append(
+            {
+                "id": rec.sample.id,
+                "has_target": rec.sample.has_target,
+                "raw_correct": rec.raw_correct,
+                "iou": rec.iou,
+                "has_box": bool(rec.result and rec.result.candidates),
+                "p_yes": visual.score if visual is not None else None,
+                "agreement": agreement.score if agreement is not None else None,
+                "error": rec.status == "error",
+            }
+        )
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return summarize_measured(rows)
 
@@ -62,11 +77,13 @@ def summarize_measured(rows: list[dict[str, Any]]) -> dict[str, Any]:
     boxed = [r for r in rows if r["has_box"] and r["p_yes"] is not None]
     targets = [r for r in rows if r["has_target"]]
     return {
-        "n": len(rows), "errors": sum(r["error"] for r in rows),
+        "n": len(rows),
+        "errors": sum(r["error"] for r in rows),
         "raw_acc_target": sum(r["raw_correct"] for r in targets) / max(len(targets), 1),
         "n_target": len(targets),
         "auroc_p_yes": auroc([r["p_yes"] for r in boxed], [r["raw_correct"] for r in boxed]),
-        "n_boxed": len(boxed), "n_right_boxed": sum(r["raw_correct"] for r in boxed),
+        "n_boxed": len(boxed),
+        "n_right_boxed": sum(r["raw_correct"] for r in boxed),
     }
 
 
@@ -85,17 +102,23 @@ def calibrate(measured: Path, target_risk: float, write: Path | None) -> dict[st
     if write is not None:
         policy = {
             "_comment": f"visual_min_yes: pick_threshold(risk <= {target_risk:g}) on P(yes) of "
-                        f"{len(rows)} {measured.stem} samples; accept_no_object: no-object "
-                        f"answers right {empty_right} of {len(empties)} there "
-                        f"(bench/demo_recheck.py); recalibrate whenever the checkpoint changes",
+            f"{len(rows)} {measured.stem} samples; accept_no_object: no-object "
+            f"answers right {empty_right} of {len(empties)} there "
+            f"(bench/demo_recheck.py); recalibrate whenever the checkpoint changes",
             "visual_check": True,
             "visual_min_yes": round(threshold, 4),
             "accept_no_object": accept_no_object,
         }
         write.write_text(json.dumps(policy, indent=2) + "\n")
-    return {"visual_min_yes": threshold, "phi10_threshold": phi10, "target_risk": target_risk,
-            "n": len(rows), "no_object_answers": len(empties), "no_object_right": empty_right,
-            "accept_no_object": accept_no_object}
+    return {
+        "visual_min_yes": threshold,
+        "phi10_threshold": phi10,
+        "target_risk": target_risk,
+        "n": len(rows),
+        "no_object_answers": len(empties),
+        "no_object_right": empty_right,
+        "accept_no_object": accept_no_object,
+    }
 
 
 def score(samples_jsonl: Path, measured: Path | None) -> dict[str, Any]:
@@ -106,21 +129,31 @@ def score(samples_jsonl: Path, measured: Path | None) -> dict[str, Any]:
     accepted = [r for r in rows if r["status"] == "accepted"]
     right_raw = [r for r in target if r["raw_correct"]]
     out = {
-        "n": len(rows), "n_target": len(target), "n_no_target": len(no_target),
+        "n": len(rows),
+        "n_target": len(target),
+        "n_no_target": len(no_target),
         "raw_acc_target": len(right_raw) / max(len(target), 1),
         "right_raw_accepted": sum(r["status"] == "accepted" for r in right_raw)
         / max(len(right_raw), 1),
         "n_right_raw": len(right_raw),
         "accepted": len(accepted),
         "precision_accepted": sum(r["correct"] for r in accepted) / max(len(accepted), 1),
-        "n_acc": sum(r["status"] == "abstained" or (r["status"] == "accepted"
-                                                     and not r["detections"])
-                     for r in no_target) / max(len(no_target), 1),
+        "n_acc": sum(
+            r["status"] == "abstained" or (r["status"] == "accepted" and not r["detections"])
+            for r in no_target
+        )
+        / max(len(no_target), 1),
         "errors": sum(r["status"] == "error" for r in rows),
     }
     if measured is not None:
-        out.update({f"measured_{k}": v for k, v in summarize_measured(
-            [json.loads(line) for line in measured.read_text().splitlines()]).items()})
+        out.update(
+            {
+                f"measured_{k}": v
+                for k, v in summarize_measured(
+                    [json.loads(line) for line in measured.read_text().splitlines()]
+                ).items()
+            }
+        )
     return out
 
 
@@ -137,8 +170,12 @@ def latency(server: str, data: Path, n: int) -> dict[str, Any]:
                 client.ground(sample.image, sample.expression, policy=policy)
                 times[mode].append((time.perf_counter() - t0) * 1000)
     p50 = {mode: statistics.median(values) for mode, values in times.items()}
-    return {"n": len(samples), "p50_off_ms": p50["off"], "p50_on_ms": p50["on"],
-            "ratio": p50["on"] / p50["off"]}
+    return {
+        "n": len(samples),
+        "p50_off_ms": p50["off"],
+        "p50_on_ms": p50["on"],
+        "ratio": p50["on"] / p50["off"],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,8 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--data", type=Path, required=True)
     m.add_argument("--out", type=Path, required=True)
     m.add_argument("--concurrency", type=int, default=4)
-    m.add_argument("--samples", type=int, default=0,
-                   help="also record self-consistency agreement of this many samples")
+    m.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="also record self-consistency agreement of this many samples",
+    )
     c = sub.add_parser("calibrate")
     c.add_argument("measured", type=Path)
     c.add_argument("--target-risk", type=float, default=0.1)

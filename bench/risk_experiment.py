@@ -115,8 +115,9 @@ def item_fold(stored: StoredOutput) -> int:
     return hashlib.blake2b(key, digest_size=1).digest()[0] % 2
 
 
-def collect(dev: bool, prefix: str = "", with_words: bool = False
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def collect(
+    dev: bool, prefix: str = "", with_words: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Features, wrong-answer labels, the guards' abstentions, file names and item folds of the
     dev or held-out set."""
     xs: list[list[float]] = []
@@ -151,7 +152,7 @@ def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 3000) -> An
     """
     mean, std = x.mean(0), x.std(0)
     mean[0], std[0] = 0.0, 1.0
-    mean[len(FEATURES):], std[len(FEATURES):] = 0.0, 1.0
+    mean[len(FEATURES) :], std[len(FEATURES) :] = 0.0, 1.0
     std[std == 0] = 1.0
     z = (x - mean) / std
     weights = np.zeros(x.shape[1])
@@ -178,8 +179,7 @@ def main() -> None:
     with_words = "--words" in sys.argv[1:]
     prefix = args[0] if args else ""
     x_dev, y_dev, _, _, fold_dev = collect(dev=True, prefix=prefix, with_words=with_words)
-    x_val, y_val, guard_val, file_val, _ = collect(dev=False, prefix=prefix,
-                                                   with_words=with_words)
+    x_val, y_val, guard_val, file_val, _ = collect(dev=False, prefix=prefix, with_words=with_words)
     l2 = 1e-2
     if with_words:
         out_of_fold: dict[float, np.ndarray] = {}
@@ -191,8 +191,12 @@ def main() -> None:
             out_of_fold[strength] = oof
         scores = {k: auroc(v, y_dev) for k, v in out_of_fold.items()}
         l2 = max(scores, key=lambda k: scores[k])
-        print("dev out-of-fold AUROC by L2:", {k: round(v, 3) for k, v in scores.items()},
-              "chosen", l2)
+        print(
+            "dev out-of-fold AUROC by L2:",
+            {k: round(v, 3) for k, v in scores.items()},
+            "chosen",
+            l2,
+        )
     risk = fit(x_dev, y_dev, l2=l2)
     dev_risk, val_risk = risk(x_dev), risk(x_val)
     # The threshold is read off risks the score was not fitted on, when there are some.
@@ -208,11 +212,15 @@ def main() -> None:
         )
     # An upper bound no deployment gets: the threshold read off the held-out answers themselves.
     oracle = flagging_threshold(val_risk[y_val == 0])
-    print(f"held-out, threshold picked on held-out itself (1% right flagged): wrong caught "
-          f"{(val_risk[y_val == 1] > oracle).mean():.2%}")
+    print(
+        f"held-out, threshold picked on held-out itself (1% right flagged): wrong caught "
+        f"{(val_risk[y_val == 1] > oracle).mean():.2%}"
+    )
     needed = np.sort(val_risk[y_val == 1])[::-1][int(math.ceil(0.2 * (y_val == 1).sum())) - 1]
-    print(f"held-out: catching 20% of the wrong answers flags "
-          f"{(val_risk[y_val == 0] >= needed).mean():.2%} of the right ones")
+    print(
+        f"held-out: catching 20% of the wrong answers flags "
+        f"{(val_risk[y_val == 0] >= needed).mean():.2%} of the right ones"
+    )
     print("held-out per file: AUROC | risk: right flagged, wrong caught | guards: same")
     for name in sorted(set(file_val)):
         m = file_val == name

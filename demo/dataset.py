@@ -63,8 +63,14 @@ def iter_scenes(
         max_objects = max(max_objects, min_objects)
     while n_images is None or index < start + n_images:
         rng = scene_rng(seed, split, index)
-        scene = generate_scene(rng, min_objects=min_objects, max_objects=max_objects,
-                               fixed_size=fixed_size, p_large=p_large, style=style)
+        scene = generate_scene(
+            rng,
+            min_objects=min_objects,
+            max_objects=max_objects,
+            fixed_size=fixed_size,
+            p_large=p_large,
+            style=style,
+        )
         samples = generate_expressions(scene, rng, expressions_per_image, no_target_rate)
         yield scene, render_scene(scene), samples
         index += 1
@@ -90,9 +96,15 @@ def iter_samples(
     """
     count = 0
     for _, image, samples in iter_scenes(
-        split, seed, start=start, fixed_size=fixed_size, min_objects=min_objects,
-        max_objects=max_objects, expressions_per_image=expressions_per_image,
-        no_target_rate=no_target_rate, p_large=p_large,
+        split,
+        seed,
+        start=start,
+        fixed_size=fixed_size,
+        min_objects=min_objects,
+        max_objects=max_objects,
+        expressions_per_image=expressions_per_image,
+        no_target_rate=no_target_rate,
+        p_large=p_large,
     ):
         for sample in samples:
             if n is not None and count >= n:
@@ -126,12 +138,20 @@ def build_split(
     jsonl = out / f"{split}.jsonl"
     n_images = math.ceil(n / expressions_per_image) if n > 0 else 0
     written = 0
-    with jsonl.open("w", encoding="utf-8") as fh, (
-        (out / f"{split}.meta.jsonl").open("w", encoding="utf-8") if with_meta else _NullFile()
-    ) as meta:
+    with (
+        jsonl.open("w", encoding="utf-8") as fh,
+        (
+            (out / f"{split}.meta.jsonl").open("w", encoding="utf-8") if with_meta else _NullFile()
+        ) as meta,
+    ):
         scenes = iter_scenes(
-            split, seed, n_images=n_images, fixed_size=fixed_size, min_objects=min_objects,
-            max_objects=max_objects, expressions_per_image=expressions_per_image,
+            split,
+            seed,
+            n_images=n_images,
+            fixed_size=fixed_size,
+            min_objects=min_objects,
+            max_objects=max_objects,
+            expressions_per_image=expressions_per_image,
             no_target_rate=no_target_rate,
         )
         for index, (scene, image, samples) in enumerate(scenes):
@@ -143,11 +163,20 @@ def build_split(
                     break
                 sid = f"{split}-{index:06d}-{k}"
                 fh.write(json.dumps(sample.record(sid, rel)) + "\n")
-                meta.write(json.dumps({
-                    "id": sid, "label": sample.label, "think": sample.think,
-                    "form": sample.form, "target": sample.target,
-                    "width": scene.width, "height": scene.height,
-                }) + "\n")
+                meta.write(
+                    json.dumps(
+                        {
+                            "id": sid,
+                            "label": sample.label,
+                            "think": sample.think,
+                            "form": sample.form,
+                            "target": sample.target,
+                            "width": scene.width,
+                            "height": scene.height,
+                        }
+                    )
+                    + "\n"
+                )
                 written += 1
     return jsonl
 
@@ -192,15 +221,21 @@ def main(argv: list[str] | None = None) -> None:
     """CLI: write one or more splits, e.g. ``python -m boxguard.demo.dataset --out data``."""
     ap = argparse.ArgumentParser(description="Generate the synthetic shapes grounding data.")
     ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=(*SPLITS, SHIFTED),
-                    help=f"{SHIFTED!r}: the second scene distribution (evaluation only)")
+    ap.add_argument(
+        "--splits",
+        nargs="+",
+        default=list(SPLITS),
+        choices=(*SPLITS, SHIFTED),
+        help=f"{SHIFTED!r}: the second scene distribution (evaluation only)",
+    )
     ap.add_argument("--n", type=int, default=500, help="samples per split")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--expressions-per-image", type=int, default=1)
     args = ap.parse_args(argv)
     for split in args.splits:
-        path = build_split(split, args.n, args.seed, args.out,
-                           expressions_per_image=args.expressions_per_image)
+        path = build_split(
+            split, args.n, args.seed, args.out, expressions_per_image=args.expressions_per_image
+        )
         print(path)
 
 

@@ -11,8 +11,7 @@ def looks_like(expression: str) -> str:
     return question_for(expression).removeprefix("Is this ").rstrip("?")
 
 
-def _check_words(name: str, passed: bool, score: float | None, detail: str,
-                 expression: str) -> str:
+def _check_words(name: str, passed: bool, score: float | None, detail: str, expression: str) -> str:
     """One check's outcome as a short sentence fragment."""
     if name == "visual_check" and score is not None:
         verb = "looks" if passed else "does not look"
@@ -41,13 +40,13 @@ def verdict_words(result: GroundResult, expression: str) -> str:
         failed = [c for c in result.checks if not c.passed and c.fatal]
         # The visual check speaks for the image; name it first when it failed.
         failed.sort(key=lambda c: c.name != "visual_check")
-        words = [_check_words(c.name, c.passed, c.score, c.detail, expression)
-                 for c in failed[:2]]
+        words = [_check_words(c.name, c.passed, c.score, c.detail, expression) for c in failed[:2]]
         return "abstained: " + ("; ".join(words) or "unspecified")
     if not result.detections:
         return "accepted: no such object in the image (the model answered [])"
     visual = checks.get("visual_check")
     if visual is not None and visual.score is not None:
-        return "accepted: " + _check_words(visual.name, True, visual.score, visual.detail,
-                                           expression)
+        return "accepted: " + _check_words(
+            visual.name, True, visual.score, visual.detail, expression
+        )
     return "accepted: every check passed (no visual re-check)"

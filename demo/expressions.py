@@ -113,8 +113,9 @@ def candidates(scene: Scene) -> dict[str, list[tuple[str, int]]]:
             continue
         for ordinal in ORDINALS:
             ranked = sorted(idx, key=lambda k: ordinal_value(objs[k], ordinal), reverse=True)
-            best, second = ordinal_value(objs[ranked[0]], ordinal), ordinal_value(
-                objs[ranked[1]], ordinal
+            best, second = (
+                ordinal_value(objs[ranked[0]], ordinal),
+                ordinal_value(objs[ranked[1]], ordinal),
             )
             if best - second > margin:
                 out["ordinal"].append((f"the {ordinal} {shape}", ranked[0]))
@@ -125,7 +126,8 @@ def describe_objects(scene: Scene) -> str:
     """Left-to-right listing, e.g. "a red circle, a blue square and a green star"."""
     classes = _classes(scene)
     size_mixed = {
-        key for key in classes
+        key
+        for key in classes
         if len({o.size for o in scene.objects if (o.color, o.shape) == key}) > 1
     }
     names = []
@@ -135,8 +137,9 @@ def describe_objects(scene: Scene) -> str:
     return join_list(names)
 
 
-def make_sample(scene: Scene, expression: str, target: int | None, form: str,
-                absent: str | None = None) -> Sample:
+def make_sample(
+    scene: Scene, expression: str, target: int | None, form: str, absent: str | None = None
+) -> Sample:
     """Assemble a ``Sample`` (label, bbox and think trace) for a given expression."""
     seen = f"I see {describe_objects(scene)}."
     if target is None:
@@ -169,9 +172,12 @@ def no_target_sample(scene: Scene, rng: random.Random) -> Sample:
     return make_sample(scene, expr, None, "absent", absent=phrase(color, shape))
 
 
-def positive_sample(scene: Scene, rng: random.Random,
-                    cands: dict[str, list[tuple[str, int]]] | None = None,
-                    exclude: frozenset[str] = frozenset()) -> Sample | None:
+def positive_sample(
+    scene: Scene,
+    rng: random.Random,
+    cands: dict[str, list[tuple[str, int]]] | None = None,
+    exclude: frozenset[str] = frozenset(),
+) -> Sample | None:
     """A random unambiguous expression with a target, or None when none is feasible."""
     cands = candidates(scene) if cands is None else cands
     pools = {f: [c for c in cs if c[0] not in exclude] for f, cs in cands.items()}
@@ -183,8 +189,9 @@ def positive_sample(scene: Scene, rng: random.Random,
     return make_sample(scene, expr, target, form)
 
 
-def generate_expressions(scene: Scene, rng: random.Random, n: int = 1,
-                         no_target_rate: float = NO_TARGET_RATE) -> list[Sample]:
+def generate_expressions(
+    scene: Scene, rng: random.Random, n: int = 1, no_target_rate: float = NO_TARGET_RATE
+) -> list[Sample]:
     """``n`` samples for ``scene``: about ``no_target_rate`` of them have no target."""
     cands = candidates(scene)
     out: list[Sample] = []

@@ -90,7 +90,7 @@ class SceneObject:
 
     @property
     def name(self) -> str:
-        """"{color} {shape}", e.g. "red circle"."""
+        """ "{color} {shape}", e.g. "red circle"."""
         return f"{self.color} {self.shape}"
 
 
@@ -127,9 +127,15 @@ class SceneStyle:
 # The training distribution, and a second one training never sees (evaluation only): larger
 # images, smaller shapes, pastel-tinted plain and striped backgrounds.
 TRAIN_STYLE = SceneStyle()
-SHIFTED_STYLE = SceneStyle(min_side=320, max_side=640, small=(0.09, 0.13), large=(0.22, 0.27),
-                           backgrounds=("plain", "stripes"), background_weights=(0.5, 0.5),
-                           tint=30)
+SHIFTED_STYLE = SceneStyle(
+    min_side=320,
+    max_side=640,
+    small=(0.09, 0.13),
+    large=(0.22, 0.27),
+    backgrounds=("plain", "stripes"),
+    background_weights=(0.5, 0.5),
+    tint=30,
+)
 
 
 @dataclass(frozen=True)
@@ -156,8 +162,9 @@ def shape_patch(shape: str, cx: float, cy: float, diameter: float) -> tuple[int,
         r = diameter / 2
         draw.ellipse((lx - r, ly - r, lx + r, ly + r), fill=255)
     else:
-        draw.polygon([(lx + x * diameter, ly + y * diameter) for x, y in _UNIT_POLYGONS[shape]],
-                     fill=255)
+        draw.polygon(
+            [(lx + x * diameter, ly + y * diameter) for x, y in _UNIT_POLYGONS[shape]], fill=255
+        )
     return ox, oy, patch
 
 
@@ -237,18 +244,21 @@ def random_background(rng: random.Random, style: SceneStyle = TRAIN_STYLE) -> Ba
 
     kind = rng.choices(style.backgrounds, weights=style.background_weights)[0]
     if kind == "stripes":
-        return Background("stripes", light(), light(), rng.choice(("x", "y")),
-                          band=rng.randint(6, 24))
+        return Background(
+            "stripes", light(), light(), rng.choice(("x", "y")), band=rng.randint(6, 24)
+        )
     if kind == "gradient":
         return Background("gradient", light(), light(), rng.choice(("x", "y")))
     if kind == "noise":
-        return Background("noise", light(), noise_seed=rng.getrandbits(32),
-                          noise_amp=rng.randint(3, 9))
+        return Background(
+            "noise", light(), noise_seed=rng.getrandbits(32), noise_amp=rng.randint(3, 9)
+        )
     return Background("plain", light())
 
 
-def random_size(rng: random.Random, fixed_size: tuple[int, int] | None = None,
-                style: SceneStyle = TRAIN_STYLE) -> tuple[int, int]:
+def random_size(
+    rng: random.Random, fixed_size: tuple[int, int] | None = None, style: SceneStyle = TRAIN_STYLE
+) -> tuple[int, int]:
     """Image (width, height): sides in the style's range (224-512 for training) with aspect
     ratio <= 1.8, or ``fixed_size``."""
     if fixed_size is not None:
@@ -292,8 +302,7 @@ def _fits(box: tuple[float, float, float, float], boxes: list, gap: float) -> bo
     """True when ``box`` keeps at least ``gap`` px from every box in ``boxes``."""
     x1, y1, x2, y2 = box
     return all(
-        x2 + gap <= b[0] or b[2] + gap <= x1 or y2 + gap <= b[1] or b[3] + gap <= y1
-        for b in boxes
+        x2 + gap <= b[0] or b[2] + gap <= x1 or y2 + gap <= b[1] or b[3] + gap <= y1 for b in boxes
     )
 
 
@@ -334,15 +343,22 @@ def generate_scene(
                 box = (cx - hw, cy - hh, cx + hw, cy + hh)
                 if _fits(box, boxes, gap):
                     boxes.append(box)
-                    objects.append(make_object(shape, color, sz, cx, cy, d,
-                                               _jitter_rgb(rng, color)))
+                    objects.append(
+                        make_object(shape, color, sz, cx, cy, d, _jitter_rgb(rng, color))
+                    )
                     placed = True
                     break
             if placed:
                 break
     if len(objects) < min_objects:  # packing failed: retry with fresh draws from the same rng
-        return generate_scene(rng, min_objects=min_objects, max_objects=max_objects,
-                              fixed_size=fixed_size, p_large=p_large, style=style)
+        return generate_scene(
+            rng,
+            min_objects=min_objects,
+            max_objects=max_objects,
+            fixed_size=fixed_size,
+            p_large=p_large,
+            style=style,
+        )
     rng.shuffle(objects)
     return Scene(width, height, random_background(rng, style), tuple(objects))
 

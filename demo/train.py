@@ -81,20 +81,34 @@ class Trainer:
         if args.attention_weight > 0:
             self.model.set_attn_implementation("eager")  # sdpa returns no attention weights
         self.accepts_mm = "mm_token_type_ids" in inspect.signature(self.model.forward).parameters
-        self.encoder = Encoder(self.base, digit_weight=args.digit_weight,
-                               think_weight=args.think_weight,
-                               decision_weight=args.decision_weight)
+        self.encoder = Encoder(
+            self.base,
+            digit_weight=args.digit_weight,
+            think_weight=args.think_weight,
+            decision_weight=args.decision_weight,
+        )
         self.aux = AuxHeads(self.model.config.text_config.hidden_size).to(self.device)
         self.dense = DenseHeads(self.model.config.text_config.hidden_size).to(self.device)
         params = list(self.model.parameters()) + list(self.aux.parameters())
         groups: list[dict[str, Any]] = [{"params": params}, {"params": self.dense.parameters()}]
-        self.opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay,
-                                     betas=(0.9, 0.98))
-        self.spec = DataSpec(seed=args.seed, fixed_size=parse_size(args.fixed_size),
-                             questions_per_image=args.questions_per_image, p_think=args.p_think,
-                             p_multiple=args.p_multiple)
-        self.state: dict[str, Any] = {"step": 0, "samples": 0, "image_index": 0, "train_s": 0.0,
-                      "best": None, "curve": []}
+        self.opt = torch.optim.AdamW(
+            groups, lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.98)
+        )
+        self.spec = DataSpec(
+            seed=args.seed,
+            fixed_size=parse_size(args.fixed_size),
+            questions_per_image=args.questions_per_image,
+            p_think=args.p_think,
+            p_multiple=args.p_multiple,
+        )
+        self.state: dict[str, Any] = {
+            "step": 0,
+            "samples": 0,
+            "image_index": 0,
+            "train_s": 0.0,
+            "best": None,
+            "curve": [],
+        }
         state_path = self.out / "train_state.pt"
         if args.resume and state_path.is_file():
             saved = torch.load(state_path, map_location=self.device, weights_only=False)
@@ -109,10 +123,12 @@ class Trainer:
             print(f"resumed at step {self.state['step']} ({self.state['samples']} samples)")
         # Val images have the generator's natural sizes (what a user sends), whatever training uses.
         self.val = eval_set(self.encoder, args.n_val, seed=args.seed, probe=False, fixed_size=None)
-        self.probe = eval_set(self.encoder, args.n_probe, seed=args.seed + 1, probe=True,
-                              fixed_size=None)
-        val_spec = replace(self.spec, split="val", seed=args.seed + 2, questions_per_image=1,
-                           fixed_size=None)
+        self.probe = eval_set(
+            self.encoder, args.n_probe, seed=args.seed + 1, probe=True, fixed_size=None
+        )
+        val_spec = replace(
+            self.spec, split="val", seed=args.seed + 2, questions_per_image=1, fixed_size=None
+        )
         self.val_tf = [make_example(i, val_spec, self.encoder) for i in range(48)]
         self.const_acc = constant_box_acc(self.probe)
         self.recheck_val: list = []
@@ -126,8 +142,9 @@ class Trainer:
         self.last_attention = torch.zeros(())
         self.last_recheck = torch.zeros(())
         self.n_params = sum(p.numel() for p in self.model.parameters())
-        self.batches = (Prefetcher(self.plan, self.base, args, args.workers)
-                        if args.workers > 0 else None)
+        self.batches = (
+            Prefetcher(self.plan, self.base, args, args.workers) if args.workers > 0 else None
+        )
 
     def max_objects(self) -> int:
         """Curriculum: the largest scene the generator draws now."""
@@ -138,22 +155,32 @@ class Trainer:
         max_objects = curriculum_max_objects(samples, self.args.curriculum_samples)
         # Several questions per image only once scenes have several objects (one object has
         # one positive expression: repeats would teach copying the previous answer).
-        spec = replace(self.spec, max_objects=max_objects,
-                       questions_per_image=min(self.spec.questions_per_image, max_objects))
+        spec = replace(
+            self.spec,
+            max_objects=max_objects,
+            questions_per_image=min(self.spec.questions_per_image, max_objects),
+        )
         if self.args.fixed_size_samples and samples >= self.args.fixed_size_samples:
             spec = replace(spec, fixed_size=None)
         rng = shuffle_rng(self.args.seed, step)
         # One prompt style per batch: a think row would pad every plain row to its length.
         spec = replace(spec, p_think=float(rng.random() < self.spec.p_think))
-        return BatchPlan(step, image_index, self.args.batch_size, spec,
-                         self.args.recheck_per_image, self.args.recheck_positive)
+        return BatchPlan(
+            step,
+            image_index,
+            self.args.batch_size,
+            spec,
+            self.args.recheck_per_image,
+            self.args.recheck_positive,
+        )
 
     def next_batch(self) -> Batches:
         """The batch of the current step: built here, or taken from the worker prefetch."""
         st = self.state
         if self.batches is None:
-            return build_batches(self.plan(st["step"], st["image_index"], st["samples"]),
-                                 self.encoder)
+            return build_batches(
+                self.plan(st["step"], st["image_index"], st["samples"]), self.encoder
+            )
         return self.batches.next(st["step"], st["image_index"], st["samples"])
 
     def step(self) -> float:
@@ -167,41 +194,68 @@ class Trainer:
         use_aux = args.position_weight > 0 or args.box_weight > 0 or args.dense_weight > 0
         use_attention = args.attention_weight > 0
         with self.autocast():
-            out = self.model(**model_inputs(batch, self.device, self.accepts_mm),
-                             output_hidden_states=use_aux, output_attentions=use_attention)
+            out = self.model(
+                **model_inputs(batch, self.device, self.accepts_mm),
+                output_hidden_states=use_aux,
+                output_attentions=use_attention,
+            )
         loss, _ = weighted_loss(out.logits, batch["labels"].to(self.device), batch["weights"])
         if use_aux:
             regress = REGRESSION_LOSSES[args.regression_loss]
             pos_loss = position_loss(
-                self.aux.position, out.hidden_states[args.position_layer], batch["input_ids"],
-                batch["image_grid_thw"], self.encoder.image_token_id,
-                self.encoder.image_processor.merge_size, regress)
-            b_loss = box_loss(self.aux.box, out.hidden_states[args.box_layer],
-                              batch["box_index"], batch["box_target"], regress)
+                self.aux.position,
+                out.hidden_states[args.position_layer],
+                batch["input_ids"],
+                batch["image_grid_thw"],
+                self.encoder.image_token_id,
+                self.encoder.image_processor.merge_size,
+                regress,
+            )
+            b_loss = box_loss(
+                self.aux.box,
+                out.hidden_states[args.box_layer],
+                batch["box_index"],
+                batch["box_target"],
+                regress,
+            )
             loss = loss + args.position_weight * pos_loss + args.box_weight * b_loss
             d_loss = torch.zeros((), device=self.device)
             if args.dense_weight > 0:
-                d_loss = dense_loss(self.dense, out.hidden_states[0],
-                                    out.hidden_states[args.dense_layer], batch["input_ids"],
-                                    self.encoder.image_token_id, batch["cells"],
-                                    batch["cell_px"], regress)
+                d_loss = dense_loss(
+                    self.dense,
+                    out.hidden_states[0],
+                    out.hidden_states[args.dense_layer],
+                    batch["input_ids"],
+                    self.encoder.image_token_id,
+                    batch["cells"],
+                    batch["cell_px"],
+                    regress,
+                )
                 loss = loss + args.dense_weight * d_loss
             # Read only when printed: no per-step device sync.
             self.last_aux = (pos_loss.detach(), b_loss.detach(), d_loss.detach())
         if use_attention:
-            a_loss = attention_loss(out.attentions[args.attention_layer], args.attention_head,
-                                    batch["input_ids"], self.encoder.image_token_id,
-                                    batch["box_index"], batch["box_target"], batch["cells"],
-                                    batch["cell_px"], batch["box_first"],
-                                    args.attention_first_weight)
+            a_loss = attention_loss(
+                out.attentions[args.attention_layer],
+                args.attention_head,
+                batch["input_ids"],
+                self.encoder.image_token_id,
+                batch["box_index"],
+                batch["box_target"],
+                batch["cells"],
+                batch["cell_px"],
+                batch["box_first"],
+                args.attention_first_weight,
+            )
             loss = loss + args.attention_weight * a_loss
             self.last_attention = a_loss.detach()
         if batches.recheck is not None:
             rc_batch = batches.recheck
             with self.autocast():
                 rc_out = self.model(**model_inputs(rc_batch, self.device, self.accepts_mm))
-            rc_loss, _ = weighted_loss(rc_out.logits, rc_batch["labels"].to(self.device),
-                                       rc_batch["weights"])
+            rc_loss, _ = weighted_loss(
+                rc_out.logits, rc_batch["labels"].to(self.device), rc_batch["weights"]
+            )
             loss = loss + args.recheck_weight * rc_loss
             self.last_recheck = rc_loss.detach()
         self.opt.zero_grad(set_to_none=True)
@@ -222,27 +276,43 @@ class Trainer:
     def evaluate(self, train_loss: float) -> dict:
         """Val loss, export, constrained-decoding Acc@0.5; ship when best."""
         st, args = self.state, self.args
-        val_loss, val_digit = teacher_forced_loss(self.model, self.encoder, self.val_tf,
-                                                  self.device)
+        val_loss, val_digit = teacher_forced_loss(
+            self.model, self.encoder, self.val_tf, self.device
+        )
         _, probe_digit = teacher_forced_loss(self.model, self.encoder, self.probe, self.device)
         last = export(self.model, self.base, self.out / "last")
-        row = {"step": st["step"], "samples": st["samples"], "minutes": st["train_s"] / 60,
-               "max_objects": self.max_objects(), "train_loss": train_loss,
-               "val_loss": val_loss, "val_digit_loss": val_digit,
-               "probe_digit_loss": probe_digit, "val_acc": 0.0, "val_parse": 0.0, "probe_acc": 0.0,
-               "const_acc": self.const_acc}
+        row = {
+            "step": st["step"],
+            "samples": st["samples"],
+            "minutes": st["train_s"] / 60,
+            "max_objects": self.max_objects(),
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_digit_loss": val_digit,
+            "probe_digit_loss": probe_digit,
+            "val_acc": 0.0,
+            "val_parse": 0.0,
+            "probe_acc": 0.0,
+            "const_acc": self.const_acc,
+        }
         if args.gen_eval:
             val = generate_acc(last, self.val)
             probe = generate_acc(last, self.probe)
-            row.update(val_acc=val["acc"], val_parse=val["parse"], val_distinct=val["distinct"],
-                       probe_acc=probe["acc"], probe_distinct=probe["distinct"],
-                       example=probe["example"])
+            row.update(
+                val_acc=val["acc"],
+                val_parse=val["parse"],
+                val_distinct=val["distinct"],
+                probe_acc=probe["acc"],
+                probe_distinct=probe["distinct"],
+                example=probe["example"],
+            )
         if self.recheck_val:
             probs = yes_probabilities(self.model, self.encoder, self.recheck_val, self.device)
             truth = [ex.questions[0].answer == "yes" for ex in self.recheck_val]
             row["recheck_auroc"] = auroc(probs, truth)
-            row["recheck_acc"] = sum((p >= 0.5) == t for p, t in zip(probs, truth, strict=True)
-                                     ) / len(truth)
+            row["recheck_acc"] = sum(
+                (p >= 0.5) == t for p, t in zip(probs, truth, strict=True)
+            ) / len(truth)
         key = [row["val_acc"], row["probe_acc"], -val_digit]
         row["best"] = st["best"] is None or key > st["best"]
         if row["best"]:
@@ -257,42 +327,61 @@ class Trainer:
         with (self.out / "curve.jsonl").open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         if args.curve_md:
-            meta = {"machine": args.machine, "n_val": args.n_val, "n_probe": args.n_probe,
-                    "const_acc": self.const_acc, "args": self.settings_text(),
-                    "model": f"Qwen2.5-VL architecture, {self.n_params / 1e6:.1f} M parameters"}
+            meta = {
+                "machine": args.machine,
+                "n_val": args.n_val,
+                "n_probe": args.n_probe,
+                "const_acc": self.const_acc,
+                "args": self.settings_text(),
+                "model": f"Qwen2.5-VL architecture, {self.n_params / 1e6:.1f} M parameters",
+            }
             write_curve_md(Path(args.curve_md), st["curve"], meta)
         self.save_state()
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
-                          for k, v in row.items()}), flush=True)
+        print(
+            json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
+            flush=True,
+        )
         return row
 
     def settings_text(self) -> str:
         """The levers of this run, for the curve page."""
         a = self.args
-        return (f"text {a.text_hidden}x{a.text_layers}, vision {a.vision_hidden}x{a.vision_depth},"
-                f" max_pixels {a.max_pixels}, fixed size {a.fixed_size or 'no'} "
-                f"(first {a.fixed_size_samples or 'all'} samples), batch "
-                f"{a.batch_size} images x {a.questions_per_image} questions, lr {a.lr} "
-                f"{a.schedule}, digit weight {a.digit_weight}, decision weight "
-                f"{a.decision_weight}, think {a.p_think} (weight "
-                f"{a.think_weight}), curriculum {a.curriculum_samples} samples, text rope theta "
-                f"{a.rope_theta} sections {a.mrope_section or 'default'}, position loss "
-                f"{a.position_weight} at layer {a.position_layer}, box loss {a.box_weight} at "
-                f"layer {a.box_layer}, dense loss {a.dense_weight} (box at layer {a.dense_layer}),"
-                f" attention loss {a.attention_weight} (layer {a.attention_layer} head "
-                f"{a.attention_head})")
+        return (
+            f"text {a.text_hidden}x{a.text_layers}, vision {a.vision_hidden}x{a.vision_depth},"
+            f" max_pixels {a.max_pixels}, fixed size {a.fixed_size or 'no'} "
+            f"(first {a.fixed_size_samples or 'all'} samples), batch "
+            f"{a.batch_size} images x {a.questions_per_image} questions, lr {a.lr} "
+            f"{a.schedule}, digit weight {a.digit_weight}, decision weight "
+            f"{a.decision_weight}, think {a.p_think} (weight "
+            f"{a.think_weight}), curriculum {a.curriculum_samples} samples, text rope theta "
+            f"{a.rope_theta} sections {a.mrope_section or 'default'}, position loss "
+            f"{a.position_weight} at layer {a.position_layer}, box loss {a.box_weight} at "
+            f"layer {a.box_layer}, dense loss {a.dense_weight} (box at layer {a.dense_layer}),"
+            f" attention loss {a.attention_weight} (layer {a.attention_layer} head "
+            f"{a.attention_head})"
+        )
 
     def save_state(self) -> None:
         """Atomically write OUT/train_state.pt (the resume point)."""
-        save_atomically({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                         "aux": self.aux.state_dict(), "dense": self.dense.state_dict(),
-                         "state": self.state}, self.out / "train_state.pt")
+        save_atomically(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "aux": self.aux.state_dict(),
+                "dense": self.dense.state_dict(),
+                "state": self.state,
+            },
+            self.out / "train_state.pt",
+        )
 
     def run(self) -> dict:
         """Train for ``--minutes`` (or ``--max-steps``), evaluating every ``--eval-every-min``."""
         args, st = self.args, self.state
-        print(f"device {self.device}, {self.n_params / 1e6:.2f} M params, probe constant-box "
-              f"Acc@0.5 {self.const_acc:.1%}", flush=True)
+        print(
+            f"device {self.device}, {self.n_params / 1e6:.2f} M params, probe constant-box "
+            f"Acc@0.5 {self.const_acc:.1%}",
+            flush=True,
+        )
         deadline = time.time() + args.minutes * 60
         next_eval = time.time() + args.eval_every_min * 60
         next_save = time.time() + 300
@@ -303,8 +392,11 @@ class Trainer:
         # SIGTERM (kill, a scheduler's stop): finish the step, save the resume point, exit.
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
         try:
-            while (time.time() < deadline and not stop
-                   and not (args.max_steps and steps_here >= args.max_steps)):
+            while (
+                time.time() < deadline
+                and not stop
+                and not (args.max_steps and steps_here >= args.max_steps)
+            ):
                 self._train_step(losses)
                 steps_here += 1
                 if time.time() >= next_eval:
@@ -335,13 +427,16 @@ class Trainer:
         st["train_s"] += time.time() - t0
         losses.append(loss)
         if st["step"] % 20 == 0:
-            print(f"step {st['step']} samples {st['samples']} loss "
-                  f"{sum(losses[-20:]) / len(losses[-20:]):.4f} "
-                  f"position {float(self.last_aux[0]):.4f} box {float(self.last_aux[1]):.4f} "
-                  f"dense {float(self.last_aux[2]):.4f} "
-                  f"attention {float(self.last_attention):.4f} "
-                  f"recheck {float(self.last_recheck):.4f} "
-                  f"max_obj {self.max_objects()} {time.time() - t0:.2f}s/step", flush=True)
+            print(
+                f"step {st['step']} samples {st['samples']} loss "
+                f"{sum(losses[-20:]) / len(losses[-20:]):.4f} "
+                f"position {float(self.last_aux[0]):.4f} box {float(self.last_aux[1]):.4f} "
+                f"dense {float(self.last_aux[2]):.4f} "
+                f"attention {float(self.last_attention):.4f} "
+                f"recheck {float(self.last_recheck):.4f} "
+                f"max_obj {self.max_objects()} {time.time() - t0:.2f}s/step",
+                flush=True,
+            )
 
 
 def with_dense_group(saved: dict, dense: torch.nn.Module) -> dict:

@@ -25,10 +25,18 @@ def target_cells(centers: torch.Tensor, box: torch.Tensor, cell: int) -> torch.T
     return chosen if bool(chosen.any()) else area == area.max()
 
 
-def attention_loss(attn: torch.Tensor, head: int, input_ids: torch.Tensor, image_token_id: int,
-                   box_index: torch.Tensor, box_target: torch.Tensor, cells: CellTargets,
-                   cell: int, box_first: torch.Tensor | None = None,
-                   first_weight: float = 1.0) -> torch.Tensor:
+def attention_loss(
+    attn: torch.Tensor,
+    head: int,
+    input_ids: torch.Tensor,
+    image_token_id: int,
+    box_index: torch.Tensor,
+    box_target: torch.Tensor,
+    cells: CellTargets,
+    cell: int,
+    box_first: torch.Tensor | None = None,
+    first_weight: float = 1.0,
+) -> torch.Tensor:
     """Weighted mean ``-log`` attention mass of ``head`` on the target's cells, over box digits.
 
     ``attn`` is one layer's weights (batch, heads, query, key); ``box_index`` rows are

@@ -39,8 +39,9 @@ class AuxHeads(torch.nn.Module):
         self.box = torch.nn.Linear(hidden_size, 4)
 
 
-def position_targets(input_ids: torch.Tensor, grid_thw: torch.Tensor, image_token_id: int,
-                     merge_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def position_targets(
+    input_ids: torch.Tensor, grid_thw: torch.Tensor, image_token_id: int, merge_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(mask of image tokens (B, L), their (column, row) / GRID_SCALE in row-major order)."""
     mask = input_ids == image_token_id
     targets = []
@@ -53,9 +54,15 @@ def position_targets(input_ids: torch.Tensor, grid_thw: torch.Tensor, image_toke
     return mask, torch.cat(targets) / GRID_SCALE
 
 
-def position_loss(head: torch.nn.Linear, hidden: torch.Tensor, input_ids: torch.Tensor,
-                  grid_thw: torch.Tensor, image_token_id: int, merge_size: int,
-                  regress: Regression = torch.nn.functional.mse_loss) -> torch.Tensor:
+def position_loss(
+    head: torch.nn.Linear,
+    hidden: torch.Tensor,
+    input_ids: torch.Tensor,
+    grid_thw: torch.Tensor,
+    image_token_id: int,
+    merge_size: int,
+    regress: Regression = torch.nn.functional.mse_loss,
+) -> torch.Tensor:
     """Regression error of the probe's (column, row) over every image token in the batch."""
     mask, targets = position_targets(input_ids.cpu(), grid_thw.cpu(), image_token_id, merge_size)
     picked = hidden[mask.to(hidden.device)]
@@ -64,9 +71,13 @@ def position_loss(head: torch.nn.Linear, hidden: torch.Tensor, input_ids: torch.
     return regress(head(picked), targets.to(hidden.device))
 
 
-def box_loss(head: torch.nn.Linear, hidden: torch.Tensor, box_index: torch.Tensor,
-             box_target: torch.Tensor,
-             regress: Regression = torch.nn.functional.mse_loss) -> torch.Tensor:
+def box_loss(
+    head: torch.nn.Linear,
+    hidden: torch.Tensor,
+    box_index: torch.Tensor,
+    box_target: torch.Tensor,
+    regress: Regression = torch.nn.functional.mse_loss,
+) -> torch.Tensor:
     """Regression error of the box probe at each box digit's predicting token (0 if none)."""
     if box_index.shape[0] == 0:
         return hidden.sum() * 0.0

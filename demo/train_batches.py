@@ -49,19 +49,29 @@ class Batches:
 
 def build_batches(plan: BatchPlan, encoder: Encoder) -> Batches:
     """Draw, render and encode one step's grounding rows and re-check crops."""
-    examples = [make_example(plan.first_image + i, plan.spec, encoder)
-                for i in range(plan.n_images)]
+    examples = [
+        make_example(plan.first_image + i, plan.spec, encoder) for i in range(plan.n_images)
+    ]
     rng = shuffle_rng(plan.spec.seed, plan.step)
     rng.random()  # the draw that chose this batch's prompt style (Trainer.plan)
     rng.shuffle(examples)
     recheck = None
     if plan.recheck_per_image > 0:
-        crops = [ex for i in range(plan.n_images)
-                 for ex in recheck_examples(plan.first_image + i, plan.spec, encoder,
-                                            plan.recheck_per_image, plan.recheck_positive)]
+        crops = [
+            ex
+            for i in range(plan.n_images)
+            for ex in recheck_examples(
+                plan.first_image + i,
+                plan.spec,
+                encoder,
+                plan.recheck_per_image,
+                plan.recheck_positive,
+            )
+        ]
         recheck = encoder.encode(crops) if crops else None
-    return Batches(encoder.encode(examples), recheck, len(examples),
-                   sum(len(ex.questions) for ex in examples))
+    return Batches(
+        encoder.encode(examples), recheck, len(examples), sum(len(ex.questions) for ex in examples)
+    )
 
 
 def pick_device(name: str) -> torch.device:
@@ -82,8 +92,9 @@ def _init_worker(model_dir: str, weights: tuple[float, float, float]) -> None:
     global _WORKER_ENCODER
     torch.set_num_threads(1)
     digit, think, decision = weights
-    _WORKER_ENCODER = Encoder(model_dir, digit_weight=digit, think_weight=think,
-                              decision_weight=decision)
+    _WORKER_ENCODER = Encoder(
+        model_dir, digit_weight=digit, think_weight=think, decision_weight=decision
+    )
 
 
 def _build_in_worker(plan: BatchPlan) -> Batches:
@@ -95,15 +106,19 @@ def _build_in_worker(plan: BatchPlan) -> Batches:
 class Prefetcher:
     """Builds the next steps' batches in worker processes while the model trains."""
 
-    def __init__(self, plan: Callable[[int, int, int], BatchPlan], model_dir: Path,
-                 args: Any, workers: int) -> None:
+    def __init__(
+        self, plan: Callable[[int, int, int], BatchPlan], model_dir: Path, args: Any, workers: int
+    ) -> None:
         self.plan = plan
         self.depth = 2 * workers
         weights = (args.digit_weight, args.think_weight, args.decision_weight)
         # spawn: forking a process that holds torch threads (or CUDA) can deadlock.
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker,
-                                        initargs=(str(model_dir), weights))
+        self.pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(str(model_dir), weights),
+        )
         self.queue: deque[tuple[tuple[int, int, int], Future[Batches]]] = deque()
 
     def next(self, step: int, image_index: int, samples: int) -> Batches:
@@ -118,10 +133,12 @@ class Prefetcher:
                 position = (step, image_index, samples)
             else:
                 last = self.plan(*position)
-                position = (position[0] + 1, position[1] + last.n_images,
-                            position[2] + last.samples)
-            self.queue.append((position, self.pool.submit(_build_in_worker,
-                                                          self.plan(*position))))
+                position = (
+                    position[0] + 1,
+                    position[1] + last.n_images,
+                    position[2] + last.samples,
+                )
+            self.queue.append((position, self.pool.submit(_build_in_worker, self.plan(*position))))
         return self.queue.popleft()[1].result()
 
     def close(self) -> None:

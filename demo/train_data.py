@@ -55,8 +55,9 @@ class Example:
     objects: list[FrameObject] | None = None  # every drawn shape (dense targets); None: unknown
 
 
-def frame_box(bbox: tuple[int, int, int, int], size: tuple[int, int],
-              frame: tuple[int, int]) -> list[int]:
+def frame_box(
+    bbox: tuple[int, int, int, int], size: tuple[int, int], frame: tuple[int, int]
+) -> list[int]:
     """Original-pixel box -> integer box in the model frame, clamped to it."""
     (w, h), (fw, fh) = size, frame
     x1, y1, x2, y2 = bbox
@@ -90,8 +91,13 @@ class DataSpec:
 def make_example(index: int, spec: DataSpec, encoder: Encoder) -> Example:
     """Scene ``index`` of ``spec.split`` with its questions (deterministic in seed and index)."""
     rng = scene_rng(spec.seed, spec.split, index)
-    scene = generate_scene(rng, min_objects=spec.min_objects, max_objects=spec.max_objects,
-                           fixed_size=spec.fixed_size, p_large=spec.p_large)
+    scene = generate_scene(
+        rng,
+        min_objects=spec.min_objects,
+        max_objects=spec.max_objects,
+        fixed_size=spec.fixed_size,
+        p_large=spec.p_large,
+    )
     samples = generate_expressions(scene, rng, spec.questions_per_image, spec.no_target_rate)
     image = render_scene(scene)
     frame = encoder.adapter.model_frame(*image.size)
@@ -101,8 +107,9 @@ def make_example(index: int, spec: DataSpec, encoder: Encoder) -> Example:
         box = frame_box(sample.bbox, image.size, size) if sample.bbox else None
         think = sample.think if rng.random() < spec.p_think else None
         multiple = rng.random() < spec.p_multiple
-        questions.append(Question(sample.expression, answer_json(box, sample.label), think,
-                                  multiple))
+        questions.append(
+            Question(sample.expression, answer_json(box, sample.label), think, multiple)
+        )
         boxes.append(box)
     return Example(image, questions, boxes, frame_objects(scene, size))
 
@@ -110,12 +117,19 @@ def make_example(index: int, spec: DataSpec, encoder: Encoder) -> Example:
 def frame_objects(scene: Scene, frame: tuple[int, int]) -> list[FrameObject]:
     """The scene's shapes with boxes scaled (not rounded) to the model frame."""
     sx, sy = frame[0] / scene.width, frame[1] / scene.height
-    return [FrameObject((o.bbox[0] * sx, o.bbox[1] * sy, o.bbox[2] * sx, o.bbox[3] * sy),
-                        COLORS.index(o.color), SHAPES.index(o.shape)) for o in scene.objects]
+    return [
+        FrameObject(
+            (o.bbox[0] * sx, o.bbox[1] * sy, o.bbox[2] * sx, o.bbox[3] * sy),
+            COLORS.index(o.color),
+            SHAPES.index(o.shape),
+        )
+        for o in scene.objects
+    ]
 
 
-def example_from_sample(image: Image.Image, sample: Sample, encoder: Encoder,
-                        think: bool = False) -> Example:
+def example_from_sample(
+    image: Image.Image, sample: Sample, encoder: Encoder, think: bool = False
+) -> Example:
     """A one-question example from a generator sample (used for eval sets)."""
     frame = encoder.adapter.model_frame(*image.size)
     box = frame_box(sample.bbox, image.size, (frame.width, frame.height)) if sample.bbox else None
@@ -126,16 +140,24 @@ def example_from_sample(image: Image.Image, sample: Sample, encoder: Encoder,
 class Encoder:
     """Tokenizer + image processor + adapter of a checkpoint dir; builds training batches."""
 
-    def __init__(self, model_dir: str | Path, *, digit_weight: float = 1.0,
-                 think_weight: float = 1.0, decision_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        digit_weight: float = 1.0,
+        think_weight: float = 1.0,
+        decision_weight: float = 1.0,
+    ) -> None:
         from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
 
         self.adapter = adapter_for(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.image_processor = Qwen2VLImageProcessorPil.from_pretrained(
             model_dir,
-            size={"shortest_edge": self.adapter.min_pixels,
-                  "longest_edge": self.adapter.max_pixels},
+            size={
+                "shortest_edge": self.adapter.min_pixels,
+                "longest_edge": self.adapter.max_pixels,
+            },
         )
         self.image_token_id = self._token_id(IMAGE_PAD)
         self.pad_token_id = self._token_id("<|endoftext|>")
@@ -171,8 +193,9 @@ class Encoder:
         merge = self.image_processor.merge_size
         patch = self.image_processor.patch_size
         cells = []
-        for ex, img, (_, h, w) in zip(examples, images, pix["image_grid_thw"].tolist(),
-                                      strict=True):
+        for ex, img, (_, h, w) in zip(
+            examples, images, pix["image_grid_thw"].tolist(), strict=True
+        ):
             if (w * patch, h * patch) != img.size:
                 raise ValueError(f"processor resized {img.size} to {(w * patch, h * patch)}")
             cells.append(cell_targets(ex.objects, w // merge, h // merge, self.cell_px))
@@ -184,8 +207,9 @@ class Encoder:
         for k, q in enumerate(ex.questions):
             think = q.think is not None
             if k == 0:
-                prompt = q.prompt or self.adapter.prompt(q.expression, multiple=q.multiple,
-                                                         think=think)
+                prompt = q.prompt or self.adapter.prompt(
+                    q.expression, multiple=q.multiple, think=think
+                )
                 prompt = prompt.replace(IMAGE_PAD, IMAGE_PAD * n_image_tokens, 1)
             else:
                 user = self.adapter.user_text(q.expression, multiple=q.multiple, think=think)
@@ -227,7 +251,8 @@ class Encoder:
                 elif role == "answer":
                     # The first token decides between "[]" (no target) and a box.
                     weights += [self.decision_weight] + [
-                        self.digit_weight if f else 1.0 for f in flags[1:]]
+                        self.digit_weight if f else 1.0 for f in flags[1:]
+                    ]
                 else:
                     weights += [1.0] * len(piece)
             rows.append((ids, labels, weights, coord))
@@ -308,19 +333,24 @@ def token_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     logits = logits[:, :-1].float()
     labels = labels[:, 1:]
     return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE,
+        logits.reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=IGNORE,
         reduction="none",
     ).view(labels.shape)
 
 
-def weighted_loss(logits: torch.Tensor, labels: torch.Tensor,
-                  weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(weighted mean CE, unweighted mean CE) of next-token prediction on labelled tokens."""
     logits = logits[:, :-1].float()
     labels = labels[:, 1:]
     weights = weights[:, 1:].to(logits.device)
     ce = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE,
+        logits.reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=IGNORE,
         reduction="none",
     ).view(labels.shape)
     mask = (labels != IGNORE).float()
@@ -329,8 +359,9 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor,
     return weighted, plain
 
 
-def model_inputs(batch: dict[str, torch.Tensor], device: torch.device,
-                 accepts_mm_types: bool = True) -> dict[str, torch.Tensor]:
+def model_inputs(
+    batch: dict[str, torch.Tensor], device: torch.device, accepts_mm_types: bool = True
+) -> dict[str, torch.Tensor]:
     """The tensors the model's forward takes, on ``device``."""
     keys = ["input_ids", "attention_mask", "pixel_values", "image_grid_thw"]
     if accepts_mm_types:

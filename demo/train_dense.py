@@ -47,8 +47,9 @@ class CellTargets:
     @staticmethod
     def concat(parts: list[CellTargets]) -> CellTargets:
         """Targets of a batch from its images' targets, in batch order."""
-        return CellTargets(*(torch.cat([getattr(p, f.name) for p in parts])
-                             for f in fields(CellTargets)))
+        return CellTargets(
+            *(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(CellTargets))
+        )
 
     def to(self, device: torch.device) -> CellTargets:
         """The same targets on ``device``."""
@@ -61,8 +62,9 @@ def cell_centers(grid_w: int, grid_h: int, cell: int) -> torch.Tensor:
     return (torch.stack([cols.flatten(), rows.flatten()], 1).float() + 0.5) * cell
 
 
-def cell_coverage(centers: torch.Tensor, box: torch.Tensor,
-                  cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+def cell_coverage(
+    centers: torch.Tensor, box: torch.Tensor, cell: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(overlap area of ``box`` with each cell, whether that overlap makes the cell the box's)."""
     half = cell / 2
     w = torch.minimum(centers[:, 0] + half, box[2]) - torch.maximum(centers[:, 0] - half, box[0])
@@ -72,8 +74,9 @@ def cell_coverage(centers: torch.Tensor, box: torch.Tensor,
     return area, area >= MIN_OVERLAP * min(cell * cell, box_area)
 
 
-def cell_targets(objects: list[FrameObject] | None, grid_w: int, grid_h: int,
-                 cell: int) -> CellTargets:
+def cell_targets(
+    objects: list[FrameObject] | None, grid_w: int, grid_h: int, cell: int
+) -> CellTargets:
     """Targets of one image's ``grid_h x grid_w`` cells of ``cell`` px (None: all unknown).
 
     A cell takes the object that covers most of it among those it counts for.
@@ -89,7 +92,11 @@ def cell_targets(objects: list[FrameObject] | None, grid_w: int, grid_h: int,
         area, counts = cell_coverage(center, obj_box, cell)
         take = counts & (area > best)
         color[take], shape[take], box[take], best[take] = (
-            obj.color + 1, obj.shape + 1, obj_box, area[take])
+            obj.color + 1,
+            obj.shape + 1,
+            obj_box,
+            area[take],
+        )
     return CellTargets(color, shape, box, center, best > 0)
 
 
@@ -103,9 +110,16 @@ class DenseHeads(torch.nn.Module):
         self.box = torch.nn.Linear(hidden_size, 4)
 
 
-def dense_loss(heads: DenseHeads, embeds: torch.Tensor, middle: torch.Tensor,
-               input_ids: torch.Tensor, image_token_id: int, targets: CellTargets,
-               cell: int, regress: Regression = torch.nn.functional.mse_loss) -> torch.Tensor:
+def dense_loss(
+    heads: DenseHeads,
+    embeds: torch.Tensor,
+    middle: torch.Tensor,
+    input_ids: torch.Tensor,
+    image_token_id: int,
+    targets: CellTargets,
+    cell: int,
+    regress: Regression = torch.nn.functional.mse_loss,
+) -> torch.Tensor:
     """``cell_loss`` on the image embeddings plus box regression on the middle layer's tokens."""
     mask = (input_ids == image_token_id).to(embeds.device)
     early, late = embeds[mask], middle[mask]
@@ -117,8 +131,13 @@ def dense_loss(heads: DenseHeads, embeds: torch.Tensor, middle: torch.Tensor,
     return loss + 10.0 * regress(heads.box(late[t.covered]), t.box[t.covered] / BOX_SCALE)
 
 
-def cell_loss(heads: DenseHeads, embeds: torch.Tensor, targets: CellTargets, cell: int,
-              regress: Regression = torch.nn.functional.mse_loss) -> torch.Tensor:
+def cell_loss(
+    heads: DenseHeads,
+    embeds: torch.Tensor,
+    targets: CellTargets,
+    cell: int,
+    regress: Regression = torch.nn.functional.mse_loss,
+) -> torch.Tensor:
     """Color + shape CE over labelled cells and edge-offset regression (in cells) over covered."""
     if embeds.shape[0] != targets.color.shape[0]:
         raise ValueError(f"{embeds.shape[0]} image tokens but {targets.color.shape[0]} cells")
@@ -135,8 +154,9 @@ def cell_loss(heads: DenseHeads, embeds: torch.Tensor, targets: CellTargets, cel
     return ce + regress(heads.offsets(embeds[t.covered]), offsets / cell)
 
 
-def cell_accuracy(heads: DenseHeads, embeds: torch.Tensor,
-                  targets: CellTargets) -> tuple[float, float]:
+def cell_accuracy(
+    heads: DenseHeads, embeds: torch.Tensor, targets: CellTargets
+) -> tuple[float, float]:
     """(color, shape) accuracy of the class head on covered cells."""
     if not bool(targets.covered.any()):
         return 0.0, 0.0

@@ -48,8 +48,15 @@ class GenerationScores(TypedDict):
     example: str
 
 
-def eval_set(encoder: Encoder, n: int, *, seed: int, probe: bool,
-             fixed_size: tuple[int, int] | None, think: bool = False) -> list[Example]:
+def eval_set(
+    encoder: Encoder,
+    n: int,
+    *,
+    seed: int,
+    probe: bool,
+    fixed_size: tuple[int, int] | None,
+    think: bool = False,
+) -> list[Example]:
     """Fixed val examples; ``probe``: one object, always present (the answer depends only on
     the image)."""
     kw: SceneLimits = {"min_objects": 1, "max_objects": 1, "no_target_rate": 0.0} if probe else {}
@@ -69,8 +76,13 @@ def constant_box_acc(examples: list[Example]) -> float:
 
 
 @torch.no_grad()
-def teacher_forced_loss(model: torch.nn.Module, encoder: Encoder, examples: list[Example],
-                        device: torch.device, batch_size: int = 16) -> tuple[float, float]:
+def teacher_forced_loss(
+    model: torch.nn.Module,
+    encoder: Encoder,
+    examples: list[Example],
+    device: torch.device,
+    batch_size: int = 16,
+) -> tuple[float, float]:
     """(mean CE over answer tokens, mean CE over coordinate-digit tokens) on ``examples``."""
     model.eval()
     tot = [0.0, 0.0]
@@ -103,8 +115,9 @@ def export(model: PreTrainedModel, src_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def generate_acc(model_dir: Path, examples: list[Example], *, batch_size: int = 25,
-                 max_tokens: int = 48) -> GenerationScores:
+def generate_acc(
+    model_dir: Path, examples: list[Example], *, batch_size: int = 25, max_tokens: int = 48
+) -> GenerationScores:
     """Greedy constrained decoding through the server's HFEngine; Acc@0.5 and parse rate.
 
     A no-target example is right only with an empty list.
@@ -113,8 +126,13 @@ def generate_acc(model_dir: Path, examples: list[Example], *, batch_size: int = 
     from boxguard.server.models import adapter_for, resize_to_frame
 
     encoder_adapter = adapter_for(model_dir)
-    engine = HFEngine(str(model_dir), min_pixels=encoder_adapter.min_pixels,
-                      max_pixels=encoder_adapter.max_pixels, device="cpu", dtype="float32")
+    engine = HFEngine(
+        str(model_dir),
+        min_pixels=encoder_adapter.min_pixels,
+        max_pixels=encoder_adapter.max_pixels,
+        device="cpu",
+        dtype="float32",
+    )
     right = parsed = 0
     outputs: list[str] = []
     for i in range(0, len(examples), batch_size):
@@ -123,12 +141,21 @@ def generate_acc(model_dir: Path, examples: list[Example], *, batch_size: int = 
         for ex in chunk:
             frame = encoder_adapter.model_frame(*ex.image.size)
             constraint = encoder_adapter.constraint(
-                frame, multiple=False, think=False, max_detections=1, max_label_chars=32,
-                max_tokens=max_tokens, think_max_tokens=64,
+                frame,
+                multiple=False,
+                think=False,
+                max_detections=1,
+                max_label_chars=32,
+                max_tokens=max_tokens,
+                think_max_tokens=64,
             )
-            jobs.append(SequenceJob(encoder_adapter.prompt(ex.questions[0].expression),
-                                    resize_to_frame(ex.image, (frame.width, frame.height)),
-                                    constraint))
+            jobs.append(
+                SequenceJob(
+                    encoder_adapter.prompt(ex.questions[0].expression),
+                    resize_to_frame(ex.image, (frame.width, frame.height)),
+                    constraint,
+                )
+            )
         results = engine.generate(jobs, DecodeParams(max_new_tokens=max_tokens))
         for ex, res in zip(chunk, results, strict=True):
             outputs.append(res.text)
@@ -144,8 +171,12 @@ def generate_acc(model_dir: Path, examples: list[Example], *, batch_size: int = 
                 right += iou([float(v) for v in value[0]["bbox_2d"]], truth) > 0.5
     n = max(len(examples), 1)
     distinct = len(set(outputs))
-    return {"acc": right / n, "parse": parsed / n, "distinct": distinct / n,
-            "example": outputs[0] if outputs else ""}
+    return {
+        "acc": right / n,
+        "parse": parsed / n,
+        "distinct": distinct / n,
+        "example": outputs[0] if outputs else "",
+    }
 
 
 def ship(best_dir: Path, ship_dir: Path) -> None:

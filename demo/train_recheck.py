@@ -33,8 +33,14 @@ RIGHT_IOU = 0.5  # a box is right at IoU >= this with the target (the evaluation
 AMBIGUOUS_IOU = 0.3  # a crop this close to a non-target the question also fits is not used
 DEFAULT_MARGIN = Policy().visual_margin
 # Negative kinds and their weights when the target is present.
-NEGATIVE_KINDS = {"other": 0.3, "background": 0.2, "shifted": 0.15, "part": 0.1,
-                  "between": 0.1, "enlarged": 0.15}
+NEGATIVE_KINDS = {
+    "other": 0.3,
+    "background": 0.2,
+    "shifted": 0.15,
+    "part": 0.1,
+    "between": 0.1,
+    "enlarged": 0.15,
+}
 
 
 @dataclass(frozen=True)
@@ -72,15 +78,23 @@ def jitter(rng: random.Random, box: BBox, size: tuple[int, int], lo: float, hi: 
     w, h = box[2] - box[0], box[3] - box[1]
     for _ in range(30):
         s = rng.uniform(0.02, 0.3)
-        cand = clamp((box[0] + rng.gauss(0, s) * w, box[1] + rng.gauss(0, s) * h,
-                      box[2] + rng.gauss(0, s) * w, box[3] + rng.gauss(0, s) * h), size)
+        cand = clamp(
+            (
+                box[0] + rng.gauss(0, s) * w,
+                box[1] + rng.gauss(0, s) * h,
+                box[2] + rng.gauss(0, s) * w,
+                box[3] + rng.gauss(0, s) * h,
+            ),
+            size,
+        )
         if cand[2] - cand[0] >= 4 and cand[3] - cand[1] >= 4 and lo <= iou(cand, box) <= hi:
             return cand
     return box
 
 
-def _negative_box(rng: random.Random, kind: str, scene: Scene, target: BBox | None,
-                  others: list[SceneObject]) -> BBox | None:
+def _negative_box(
+    rng: random.Random, kind: str, scene: Scene, target: BBox | None, others: list[SceneObject]
+) -> BBox | None:
     """A candidate wrong box of the given kind (None when the scene cannot make one)."""
     size = (scene.width, scene.height)
     side = min(size)
@@ -118,18 +132,21 @@ def _negative_box(rng: random.Random, kind: str, scene: Scene, target: BBox | No
         mx, my = cx + t * (ox - cx), cy + t * (oy - cy)
         return clamp((mx - w / 2, my - h / 2, mx + w / 2, my + h / 2), size)
     scale = rng.uniform(1.6, 2.6)  # enlarged: the target inside a much larger box
-    return clamp((cx - scale * w / 2, cy - scale * h / 2, cx + scale * w / 2,
-                  cy + scale * h / 2), size)
+    return clamp(
+        (cx - scale * w / 2, cy - scale * h / 2, cx + scale * w / 2, cy + scale * h / 2), size
+    )
 
 
-def crop_cases(scene: Scene, sample: Sample, rng: random.Random,
-               p_positive: float = 0.5) -> list[CropCase]:
+def crop_cases(
+    scene: Scene, sample: Sample, rng: random.Random, p_positive: float = 0.5
+) -> list[CropCase]:
     """One re-check case for a sample (none when the drawn wrong box would be ambiguous)."""
     size = (scene.width, scene.height)
     target = as_box(sample.bbox) if sample.bbox is not None else None
     target_obj = scene.objects[sample.target] if sample.target is not None else None
-    conflicting = [o for o in scene.objects if o is not target_obj
-                   and not fits_question(o, sample.expression)]
+    conflicting = [
+        o for o in scene.objects if o is not target_obj and not fits_question(o, sample.expression)
+    ]
     if target is not None and rng.random() < p_positive:
         box = jitter(rng, target, size, RIGHT_IOU, 1.0)
         return [CropCase(sample.expression, box, True, "right")]
@@ -143,14 +160,18 @@ def crop_cases(scene: Scene, sample: Sample, rng: random.Random,
         return [CropCase(sample.expression, wrong, True, "right")]
     # Another object the question also fits (e.g. the other circle) cannot be told apart here.
     for o in scene.objects:
-        if o is not target_obj and fits_question(o, sample.expression) and (
-                iou(wrong, as_box(o.bbox)) >= AMBIGUOUS_IOU):
+        if (
+            o is not target_obj
+            and fits_question(o, sample.expression)
+            and (iou(wrong, as_box(o.bbox)) >= AMBIGUOUS_IOU)
+        ):
             return []
     return [CropCase(sample.expression, wrong, False, kind)]
 
 
-def crop_example(image: Image.Image, case: CropCase, encoder: Encoder,
-                 margin: float = DEFAULT_MARGIN) -> Example:
+def crop_example(
+    image: Image.Image, case: CropCase, encoder: Encoder, margin: float = DEFAULT_MARGIN
+) -> Example:
     """The request the server's visual check sends for this box (crop resized to its model
     frame, yes/no prompt), with the answer it should get."""
     question = question_for(case.expression)
@@ -161,21 +182,35 @@ def crop_example(image: Image.Image, case: CropCase, encoder: Encoder,
     return Example(request.image, [answer], [None])
 
 
-def recheck_examples(index: int, spec: DataSpec, encoder: Encoder, per_image: int,
-                     p_positive: float = 0.5) -> list[Example]:
+def recheck_examples(
+    index: int, spec: DataSpec, encoder: Encoder, per_image: int, p_positive: float = 0.5
+) -> list[Example]:
     """Re-check rows from scene `index` of ``spec.split`` (its own expressions and crops)."""
     rng = scene_rng(spec.seed, spec.split, index)
-    scene = generate_scene(rng, min_objects=spec.min_objects, max_objects=spec.max_objects,
-                           fixed_size=spec.fixed_size, p_large=spec.p_large)
+    scene = generate_scene(
+        rng,
+        min_objects=spec.min_objects,
+        max_objects=spec.max_objects,
+        fixed_size=spec.fixed_size,
+        p_large=spec.p_large,
+    )
     samples = generate_expressions(scene, rng, per_image, spec.no_target_rate)
     image = render_scene(scene)
     crops = random.Random(f"boxguard-recheck/{spec.seed}/{spec.split}/{index}")
-    return [crop_example(image, case, encoder)
-            for sample in samples for case in crop_cases(scene, sample, crops, p_positive)]
+    return [
+        crop_example(image, case, encoder)
+        for sample in samples
+        for case in crop_cases(scene, sample, crops, p_positive)
+    ]
 
 
-def yes_probabilities(model: torch.nn.Module, encoder: Encoder, examples: list[Example],
-                      device: torch.device, batch_size: int = 32) -> list[float]:
+def yes_probabilities(
+    model: torch.nn.Module,
+    encoder: Encoder,
+    examples: list[Example],
+    device: torch.device,
+    batch_size: int = 32,
+) -> list[float]:
     """P(yes) of each re-check row from its first answer token, renormalized over y/n."""
     yes_id = encoder.tokenizer("yes", add_special_tokens=False)["input_ids"][0]
     no_id = encoder.tokenizer("no", add_special_tokens=False)["input_ids"][0]
@@ -185,7 +220,7 @@ def yes_probabilities(model: torch.nn.Module, encoder: Encoder, examples: list[E
     model.eval()
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
-            batch = encoder.encode(examples[start:start + batch_size])
+            batch = encoder.encode(examples[start : start + batch_size])
             logits = model(**model_inputs(batch, device, accepts_mm)).logits
             first = (batch["labels"] != IGNORE).int().argmax(dim=1)
             rows = torch.arange(logits.shape[0])
@@ -193,4 +228,3 @@ def yes_probabilities(model: torch.nn.Module, encoder: Encoder, examples: list[E
             probs += torch.softmax(pair, dim=-1)[:, 0].tolist()
     model.train(was_training)
     return probs
-

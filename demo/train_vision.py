@@ -50,8 +50,9 @@ class VisionPhase:
         self.out = Path(args.out)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         run_args = json.loads((self.out / "run_args.json").read_text())
-        self.saved = torch.load(self.out / "train_state.pt", map_location=self.device,
-                                weights_only=False)
+        self.saved = torch.load(
+            self.out / "train_state.pt", map_location=self.device, weights_only=False
+        )
         self.model = load_model(self.out / "base", self.device)
         self.model.load_state_dict(self.saved["model"])
         self.visual = self.model.model.visual
@@ -60,8 +61,11 @@ class VisionPhase:
         if "dense" in self.saved:
             self.dense.load_state_dict(self.saved["dense"])
         self.encoder = Encoder(self.out / "base")
-        params = [*self.visual.parameters(), *self.dense.classes.parameters(),
-                  *self.dense.offsets.parameters()]
+        params = [
+            *self.visual.parameters(),
+            *self.dense.classes.parameters(),
+            *self.dense.offsets.parameters(),
+        ]
         self.opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
         self.spec = DataSpec(seed=run_args["seed"], questions_per_image=1)
         self.phase = self.saved["state"].setdefault("vision_phase", {"steps": 0, "images": 0})
@@ -69,8 +73,9 @@ class VisionPhase:
     def step(self) -> tuple[float, float, float]:
         """One step on a fresh batch: (loss, color accuracy, shape accuracy) on covered cells."""
         first = FIRST_IMAGE + self.phase["images"]
-        examples = [make_example(first + i, self.spec, self.encoder)
-                    for i in range(self.args.batch_size)]
+        examples = [
+            make_example(first + i, self.spec, self.encoder) for i in range(self.args.batch_size)
+        ]
         pix, targets = self.encoder.image_inputs(examples)
         grid = pix["image_grid_thw"].to(self.device)
         embeds = self.visual(pix["pixel_values"].to(self.device), grid_thw=grid).pooler_output
@@ -111,8 +116,13 @@ class VisionPhase:
         """Print and return the window's mean loss and accuracies; empties the window."""
         loss, color, shape = (sum(v) / len(window) for v in zip(*window, strict=True))
         window.clear()
-        row = {"vision_step": self.phase["steps"], "images": self.phase["images"],
-               "loss": round(loss, 4), "color_acc": round(color, 3), "shape_acc": round(shape, 3)}
+        row = {
+            "vision_step": self.phase["steps"],
+            "images": self.phase["images"],
+            "loss": round(loss, 4),
+            "color_acc": round(color, 3),
+            "shape_acc": round(shape, 3),
+        }
         print(json.dumps(row), flush=True)
         return row
 

@@ -24,8 +24,9 @@ class TokenIndex:
 
     __slots__ = ("ends", "tokens", "offset")
 
-    def __init__(self, tokens: Sequence[TokenLogprob], offset: int = 0,
-                 texts: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, tokens: Sequence[TokenLogprob], offset: int = 0, texts: Sequence[str] | None = None
+    ) -> None:
         """Index tokens whose concatenation starts at `offset` in the output."""
         texts = texts if texts is not None else [t.token for t in tokens]
         self.ends = list(accumulate(map(len, texts), initial=offset))[1:]
@@ -47,8 +48,9 @@ class TokenIndex:
         return min(float(self.tokens[i].logprob), 0.0)
 
 
-def align(output: str, tokens: Sequence[TokenLogprob],
-          texts: Sequence[str] | None = None) -> int | None:
+def align(
+    output: str, tokens: Sequence[TokenLogprob], texts: Sequence[str] | None = None
+) -> int | None:
     """Offset of the tokens' text in the output (0 when equal), or None if they disagree.
 
     The tokens may cover only the generated suffix when the prompt pre-filled e.g. ``<think>``.
@@ -103,7 +105,13 @@ def check_confidence(ctx: Context) -> CheckResult:
         return not_run(ctx, "confidence", "no scored tokens")
     low = min(confs)
     if low < minimum:
-        return result(ctx, "confidence", False,
-                      f"{what} confidence {low:.3f} < min_confidence {minimum:g}", low)
-    return result(ctx, "confidence", True,
-                  f"{what} confidence {low:.3f} >= min_confidence {minimum:g}", low)
+        return result(
+            ctx,
+            "confidence",
+            False,
+            f"{what} confidence {low:.3f} < min_confidence {minimum:g}",
+            low,
+        )
+    return result(
+        ctx, "confidence", True, f"{what} confidence {low:.3f} >= min_confidence {minimum:g}", low
+    )

@@ -64,14 +64,17 @@ class Context:
 CheckFn = Callable[[Context], CheckResult]
 
 
-def result(ctx: Context, name: str, passed: bool, detail: str,
-           score: float | None = None) -> CheckResult:
+def result(
+    ctx: Context, name: str, passed: bool, detail: str, score: float | None = None
+) -> CheckResult:
     """Build a CheckResult whose `fatal` flag comes from the policy."""
-    return CheckResult(name=name, passed=passed, score=score, detail=detail,
-                       fatal=name in ctx.policy.fatal)
+    return CheckResult(
+        name=name, passed=passed, score=score, detail=detail, fatal=name in ctx.policy.fatal
+    )
 
 
 def not_run(ctx: Context, name: str, why: str) -> CheckResult:
     """A check that did not run: it passes, abstains on nothing and says why it did not run."""
-    return CheckResult(name=name, passed=True, ran=False, detail=f"not run: {why}",
-                       fatal=name in ctx.policy.fatal)
+    return CheckResult(
+        name=name, passed=True, ran=False, detail=f"not run: {why}", fatal=name in ctx.policy.fatal
+    )

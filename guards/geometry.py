@@ -26,8 +26,12 @@ def resolve_frame(frame: str, parsed: Parsed) -> str:
     return parsed.native_frame or "pixels"
 
 
-def map_box(coords: tuple[float, float, float, float], frame: str,
-            image_size: tuple[float, float], model_size: tuple[float, float]) -> BBox:
+def map_box(
+    coords: tuple[float, float, float, float],
+    frame: str,
+    image_size: tuple[float, float],
+    model_size: tuple[float, float],
+) -> BBox:
     """Map model-frame coordinates to original-image pixels (no ordering or clamping)."""
     w, h = image_size
     x1, y1, x2, y2 = coords
@@ -40,8 +44,9 @@ def map_box(coords: tuple[float, float, float, float], frame: str,
     return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
 
 
-def map_boxes(raws: list[RawBox], frame: str, image_size: tuple[float, float],
-              model_size: tuple[float, float]) -> list[Box]:
+def map_boxes(
+    raws: list[RawBox], frame: str, image_size: tuple[float, float], model_size: tuple[float, float]
+) -> list[Box]:
     """Map every raw box, ordering reversed corners so that downstream IoU is meaningful."""
     out = []
     for r in raws:
@@ -132,8 +137,11 @@ def check_geometry(ctx: Context) -> CheckResult:
             return result(ctx, "geometry", False, "; ".join(bad), score)
         return result(ctx, "geometry", True, f"{len(ctx.kept)} point(s) inside the image", score)
     problems: list[str] = []
-    swapped = sum(1 for b in ctx.boxes if b.raw.coords[0] > b.raw.coords[2]
-                  or b.raw.coords[1] > b.raw.coords[3])
+    swapped = sum(
+        1
+        for b in ctx.boxes
+        if b.raw.coords[0] > b.raw.coords[2] or b.raw.coords[1] > b.raw.coords[3]
+    )
     good: list[int] = []
     for i, box in enumerate(ctx.boxes):
         why = _box_problem(ctx, box)
@@ -176,17 +184,28 @@ def check_cardinality(ctx: Context) -> CheckResult:
     that asked where to click has nothing to click.
     """
     if not ctx.boxes and ctx.parsed.no_object and ctx.points:
-        return result(ctx, "cardinality", False,
-                      f"no point: the model says the element is absent ({ctx.parsed.detail})",
-                      0.0)
+        return result(
+            ctx,
+            "cardinality",
+            False,
+            f"no point: the model says the element is absent ({ctx.parsed.detail})",
+            0.0,
+        )
     if not ctx.boxes and ctx.parsed.no_object and not ctx.policy.accept_no_object:
-        return result(ctx, "cardinality", False,
-                      "the model answered [] (no such object), which no check can verify; "
-                      "the policy does not accept that (accept_no_object false)", 0.0)
+        return result(
+            ctx,
+            "cardinality",
+            False,
+            "the model answered [] (no such object), which no check can verify; "
+            "the policy does not accept that (accept_no_object false)",
+            0.0,
+        )
     distinct: list[int] = []
     for i in ctx.kept:
-        if not any(_same_object(ctx, ctx.boxes[j], ctx.boxes[i], ctx.policy.duplicate_iou)
-                   for j in distinct):
+        if not any(
+            _same_object(ctx, ctx.boxes[j], ctx.boxes[i], ctx.policy.duplicate_iou)
+            for j in distinct
+        ):
             distinct.append(i)
     merged = len(ctx.kept) - len(distinct)
     note = f" (merged {merged} near-duplicate(s))" if merged else ""
@@ -194,22 +213,28 @@ def check_cardinality(ctx: Context) -> CheckResult:
     noun = "point" if ctx.points else "box"
     if ctx.multiple:
         ctx.kept = distinct
-        return result(ctx, "cardinality", True, f"{n} distinct {noun}(s), multiple allowed{note}",
-                      float(n))
+        return result(
+            ctx, "cardinality", True, f"{n} distinct {noun}(s), multiple allowed{note}", float(n)
+        )
     if n > 1:
         # Boxes that overlap the first, with compatible labels, are the same object drawn twice
         # (a draft and a final extent): keep the model's first. A box sharing no pixel with it,
         # or naming something else, is a second object.
         first = ctx.boxes[distinct[0]]
-        others = [i for i in distinct[1:]
-                  if not _same_object(ctx, first, ctx.boxes[i], _ANY_OVERLAP)]
+        others = [
+            i for i in distinct[1:] if not _same_object(ctx, first, ctx.boxes[i], _ANY_OVERLAP)
+        ]
         if len(others) < n - 1:
             note += f" (kept the first of {n - len(others)} overlapping boxes)"
         distinct = [distinct[0], *others]
         n = len(distinct)
     ctx.kept = distinct
     if n > 1:
-        return result(ctx, "cardinality", False,
-                      f"{n} distinct {noun}s for a single-object request: ambiguous{note}",
-                      float(n))
+        return result(
+            ctx,
+            "cardinality",
+            False,
+            f"{n} distinct {noun}s for a single-object request: ambiguous{note}",
+            float(n),
+        )
     return result(ctx, "cardinality", True, f"{n} {noun}(s){note}", float(n))

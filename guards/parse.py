@@ -47,13 +47,24 @@ _BARE_BOX_RE = re.compile(
 )
 # A box written as a tuple "(x1, y1, x2, y2)" or as two corners "(x1, y1), (x2, y2)".
 _BARE_TUPLE_RE = re.compile(
-    r"\(\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\)?\s*,?\s*\(?\s*(" + _NUM + r")\s*,\s*("
-    + _NUM + r")\s*\)"
+    r"\(\s*("
+    + _NUM
+    + r")\s*,\s*("
+    + _NUM
+    + r")\s*\)?\s*,?\s*\(?\s*("
+    + _NUM
+    + r")\s*,\s*("
+    + _NUM
+    + r")\s*\)"
 )
 # A box key holding two numbers: a point written where a box was asked for.
 _PAIR_BOX_RE = re.compile(
-    r"""["']?(?P<key>[A-Za-z_]*box[A-Za-z_0-9]*)["']?\s*:\s*\[\s*(?P<x>""" + _NUM
-    + r""")\s*,\s*(?P<y>""" + _NUM + r""")\s*\]""", re.I
+    r"""["']?(?P<key>[A-Za-z_]*box[A-Za-z_0-9]*)["']?\s*:\s*\[\s*(?P<x>"""
+    + _NUM
+    + r""")\s*,\s*(?P<y>"""
+    + _NUM
+    + r""")\s*\]""",
+    re.I,
 )
 # String values that carry the answer, e.g. {"final_answer": "There is no such button."}.
 _ANSWER_VALUE_RE = re.compile(
@@ -69,14 +80,37 @@ _NO_OBJECT_RE = re.compile(
     re.I,
 )
 _BBOX_KEYS = frozenset(
-    {"bbox_2d", "bbox", "box", "box_2d", "position", "bbox_xyxy", "bounding_box", "coordinates",
-     "coords", "xyxy"}
+    {
+        "bbox_2d",
+        "bbox",
+        "box",
+        "box_2d",
+        "position",
+        "bbox_xyxy",
+        "bounding_box",
+        "coordinates",
+        "coords",
+        "xyxy",
+    }
 )
 _CORNER_KEYS = ("top_left", "bottom_right")
 # {"x1": .., "y1": .., "x2": .., "y2": ..} or {"x": .., "y": .., "width": .., "height": ..}.
-_EDGE_KEYS = {"x1": "x1", "y1": "y1", "x2": "x2", "y2": "y2", "x": "x1", "y": "y1", "left": "x1",
-              "top": "y1", "right": "x2", "bottom": "y2", "width": "w", "w": "w", "height": "h",
-              "h": "h"}
+_EDGE_KEYS = {
+    "x1": "x1",
+    "y1": "y1",
+    "x2": "x2",
+    "y2": "y2",
+    "x": "x1",
+    "y": "y1",
+    "left": "x1",
+    "top": "y1",
+    "right": "x2",
+    "bottom": "y2",
+    "width": "w",
+    "w": "w",
+    "height": "h",
+    "h": "h",
+}
 _LABEL_KEYS = frozenset({"label", "name", "category", "class", "object", "text", "description"})
 _CONF_KEYS = frozenset({"confidence", "score", "conf", "probability"})
 
@@ -191,8 +225,11 @@ def _box_from_edges(edges: dict[str, tuple[float, Span]]) -> RawBox | None:
         x2, y2 = x1 + w, y1 + h
     else:
         return None
-    return RawBox((x1, y1, x2, y2), coord_spans=(sx1, sy1, sx2, sy2),
-                  has_float=any(v != int(v) for v in (x1, y1, x2, y2)))
+    return RawBox(
+        (x1, y1, x2, y2),
+        coord_spans=(sx1, sy1, sx2, sy2),
+        has_float=any(v != int(v) for v in (x1, y1, x2, y2)),
+    )
 
 
 def _box_in_string(val: str, base: int) -> RawBox | None:
@@ -226,8 +263,11 @@ def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool, bool]:
         elif _is_box_key(key) and val.startswith("["):
             nums, spans, has_float = _numbers(val, vstart)
             if len(nums) == 4 and box is None:
-                box = RawBox((nums[0], nums[1], nums[2], nums[3]), coord_spans=tuple(spans),
-                             has_float=has_float)
+                box = RawBox(
+                    (nums[0], nums[1], nums[2], nums[3]),
+                    coord_spans=tuple(spans),
+                    has_float=has_float,
+                )
             malformed = malformed or len(nums) != 4
             rft = rft or key == "position"
         elif key in _LABEL_KEYS and val[0] in "\"'" and label is None:
@@ -270,14 +310,20 @@ def _structured(region: str) -> list[RawBox] | None:
             return None
         keys = {str(k).lower(): v for k, v in item.items()}
         coords = next((v for k, v in keys.items() if _is_box_key(k.replace(" ", "_"))), None)
-        if not (isinstance(coords, list) and len(coords) == 4
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                        for v in coords)):
+        if not (
+            isinstance(coords, list)
+            and len(coords) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in coords)
+        ):
             return None
         label = next((keys[k] for k in _LABEL_KEYS if isinstance(keys.get(k), str)), None)
-        boxes.append(RawBox((float(coords[0]), float(coords[1]), float(coords[2]),
-                             float(coords[3])), label=label or None,
-                            has_float=any(isinstance(v, float) for v in coords)))
+        boxes.append(
+            RawBox(
+                (float(coords[0]), float(coords[1]), float(coords[2]), float(coords[3])),
+                label=label or None,
+                has_float=any(isinstance(v, float) for v in coords),
+            )
+        )
     return boxes or None
 
 
@@ -353,16 +399,24 @@ class _Region:
     @property
     def body(self) -> str:
         """The region's text."""
-        return self.text[self.start:self.end]
+        return self.text[self.start : self.end]
 
     def parsed(self, ok: bool, fmt: str, **fields: Any) -> Parsed:
         """A Parsed of this region, its format name prefixed."""
-        return Parsed(ok=ok, fmt=self.prefix + fmt, think=self.think,
-                      think_span=self.think_span, **fields)
+        return Parsed(
+            ok=ok, fmt=self.prefix + fmt, think=self.think, think_span=self.think_span, **fields
+        )
 
 
-def _parse_region(text: str, start: int, end: int, think: str | None,
-                  think_span: Span | None, kind: str, formats: Sequence[FormatFn]) -> Parsed:
+def _parse_region(
+    text: str,
+    start: int,
+    end: int,
+    think: str | None,
+    think_span: Span | None,
+    kind: str,
+    formats: Sequence[FormatFn],
+) -> Parsed:
     """Parse the answer in text[start:end]: the first of `formats` that matches."""
     region = _Region(text, start, end, think, think_span, kind + ":" if kind else "")
     for parse in formats:
@@ -381,15 +435,22 @@ def _box_tokens(r: _Region) -> Parsed | None:
     for m in toks:
         spans = tuple(m.span(g) for g in "abcd")
         label = m.group("label")
-        boxes.append(RawBox(
-            (float(m["a"]), float(m["b"]), float(m["c"]), float(m["d"])),
-            label=label.strip() or None if label is not None else None,
-            coord_spans=spans,
-            label_span=m.span("label") if label else None,
-        ))
-    return r.parsed(True, "qwen2-box-tokens", boxes=boxes,
-                    branch_span=(toks[0].start(), toks[0].start() + 1),
-                    native_frame="relative1000", detail=f"{len(boxes)} box token group(s)")
+        boxes.append(
+            RawBox(
+                (float(m["a"]), float(m["b"]), float(m["c"]), float(m["d"])),
+                label=label.strip() or None if label is not None else None,
+                coord_spans=spans,
+                label_span=m.span("label") if label else None,
+            )
+        )
+    return r.parsed(
+        True,
+        "qwen2-box-tokens",
+        boxes=boxes,
+        branch_span=(toks[0].start(), toks[0].start() + 1),
+        native_frame="relative1000",
+        detail=f"{len(boxes)} box token group(s)",
+    )
 
 
 def _objects(r: _Region) -> Parsed | None:
@@ -413,7 +474,7 @@ def _objects(r: _Region) -> Parsed | None:
             boxless += 1  # {"answer": "..."} next to the boxes: nothing to salvage
     if not boxes:
         bad, boxless = bad + boxless, 0
-    tail = text[objs[-1].end():end]
+    tail = text[objs[-1].end() : end]
     repaired = 1 if _OPEN_OBJECT_RE.search(tail) else 0
     quotes = "python-literal" if "'" in r.body and '"' not in r.body else "json"
     fmt = "visual-rft" if rft_any else quotes
@@ -421,20 +482,40 @@ def _objects(r: _Region) -> Parsed | None:
     branch = _branch_after_bracket(text, start, end, objs[0].start())
     absent = _no_object(text, start, end) if not boxes else None
     if absent is not None:
-        return r.parsed(True, fmt + "-no-objects", no_object=True, branch_span=absent[0],
-                        detail=f"'{absent[1]}': no such object")
+        return r.parsed(
+            True,
+            fmt + "-no-objects",
+            no_object=True,
+            branch_span=absent[0],
+            detail=f"'{absent[1]}': no such object",
+        )
     if bad:
         # Nested objects ({"attributes": {...}}) defeat the flat scan: try a real parse.
         nested = _structured(r.body)
         if nested:
-            return r.parsed(True, fmt + "-nested", boxes=nested, branch_span=branch,
-                            native_frame=frame,
-                            detail=f"{len(nested)} nested object(s), without token spans")
+            return r.parsed(
+                True,
+                fmt + "-nested",
+                boxes=nested,
+                branch_span=branch,
+                native_frame=frame,
+                detail=f"{len(nested)} nested object(s), without token spans",
+            )
         return r.parsed(False, fmt, boxes=boxes, detail=_no_box_detail(bad, r.body))
-    detail = (f"{len(boxes)} object(s)" + (", repaired a truncated list" if repaired else "")
-              + (f", ignored {boxless} object(s) without a box" if boxless else ""))
-    return r.parsed(True, fmt, boxes=boxes, branch_span=branch, native_frame=frame,
-                    repaired=repaired, detail=detail)
+    detail = (
+        f"{len(boxes)} object(s)"
+        + (", repaired a truncated list" if repaired else "")
+        + (f", ignored {boxless} object(s) without a box" if boxless else "")
+    )
+    return r.parsed(
+        True,
+        fmt,
+        boxes=boxes,
+        branch_span=branch,
+        native_frame=frame,
+        repaired=repaired,
+        detail=detail,
+    )
 
 
 def _no_box_detail(bad: int, body: str) -> str:
@@ -442,20 +523,27 @@ def _no_box_detail(bad: int, body: str) -> str:
     pair = _PAIR_BOX_RE.search(body)
     if pair is None:
         return f"{bad} object(s) without a 4-number box"
-    return (f"{bad} object(s) without a 4-number box: {pair['key']} [{pair['x']}, {pair['y']}] "
-            "is a point (x, y), not a box; ask with output 'point' to ground points")
+    return (
+        f"{bad} object(s) without a 4-number box: {pair['key']} [{pair['x']}, {pair['y']}] "
+        "is a point (x, y), not a box; ask with output 'point' to ground points"
+    )
 
 
 def _bare_boxes(r: _Region) -> Parsed | None:
     """Bare [x1, y1, x2, y2] lists, else tuples."""
-    bare = (list(_BARE_BOX_RE.finditer(r.text, r.start, r.end))
-            or list(_BARE_TUPLE_RE.finditer(r.text, r.start, r.end)))
+    bare = list(_BARE_BOX_RE.finditer(r.text, r.start, r.end)) or list(
+        _BARE_TUPLE_RE.finditer(r.text, r.start, r.end)
+    )
     if not bare:
         return None
     boxes = [_box_from_match(m) for m in bare]
-    return r.parsed(True, "bare-list", boxes=boxes,
-                    branch_span=(bare[0].start(), bare[0].start() + 1),
-                    detail=f"{len(boxes)} bare box list(s)")
+    return r.parsed(
+        True,
+        "bare-list",
+        boxes=boxes,
+        branch_span=(bare[0].start(), bare[0].start() + 1),
+        detail=f"{len(boxes)} bare box list(s)",
+    )
 
 
 def _said_no_object(r: _Region) -> Parsed | None:
@@ -463,14 +551,20 @@ def _said_no_object(r: _Region) -> Parsed | None:
     empty = _EMPTY_LIST_RE.search(r.text, r.start, r.end)
     if empty:
         close = empty.end() - 1
-        return r.parsed(True, "empty-list", no_object=True, branch_span=(close, close + 1),
-                        detail="empty list: no such object")
+        return r.parsed(
+            True,
+            "empty-list",
+            no_object=True,
+            branch_span=(close, close + 1),
+            detail="empty list: no such object",
+        )
     absent = _no_object(r.text, r.start, r.end)
     if absent is None:
         return None
     span, phrase = absent
-    return r.parsed(True, "no-objects", no_object=True, branch_span=span,
-                    detail=f"'{phrase}': no such object")
+    return r.parsed(
+        True, "no-objects", no_object=True, branch_span=span, detail=f"'{phrase}': no such object"
+    )
 
 
 FormatFn = Callable[[_Region], "Parsed | None"]

@@ -148,13 +148,23 @@ def prepare(
     else:
         parsed, output = Parsed(ok=False, fmt="error", detail="output is not a string"), ""
     used = resolve_frame(frame, parsed)
-    ctx = Context(output=output, expression=expression or "", image_size=img, frame=used,
-                  model_size=msize, multiple=multiple, token_logprobs=token_logprobs,
-                  policy=policy, parsed=parsed, mode=mode)
+    ctx = Context(
+        output=output,
+        expression=expression or "",
+        image_size=img,
+        frame=used,
+        model_size=msize,
+        multiple=multiple,
+        token_logprobs=token_logprobs,
+        policy=policy,
+        parsed=parsed,
+        mode=mode,
+    )
     ctx.boxes = map_boxes(parsed.boxes, used, img, msize)
     ctx.kept = list(range(len(ctx.boxes)))
-    fmt = result(ctx, "format", parsed.ok, f"{parsed.fmt}: {parsed.detail}",
-                 1.0 if parsed.ok else 0.0)
+    fmt = result(
+        ctx, "format", parsed.ok, f"{parsed.fmt}: {parsed.detail}", 1.0 if parsed.ok else 0.0
+    )
     checks: list[CheckResult] = [fmt]
     if parsed.ok:
         checks.extend(_guarded(ctx, name, partial(fn, ctx)) for name, fn in CHECKS.items())
@@ -183,8 +193,9 @@ def _verdict(ctx: Context, checks: list[CheckResult]) -> Verdict:
     )
 
 
-def _public_detection(box: Box, image_size: tuple[float, float],
-                      point: bool = False) -> Detection | None:
+def _public_detection(
+    box: Box, image_size: tuple[float, float], point: bool = False
+) -> Detection | None:
     """The box clamped to the image (or the point) as a public Detection; None when nothing of
     it is in the image.
 

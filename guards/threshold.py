@@ -67,13 +67,19 @@ def as_outcomes(results: Iterable[Any]) -> list[Outcome]:
         if isinstance(r, Outcome):
             out.append(r)
         elif isinstance(r, dict):
-            out.append(Outcome(r.get("confidence"), bool(r["correct"]),
-                               bool(r.get("abstained", False))))
+            out.append(
+                Outcome(r.get("confidence"), bool(r["correct"]), bool(r.get("abstained", False)))
+            )
         elif isinstance(r, Sequence) and not isinstance(r, str):
             out.append(Outcome(r[0], bool(r[1]), bool(r[2]) if len(r) > 2 else False))
         else:
-            out.append(Outcome(getattr(r, "confidence", None), bool(r.correct),
-                               bool(getattr(r, "abstained", False))))
+            out.append(
+                Outcome(
+                    getattr(r, "confidence", None),
+                    bool(r.correct),
+                    bool(getattr(r, "abstained", False)),
+                )
+            )
     return out
 
 
@@ -162,8 +168,13 @@ def phi_c(results: Iterable[Any], threshold: float = 0.0, c: float = 10.0) -> fl
 
 def candidate_thresholds(results: Iterable[Any]) -> list[float]:
     """Thresholds worth trying: 0, every observed confidence, and just above the largest."""
-    confs = sorted({float(o.confidence) for o in as_outcomes(results)
-                    if o.confidence is not None and not o.abstained})
+    confs = sorted(
+        {
+            float(o.confidence)
+            for o in as_outcomes(results)
+            if o.confidence is not None and not o.abstained
+        }
+    )
     cands = [0.0, *confs]
     if confs:
         cands.append(min(1.0, math.nextafter(confs[-1], math.inf)))
@@ -232,8 +243,13 @@ def aurc(results: Iterable[Any]) -> float | None:
     return total / len(outs)
 
 
-def pick_threshold(results: Iterable[Any], objective: Objective = "phi10", *,
-                   c: float | None = None, target_risk: float | None = None) -> float:
+def pick_threshold(
+    results: Iterable[Any],
+    objective: Objective = "phi10",
+    *,
+    c: float | None = None,
+    target_risk: float | None = None,
+) -> float:
     """The min_confidence to use: maximise Phi_c, or reach a target risk at maximum coverage.
 
     "phi1"/"phi10"/"phi100" fix c; "phi" takes `c`. "risk" returns the lowest threshold whose

@@ -52,8 +52,17 @@ def verify(
     Raises ValueError only for invalid arguments (sizes, frame); never for model output. An
     exception of the verifier (the model is unreachable) propagates: it is not a verdict.
     """
-    plan = prepare(output, expression, image_size, frame=frame, model_size=model_size,
-                   multiple=multiple, token_logprobs=token_logprobs, policy=policy, mode=mode)
+    plan = prepare(
+        output,
+        expression,
+        image_size,
+        frame=frame,
+        model_size=model_size,
+        multiple=multiple,
+        token_logprobs=token_logprobs,
+        policy=policy,
+        mode=mode,
+    )
     if verifier is None or not plan.needs_evidence:
         return plan.finish(None)
     return plan.finish(ask(verifier, plan))

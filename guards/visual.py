@@ -97,8 +97,9 @@ def crop_questions(ctx: Context) -> tuple[CropQuestion, ...]:
     )
 
 
-def check_visual(ctx: Context, crops: Sequence[CropQuestion],
-                 evidence: Evidence | None) -> CheckResult:
+def check_visual(
+    ctx: Context, crops: Sequence[CropQuestion], evidence: Evidence | None
+) -> CheckResult:
     """The model's P(yes) for each cropped box; abstain when the lowest is below visual_min_yes."""
     if not ctx.policy.visual_check:
         return not_run(ctx, "visual_check", "disabled by policy")
@@ -111,8 +112,13 @@ def check_visual(ctx: Context, crops: Sequence[CropQuestion],
     worst = crops[probs.index(low)].question
     ok = low >= ctx.policy.visual_min_yes
     op = ">=" if ok else "<"
-    return result(ctx, "visual_check", ok,
-                  f"P(yes) {low:.2f} {op} {ctx.policy.visual_min_yes:g} for '{worst}'", low)
+    return result(
+        ctx,
+        "visual_check",
+        ok,
+        f"P(yes) {low:.2f} {op} {ctx.policy.visual_min_yes:g} for '{worst}'",
+        low,
+    )
 
 
 def _labels_agree(a: str | None, b: str | None) -> bool:
@@ -136,8 +142,9 @@ def _sample_boxes(ctx: Context, text: str) -> list[Box] | None:
     return map_boxes(parsed.boxes, ctx.frame, ctx.image_size, ctx.model_size)
 
 
-def check_self_consistency(ctx: Context, crops: Sequence[CropQuestion],
-                           evidence: Evidence | None) -> CheckResult:
+def check_self_consistency(
+    ctx: Context, crops: Sequence[CropQuestion], evidence: Evidence | None
+) -> CheckResult:
     """Share of k sampled answers whose best box overlaps the answer with a matching label."""
     if ctx.policy.self_consistency_k <= 0:
         return not_run(ctx, "self_consistency", "disabled by policy")
@@ -162,16 +169,22 @@ def check_self_consistency(ctx: Context, crops: Sequence[CropQuestion],
                 if not boxes:
                     continue
                 best = max(boxes, key=lambda b: iou(b.bbox, box.bbox))  # noqa: B023
-                if iou(best.bbox, box.bbox) >= min_iou and _labels_agree(best.raw.label,
-                                                                          box.raw.label):
+                if iou(best.bbox, box.bbox) >= min_iou and _labels_agree(
+                    best.raw.label, box.raw.label
+                ):
                     hits += 1
             shares.append(hits / len(parsed))
         agree = min(shares)
         what = f"agree (IoU >= {min_iou:g}, matching label)"
     need = ctx.policy.self_consistency_min_agreement
     ok = agree >= need
-    return result(ctx, "self_consistency", ok,
-                  f"{agree:.0%} of {len(parsed)} samples {what}; need {need:.0%}", agree)
+    return result(
+        ctx,
+        "self_consistency",
+        ok,
+        f"{agree:.0%} of {len(parsed)} samples {what}; need {need:.0%}",
+        agree,
+    )
 
 
 def _point_consistency(ctx: Context, parsed: list[list[Box] | None]) -> CheckResult:
@@ -193,6 +206,11 @@ def _point_consistency(ctx: Context, parsed: list[list[Box] | None]) -> CheckRes
     agree = min(shares)
     need = ctx.policy.self_consistency_min_agreement
     spread = f"{median(spreads):.1f} px" if spreads else "none (no sample has a point)"
-    return result(ctx, "self_consistency", agree >= need,
-                  f"{agree:.0%} of {len(parsed)} samples point within {radius:.1f} px "
-                  f"(matching label); spread (median distance) {spread}; need {need:.0%}", agree)
+    return result(
+        ctx,
+        "self_consistency",
+        agree >= need,
+        f"{agree:.0%} of {len(parsed)} samples point within {radius:.1f} px "
+        f"(matching label); spread (median distance) {spread}; need {need:.0%}",
+        agree,
+    )

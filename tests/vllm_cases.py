@@ -47,7 +47,10 @@ def scene(size: tuple[int, int] = (448, 336), seed: int = 0) -> str:
 def vllm_settings(model: Path, platform: dict[str, Any], **kw: Any) -> Settings:
     """Settings of a vLLM-backed server: the platform's fields, then the test's."""
     base: dict[str, Any] = dict(
-        backend="vllm", model=str(model), max_new_tokens=96, think_max_tokens=24,
+        backend="vllm",
+        model=str(model),
+        max_new_tokens=96,
+        think_max_tokens=24,
         request_timeout_s=300,
     )
     return Settings(**{**base, **platform, **kw})
@@ -88,12 +91,20 @@ def generation_request(
     image = Image.open(io.BytesIO(base64.b64decode(scene())))
     frame = adapter.model_frame(*image.size)
     constraint = constraint or adapter.constraint(
-        frame, multiple=False, think=False, max_detections=4, max_label_chars=32,
-        max_tokens=96, think_max_tokens=24)
+        frame,
+        multiple=False,
+        think=False,
+        max_detections=4,
+        max_label_chars=32,
+        max_tokens=96,
+        think_max_tokens=24,
+    )
     return GenerationRequest(
         prompt=adapter.prompt("the red circle", think=constraint.think),
         image=resize_to_frame(image, (frame.width, frame.height)),
-        constraint=constraint, **kw)
+        constraint=constraint,
+        **kw,
+    )
 
 
 def assert_boxes_in_frame(raw: str, width: int, height: int) -> None:
@@ -110,12 +121,16 @@ def assert_boxes_in_frame(raw: str, width: int, height: int) -> None:
 def test_ground_is_schema_valid_and_in_frame(served: tuple[str, VLLMBackend]) -> None:
     url, _ = served
     for seed in range(4):
-        r = httpx.post(url + "/ground", json={"image": scene(seed=seed), "expression":
-                       "the red circle", "return_raw": True}, timeout=300)
+        r = httpx.post(
+            url + "/ground",
+            json={"image": scene(seed=seed), "expression": "the red circle", "return_raw": True},
+            timeout=300,
+        )
         assert r.status_code == 200, r.text
         body = r.json()
-        assert_boxes_in_frame(body["raw_output"], body["image"]["model_width"],
-                              body["image"]["model_height"])
+        assert_boxes_in_frame(
+            body["raw_output"], body["image"]["model_width"], body["image"]["model_height"]
+        )
         if body["raw_output"] != "[]":  # the grammar's spacing: Qwen's ", " and ": "
             assert '"bbox_2d": [' in body["raw_output"], body["raw_output"]
         width, height = body["image"]["width"], body["image"]["height"]
@@ -143,7 +158,8 @@ def test_sampling_n_and_choice(served: tuple[str, VLLMBackend]) -> None:
     for c in gen.completions:
         json.loads(c.text)
     yes_no = on_engine_loop(
-        backend, backend.generate(generation_request(backend, yes_no_constraint())))
+        backend, backend.generate(generation_request(backend, yes_no_constraint()))
+    )
     assert yes_no.completions[0].text in ("yes", "no")
     assert -50 < yes_no.completions[0].tokens[0].logprob <= 0
 
@@ -151,8 +167,9 @@ def test_sampling_n_and_choice(served: tuple[str, VLLMBackend]) -> None:
 def test_think_then_json(served: tuple[str, VLLMBackend]) -> None:
     _, backend = served
     schema_constraint = generation_request(backend).constraint
-    constraint = Constraint(json_schema=schema_constraint.json_schema, think=True,
-                            think_max_tokens=24, max_tokens=96)
+    constraint = Constraint(
+        json_schema=schema_constraint.json_schema, think=True, think_max_tokens=24, max_tokens=96
+    )
     request = generation_request(backend, constraint)
     c = on_engine_loop(backend, backend.generate(request)).completions[0]
     m = re.fullmatch(r"<think>(.*)</think>\n<answer>(.*)</answer>", c.text, re.S)
@@ -163,8 +180,9 @@ def test_think_then_json(served: tuple[str, VLLMBackend]) -> None:
 
 def test_cancel_aborts_in_the_engine(served: tuple[str, VLLMBackend]) -> None:
     _, backend = served
-    constraint = Constraint(json_schema={"type": "string"}, think=True, think_max_tokens=2000,
-                            max_tokens=2000)
+    constraint = Constraint(
+        json_schema={"type": "string"}, think=True, think_max_tokens=2000, max_tokens=2000
+    )
     assert backend.loop is not None
     request = generation_request(backend, constraint, temperature=1.0, seed=3)
     fut = asyncio.run_coroutine_threadsafe(backend.generate(request), backend.loop)
@@ -193,8 +211,11 @@ def assert_visual_check_ran(url: str, samples: list[tuple[str, str]]) -> None:
     every cheap check passed (a degenerate box from a random model fails geometry first).
     """
     for image, expression in samples:
-        r = httpx.post(url + "/ground", json={"image": image, "expression": expression,
-                       "policy": {"visual_check": True}}, timeout=300)
+        r = httpx.post(
+            url + "/ground",
+            json={"image": image, "expression": expression, "policy": {"visual_check": True}},
+            timeout=300,
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         checks = {c["name"]: c for c in body["checks"]}
@@ -219,8 +240,9 @@ def test_stop_fails_in_flight_requests(
     """stop() ends running engine requests at once with BackendDead (503), not at a deadline."""
     settings = vllm_settings(vllm_checkpoint, vllm_engine_settings)
     backend = VLLMBackend(settings, str(vllm_checkpoint), adapter_for(vllm_checkpoint))
-    long_think = Constraint(json_schema={"type": "string"}, think=True, think_max_tokens=1500,
-                            max_tokens=200)
+    long_think = Constraint(
+        json_schema={"type": "string"}, think=True, think_max_tokens=1500, max_tokens=200
+    )
 
     async def stop_while_generating() -> float:
         await backend.start()

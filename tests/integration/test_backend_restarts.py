@@ -12,8 +12,8 @@ import httpx
 import pytest
 from boxguard.server.app import create_app
 from boxguard.server.backends import vllm_backend as vb
-from boxguard.server.grounding import GroundingService
 from boxguard.server.backends.transformers_backend import TransformersBackend
+from boxguard.server.grounding import GroundingService
 from boxguard.server.models import adapter_for
 from boxguard.server.settings import Settings
 from support import b64, png_bytes, serve_in_thread

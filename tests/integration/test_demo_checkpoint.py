@@ -109,8 +109,12 @@ def absent_expressions(n: int) -> Iterator[tuple[Image.Image, str]]:
         colors = {o.color for o in scene.objects}
         shapes = {o.shape for o in scene.objects}
         # Half ask for a held color in another shape, half for a held shape in another color.
-        pairs = sorted((c, s) for c in COLORS for s in SHAPES if (c, s) not in held
-                       and ((c in colors) if index % 2 else (s in shapes)))
+        pairs = sorted(
+            (c, s)
+            for c in COLORS
+            for s in SHAPES
+            if (c, s) not in held and ((c in colors) if index % 2 else (s in shapes))
+        )
         color, shape = rng.choice(pairs)
         yield render_scene(scene), f"the {color} {shape}"
 

@@ -62,12 +62,23 @@ async def test_crops_batch_in_one_engine_pass_and_samples_in_one_call(
             label_embeddings=False,
             fatal=Policy().fatal - {"visual_check"},
         )
-        plan = prepare(THREE, "the red circle", image.size, frame="pixels",
-                       model_size=(frame.width, frame.height), multiple=True, policy=policy)
+        plan = prepare(
+            THREE,
+            "the red circle",
+            image.size,
+            frame="pixels",
+            model_size=(frame.width, frame.height),
+            multiple=True,
+            policy=policy,
+        )
         assert len(plan.crops) == 3 and plan.samples == 3
 
         evidence = await gather_evidence(
-            plan, image, request, adapter=adapter, backend=backend,
+            plan,
+            image,
+            request,
+            adapter=adapter,
+            backend=backend,
             sample_temperature=settings.sample_temperature,
         )
         # The three crops in one greedy pass, the three samples in one sampled pass.

@@ -77,6 +77,7 @@ def test_ground_json_answers_in_original_pixels(live_server: str) -> None:
         assert f"box {i}: degenerate" in geometry.detail, geometry.detail
     assert len(boxes) + len(dropped) == len(raw)
 
+
 def test_ground_multipart_and_think(live_server: str) -> None:
     r = httpx.post(
         live_server + "/ground",

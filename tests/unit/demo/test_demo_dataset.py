@@ -67,8 +67,11 @@ def test_splits_are_disjoint() -> None:
 def test_iterator_options_and_speed() -> None:
     """Options are honoured and generation is fast (>= 100 samples/s even on a slow CI box)."""
     start = time.perf_counter()
-    items = list(iter_samples("train", 1, n=200, fixed_size=(256, 256), max_objects=3,
-                              expressions_per_image=2))
+    items = list(
+        iter_samples(
+            "train", 1, n=200, fixed_size=(256, 256), max_objects=3, expressions_per_image=2
+        )
+    )
     elapsed = time.perf_counter() - start
     assert len(items) == 200
     assert all(im.size == (256, 256) for im, _ in items)

@@ -24,8 +24,9 @@ N_IMAGES = 250  # x2 expressions = 500 samples
 @pytest.fixture(scope="module")
 def data() -> list:
     """(scene, samples) pairs with two expressions per image."""
-    return [(s, ss) for s, _, ss in iter_scenes("val", 3, n_images=N_IMAGES,
-                                                expressions_per_image=2)]
+    return [
+        (s, ss) for s, _, ss in iter_scenes("val", 3, n_images=N_IMAGES, expressions_per_image=2)
+    ]
 
 
 def _samples(data: list) -> list:
@@ -99,6 +100,7 @@ def test_labels_and_think_traces(data: list) -> None:
 
 def test_expressions_deterministic() -> None:
     """Same seed gives the same scene and samples."""
+
     def run(seed: int) -> list[Sample]:
         rng = random.Random(seed)
         return generate_expressions(generate_scene(rng), rng, 4)

@@ -68,7 +68,7 @@ def test_boxes_are_tight_pixel_extents(scenes: list) -> None:
             hit = key == ((o.rgb[0] << 16) | (o.rgb[1] << 8) | o.rgb[2])
             for j, p in enumerate(scene.objects):  # another object may share the exact rgb
                 if j != i and p.rgb == o.rgb:
-                    hit[p.bbox[1]:p.bbox[3], p.bbox[0]:p.bbox[2]] = False
+                    hit[p.bbox[1] : p.bbox[3], p.bbox[0] : p.bbox[2]] = False
             ys, xs = np.nonzero(hit)
             assert len(xs) > 0
             assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == o.bbox
@@ -89,9 +89,13 @@ def test_no_overlaps_and_inside_image(scenes: list) -> None:
             x1, y1, x2, y2 = o.bbox
             assert 0 < x1 < x2 < scene.width and 0 < y1 < y2 < scene.height
         for i, a in enumerate(objs):
-            for b in objs[i + 1:]:
-                disjoint = (a.bbox[2] <= b.bbox[0] or b.bbox[2] <= a.bbox[0]
-                            or a.bbox[3] <= b.bbox[1] or b.bbox[3] <= a.bbox[1])
+            for b in objs[i + 1 :]:
+                disjoint = (
+                    a.bbox[2] <= b.bbox[0]
+                    or b.bbox[2] <= a.bbox[0]
+                    or a.bbox[3] <= b.bbox[1]
+                    or b.bbox[3] <= a.bbox[1]
+                )
                 assert disjoint, (a, b)
 
 
@@ -118,5 +122,5 @@ def test_background_is_light_and_colours_distinct(scenes: list) -> None:
             assert max(abs(a - b) for a, b in zip(o.rgb, ref, strict=True)) <= 8
     refs = list(COLOR_RGB.values())
     for i, a in enumerate(refs):
-        for b in refs[i + 1:]:
+        for b in refs[i + 1 :]:
             assert max(abs(x - y) for x, y in zip(a, b, strict=True)) >= 50

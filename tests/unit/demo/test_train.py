@@ -21,10 +21,34 @@ from boxguard.demo.train_data import (  # noqa: E402
 )
 
 TINY = [
-    "--text-hidden", "64", "--text-layers", "2", "--text-heads", "4", "--text-kv-heads", "2",
-    "--text-intermediate", "128", "--vision-hidden", "32", "--vision-depth", "2",
-    "--vision-heads", "2", "--vision-intermediate", "64", "--batch-size", "2",
-    "--n-val", "2", "--n-probe", "2", "--threads", "1", "--warmup-steps", "2",
+    "--text-hidden",
+    "64",
+    "--text-layers",
+    "2",
+    "--text-heads",
+    "4",
+    "--text-kv-heads",
+    "2",
+    "--text-intermediate",
+    "128",
+    "--vision-hidden",
+    "32",
+    "--vision-depth",
+    "2",
+    "--vision-heads",
+    "2",
+    "--vision-intermediate",
+    "64",
+    "--batch-size",
+    "2",
+    "--n-val",
+    "2",
+    "--n-probe",
+    "2",
+    "--threads",
+    "1",
+    "--warmup-steps",
+    "2",
 ]
 
 
@@ -53,16 +77,18 @@ def test_inputs_have_image_token_types_and_masked_prompt(encoder: Encoder) -> No
     assert int(types[0].sum()) == t * h * w // 4
     for row in range(len(examples)):
         text = encoder.tokenizer.decode(ids[row][labels[row] != IGNORE])
-        prompt = encoder.tokenizer.decode(ids[row][(labels[row] == IGNORE)
-                                                   & (batch["attention_mask"][row] == 1)])
+        prompt = encoder.tokenizer.decode(
+            ids[row][(labels[row] == IGNORE) & (batch["attention_mask"][row] == 1)]
+        )
         # The answers are labelled; the prompt (system, image, question) is not.
         assert "bbox_2d" in text or "[]" in text
         assert "Locate" not in text and "<|image_pad|>" not in text
         assert "Locate" in prompt and "<|vision_start|>" in prompt
     first = examples[0].questions[0]
     rendered = encoder.tokenizer.decode(ids[0][batch["attention_mask"][0] == 1])
-    served = encoder.adapter.prompt(first.expression, multiple=first.multiple,
-                                    think=first.think is not None)
+    served = encoder.adapter.prompt(
+        first.expression, multiple=first.multiple, think=first.think is not None
+    )
     head, tail = served.split("<|image_pad|>")
     assert rendered.startswith(head) and tail in rendered
     # Coordinates are model-frame pixels and are weighted; the "2" of bbox_2d is not.
@@ -74,17 +100,46 @@ def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> Non
     from transformers import AutoModelForImageTextToText
 
     out = tmp_path / "run"
-    row = main(["--out", str(out), "--max-steps", "3", "--minutes", "2", "--no-gen-eval",
-                "--ship-dir", str(tmp_path / "ship"), "--curve-md", str(tmp_path / "c.md"),
-                "--position-weight", "1", "--box-weight", "1", "--rope-theta", "100",
-                "--mrope-section", "2,3,3", "--dense-weight", "1", "--attention-weight", "1",
-                "--attention-layer", "1", *TINY])
+    row = main(
+        [
+            "--out",
+            str(out),
+            "--max-steps",
+            "3",
+            "--minutes",
+            "2",
+            "--no-gen-eval",
+            "--ship-dir",
+            str(tmp_path / "ship"),
+            "--curve-md",
+            str(tmp_path / "c.md"),
+            "--position-weight",
+            "1",
+            "--box-weight",
+            "1",
+            "--rope-theta",
+            "100",
+            "--mrope-section",
+            "2,3,3",
+            "--dense-weight",
+            "1",
+            "--attention-weight",
+            "1",
+            "--attention-layer",
+            "1",
+            *TINY,
+        ]
+    )
     assert row["step"] == 3 and row["samples"] == 6
     assert torch.isfinite(torch.tensor(row["train_loss"]))
     assert (out / "train_state.pt").is_file()
     for d in (out / "best", tmp_path / "ship"):
-        for name in ("config.json", "model.safetensors", "tokenizer.json",
-                     "preprocessor_config.json"):
+        for name in (
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "preprocessor_config.json",
+        ):
             assert (d / name).is_file(), (d, name)
     model = AutoModelForImageTextToText.from_pretrained(tmp_path / "ship", dtype=torch.float32)
     assert next(model.parameters()).dtype == torch.float32
@@ -102,8 +157,9 @@ def test_three_training_steps_write_a_loadable_checkpoint(tmp_path: Path) -> Non
     torch.save(state, out / "train_state.pt")
     row = main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--resume"])
     assert row["step"] == 5 and not row["best"]
-    row = main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--resume",
-                "--reset-best"])
+    row = main(
+        ["--out", str(out), "--max-steps", "1", "--minutes", "2", "--resume", "--reset-best"]
+    )
     assert row["step"] == 6 and row["best"]
 
 
@@ -116,8 +172,9 @@ def test_resume_adds_the_dense_heads_to_a_state_saved_without_them(tmp_path: Pat
     del state["dense"]  # the format before dense heads existed: one optimizer group
     state["optimizer"]["param_groups"] = state["optimizer"]["param_groups"][:1]
     torch.save(state, out / "train_state.pt")
-    row = main(["--out", str(out), "--max-steps", "2", "--minutes", "2", "--resume",
-                "--dense-weight", "1"])
+    row = main(
+        ["--out", str(out), "--max-steps", "2", "--minutes", "2", "--resume", "--dense-weight", "1"]
+    )
     assert row["step"] == 3 and math.isfinite(row["train_loss"])
     saved = torch.load(out / "train_state.pt", weights_only=False)
     assert len(saved["optimizer"]["param_groups"]) == 2 and "dense" in saved
@@ -142,8 +199,9 @@ def test_vision_phase_trains_only_the_tower_and_updates_the_resume_point(tmp_pat
     out = tmp_path / "run"
     main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--no-gen-eval", *TINY])
     before = torch.load(out / "train_state.pt", weights_only=False)
-    row = vision_main(["--out", str(out), "--max-steps", "2", "--threads", "1",
-                       "--batch-size", "2"])
+    row = vision_main(
+        ["--out", str(out), "--max-steps", "2", "--threads", "1", "--batch-size", "2"]
+    )
     assert row["vision_step"] == 2 and row["images"] == 4 and math.isfinite(row["loss"])
     after = torch.load(out / "train_state.pt", weights_only=False)
     changed = {k for k, v in after["model"].items() if not torch.equal(v, before["model"][k])}
@@ -151,8 +209,22 @@ def test_vision_phase_trains_only_the_tower_and_updates_the_resume_point(tmp_pat
     assert after["state"]["step"] == 1 and after["state"]["vision_phase"]["steps"] == 2
     assert after["optimizer"]["state"].keys() == before["optimizer"]["state"].keys()
     # The main loop resumes from it and keeps training the whole model.
-    assert main(["--out", str(out), "--max-steps", "1", "--minutes", "2", "--resume",
-                 "--dense-weight", "1"])["step"] == 2
+    assert (
+        main(
+            [
+                "--out",
+                str(out),
+                "--max-steps",
+                "1",
+                "--minutes",
+                "2",
+                "--resume",
+                "--dense-weight",
+                "1",
+            ]
+        )["step"]
+        == 2
+    )
 
 
 def test_box_index_points_at_each_token_that_predicts_a_box_digit(encoder: Encoder) -> None:
@@ -224,8 +296,20 @@ def test_workers_build_the_same_batches_and_bf16_autocast_trains(tmp_path: Path)
     # (same loss to the bit), and a bf16-autocast run with re-check rows stays finite.
     from boxguard.demo.train import main
 
-    common = ["--max-steps", "2", "--minutes", "2", "--no-gen-eval", "--recheck-per-image", "2",
-              "--n-recheck-val", "6", "--device", "cpu", *TINY]
+    common = [
+        "--max-steps",
+        "2",
+        "--minutes",
+        "2",
+        "--no-gen-eval",
+        "--recheck-per-image",
+        "2",
+        "--n-recheck-val",
+        "6",
+        "--device",
+        "cpu",
+        *TINY,
+    ]
     inline = main(["--out", str(tmp_path / "inline"), *common])
     workers = main(["--out", str(tmp_path / "workers"), "--workers", "1", *common])
     assert inline["step"] == workers["step"] == 2

@@ -19,8 +19,7 @@ IMG = 7
 
 def test_targets_are_row_major_cells_of_each_image() -> None:
     # Two rows: a 2x3-token image (grid 4x6 patches) and a 1x2-token image, left-padded.
-    ids = torch.tensor([[1, IMG, IMG, IMG, IMG, IMG, IMG, 2],
-                        [0, 0, 0, 0, 1, IMG, IMG, 2]])
+    ids = torch.tensor([[1, IMG, IMG, IMG, IMG, IMG, IMG, 2], [0, 0, 0, 0, 1, IMG, IMG, 2]])
     grid = torch.tensor([[1, 4, 6], [1, 2, 4]])
     mask, targets = position_targets(ids, grid, IMG, merge_size=2)
     assert mask.sum() == 8

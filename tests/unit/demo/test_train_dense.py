@@ -63,4 +63,3 @@ def test_loss_of_exact_offsets_and_boxes_is_the_uniform_class_loss() -> None:
     assert worse.item() == pytest.approx(uniform + 1 / 28**2, abs=1e-5)
     with pytest.raises(ValueError, match="3 cells"):
         dense_loss(heads, embeds, middle, ids, IMG, cell_targets(None, 3, 1, 28), 28)
-

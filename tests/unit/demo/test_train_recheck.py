@@ -33,12 +33,14 @@ def encoder(tiny_checkpoint: Path) -> Encoder:
 
 
 def test_a_row_is_the_request_the_servers_visual_check_sends(encoder: Encoder) -> None:
-    scene, image, (sample,) = next(iter_scenes("val", 0, n_images=1, max_objects=1,
-                                               no_target_rate=0.0))
+    scene, image, (sample,) = next(
+        iter_scenes("val", 0, n_images=1, max_objects=1, no_target_rate=0.0)
+    )
     case = CropCase(sample.expression, tuple(sample.bbox), True, "right")
     example = crop_example(image, case, encoder)
-    region = image.crop(crop_box(margined(case.bbox, Policy().visual_margin, image.size),
-                                 image.size))
+    region = image.crop(
+        crop_box(margined(case.bbox, Policy().visual_margin, image.size), image.size)
+    )
     frame = encoder.adapter.model_frame(*region.size)
     expected = resize_to_frame(region, (frame.width, frame.height))
     assert example.image.tobytes() == expected.tobytes()
@@ -72,8 +74,7 @@ def test_labels_follow_iou_with_the_target_and_skip_ambiguous_crops() -> None:
                     for k, obj in enumerate(scene.objects):
                         if k != sample.target and fits_question(obj, sample.expression):
                             assert iou(case.bbox, tuple(obj.bbox)) < 0.3
-    assert set(kinds) == {"right", "other", "background", "shifted", "part", "between",
-                          "enlarged"}
+    assert set(kinds) == {"right", "other", "background", "shifted", "part", "between", "enlarged"}
     assert 0.3 < kinds["right"] / sum(kinds.values()) < 0.6
 
 

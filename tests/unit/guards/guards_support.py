@@ -12,8 +12,9 @@ CORPUS = Path(__file__).resolve().parents[2] / "data" / "guards" / "corpus.jsonl
 class FakeVerifier:
     """A scripted Verifier: fixed P(yes) and fixed samples; records what it was asked."""
 
-    def __init__(self, p_yes: float = 0.9, samples: list[str] | None = None,
-                 fail: bool = False) -> None:
+    def __init__(
+        self, p_yes: float = 0.9, samples: list[str] | None = None, fail: bool = False
+    ) -> None:
         self.p_yes = p_yes
         self.samples = samples or []
         self.fail = fail

@@ -17,8 +17,10 @@ def toks(text: str, lp: float = -0.01, digit_lp: float | None = None) -> list[To
     """Qwen-like pieces: one token per digit."""
     pieces = re.findall(r"\d|<\|[a-z_]+\|>| ?[A-Za-z]+|\s+|[^\sA-Za-z\d]", text)
     assert "".join(pieces) == text
-    return [TokenLogprob(token=p, logprob=digit_lp if digit_lp is not None and p.isdigit()
-                         else lp) for p in pieces]
+    return [
+        TokenLogprob(token=p, logprob=digit_lp if digit_lp is not None and p.isdigit() else lp)
+        for p in pieces
+    ]
 
 
 def test_token_index_overlap() -> None:
@@ -72,6 +74,7 @@ def test_not_applicable_without_or_with_mismatched_tokens() -> None:
 
 
 def test_stated_confidence_used_without_logprobs() -> None:
-    v = verify("<answer>[{'Position': [1, 2, 300, 400], 'Confidence': 0.7}]</answer>", "dog",
-               (100, 100))
+    v = verify(
+        "<answer>[{'Position': [1, 2, 300, 400], 'Confidence': 0.7}]</answer>", "dog", (100, 100)
+    )
     assert v.detections[0].confidence == 0.7

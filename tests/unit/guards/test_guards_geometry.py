@@ -16,18 +16,22 @@ def test_iou() -> None:
 
 def test_map_box_frames() -> None:
     assert map_box((100, 200, 300, 400), "relative1000", (2000, 1000), (1, 1)) == (
-        200, 200, 600, 400)
+        200,
+        200,
+        600,
+        400,
+    )
     assert map_box((0.5, 0.5, 1, 1), "normalized", (640, 480), (1, 1)) == (320, 240, 640, 480)
     # Qwen2.5-VL: pixels of the resized model input, scaled back to the original.
-    assert map_box((322, 238, 644, 476), "pixels", (1280, 960), (644, 476)) == (
-        640, 480, 1280, 960)
+    assert map_box((322, 238, 644, 476), "pixels", (1280, 960), (644, 476)) == (640, 480, 1280, 960)
 
 
 def test_resolve_frame_auto() -> None:
     assert resolve_frame("auto", parse_output("[0.1, 0.2, 0.3, 0.4]")) == "normalized"
     assert resolve_frame("auto", parse_output("[0, 0, 1, 1]")) == "pixels"
-    assert resolve_frame("auto", parse_output("<|box_start|>(1,2),(3,4)<|box_end|>")) == \
-        "relative1000"
+    assert (
+        resolve_frame("auto", parse_output("<|box_start|>(1,2),(3,4)<|box_end|>")) == "relative1000"
+    )
     assert resolve_frame("pixels", parse_output("[0.1, 0.2, 0.3, 0.4]")) == "pixels"
 
 
@@ -103,8 +107,9 @@ def test_cardinality() -> None:
 
 
 def test_overlapping_boxes_with_different_labels_are_distinct() -> None:
-    out = ('[{"bbox_2d": [0, 0, 20, 20], "label": "dog"}, '
-           '{"bbox_2d": [1, 0, 20, 21], "label": "cat"}]')
+    out = (
+        '[{"bbox_2d": [0, 0, 20, 20], "label": "dog"}, {"bbox_2d": [1, 0, 20, 21], "label": "cat"}]'
+    )
     assert "cardinality" in verify(out, "the dog", (100, 100)).reasons
 
 

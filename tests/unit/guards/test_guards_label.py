@@ -19,30 +19,33 @@ def _label(expr: str, label: str, think: str | None = None) -> bool:
     return next(c for c in v.checks if c.name == "label_match").passed
 
 
-@pytest.mark.parametrize(("expr", "label", "ok"), [
-    (DEMO, "red circle", True),
-    (DEMO, "circle", True),
-    (DEMO, "blue square", False),
-    (DEMO, "square", False),
-    ("the red circle", "blue circle", False),
-    ("the small star", "large star", False),
-    ("the small star", "star", True),
-    ("metal pole", "man in blue shirt", False),
-    ("metal pole", "Metal Poles", True),
-    ("the pole left of the bus", "bus", False),
-    ("the woman holding an umbrella", "umbrella", False),
-    ("the woman holding an umbrella", "lady", True),
-    ("the guy in red", "man", True),
-    ("the man on the left", "person", True),
-    ("an animal", "zebra", True),
-    ("the laptop", "computer", True),
-    ("the pole", "flagpole", True),
-    ("the one on the left", "dog", True),
-    ("the one left of the cat", "cat", False),
-    ("the dog", "banana", False),
-    ("the leftmost green star", "green star", True),
-    ("the hexagon", "shape", True),
-])
+@pytest.mark.parametrize(
+    ("expr", "label", "ok"),
+    [
+        (DEMO, "red circle", True),
+        (DEMO, "circle", True),
+        (DEMO, "blue square", False),
+        (DEMO, "square", False),
+        ("the red circle", "blue circle", False),
+        ("the small star", "large star", False),
+        ("the small star", "star", True),
+        ("metal pole", "man in blue shirt", False),
+        ("metal pole", "Metal Poles", True),
+        ("the pole left of the bus", "bus", False),
+        ("the woman holding an umbrella", "umbrella", False),
+        ("the woman holding an umbrella", "lady", True),
+        ("the guy in red", "man", True),
+        ("the man on the left", "person", True),
+        ("an animal", "zebra", True),
+        ("the laptop", "computer", True),
+        ("the pole", "flagpole", True),
+        ("the one on the left", "dog", True),
+        ("the one left of the cat", "cat", False),
+        ("the dog", "banana", False),
+        ("the leftmost green star", "green star", True),
+        ("the hexagon", "shape", True),
+    ],
+)
 def test_label_cases(expr: str, label: str, ok: bool) -> None:
     assert _label(expr, label) is ok
 

@@ -7,11 +7,23 @@ from boxguard.guards.lexicon import lemma, relation
 from boxguard.guards.nouns import analyze, mentioned_heads
 
 
-@pytest.mark.parametrize(("word", "expected"), [
-    ("dogs", "dog"), ("buses", "bus"), ("boxes", "box"), ("men", "man"), ("people", "person"),
-    ("glasses", "glasses"), ("bus", "bus"), ("ladies", "lady"), ("knives", "knife"),
-    ("circles", "circle"), ("Hexagons", "hexagon"), ("grass", "grass"),
-])
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("dogs", "dog"),
+        ("buses", "bus"),
+        ("boxes", "box"),
+        ("men", "man"),
+        ("people", "person"),
+        ("glasses", "glasses"),
+        ("bus", "bus"),
+        ("ladies", "lady"),
+        ("knives", "knife"),
+        ("circles", "circle"),
+        ("Hexagons", "hexagon"),
+        ("grass", "grass"),
+    ],
+)
 def test_lemma(word: str, expected: str) -> None:
     assert lemma(word) == expected
 
@@ -25,20 +37,23 @@ def test_relations() -> None:
     assert relation("lantern", "lamp") == "unknown"
 
 
-@pytest.mark.parametrize(("expr", "head", "others", "colors"), [
-    ("the red circle left of the blue square", "circle", {"square"}, {"red"}),
-    ("metal pole", "pole", set(), set()),
-    ("the pole left of the bus", "pole", {"bus"}, set()),
-    ("the woman holding an umbrella", "woman", {"umbrella"}, set()),
-    ("man in blue shirt", "man", {"shirt"}, set()),
-    ("the leftmost green star", "star", set(), {"green"}),
-    ("the bottom-most small hexagon", "hexagon", set(), set()),
-    ("the topmost yellow triangle above the purple star", "triangle", {"star"}, {"yellow"}),
-    ("the orange hexagon right of the green circle", "hexagon", {"circle"}, {"orange"}),
-    ("the car parked near the red truck", "car", {"truck"}, set()),
-    ("the traffic light above the road", "traffic light", {"road"}, set()),
-    ("The Dogs", "dog", set(), set()),
-])
+@pytest.mark.parametrize(
+    ("expr", "head", "others", "colors"),
+    [
+        ("the red circle left of the blue square", "circle", {"square"}, {"red"}),
+        ("metal pole", "pole", set(), set()),
+        ("the pole left of the bus", "pole", {"bus"}, set()),
+        ("the woman holding an umbrella", "woman", {"umbrella"}, set()),
+        ("man in blue shirt", "man", {"shirt"}, set()),
+        ("the leftmost green star", "star", set(), {"green"}),
+        ("the bottom-most small hexagon", "hexagon", set(), set()),
+        ("the topmost yellow triangle above the purple star", "triangle", {"star"}, {"yellow"}),
+        ("the orange hexagon right of the green circle", "hexagon", {"circle"}, {"orange"}),
+        ("the car parked near the red truck", "car", {"truck"}, set()),
+        ("the traffic light above the road", "traffic light", {"road"}, set()),
+        ("The Dogs", "dog", set(), set()),
+    ],
+)
 def test_analyze(expr: str, head: str, others: set[str], colors: set[str]) -> None:
     info = analyze(expr)
     assert info.head == head and info.other_nouns == others and info.colors == colors
@@ -51,7 +66,8 @@ def test_generic_and_sizes() -> None:
 
 
 def test_mentioned_heads() -> None:
-    heads = mentioned_heads("I see a red circle, a blue square and a green star. "
-                            "The target is the red circle.")
+    heads = mentioned_heads(
+        "I see a red circle, a blue square and a green star. The target is the red circle."
+    )
     assert [h for h, _ in heads] == ["circle", "square", "star", "circle"]
     assert heads[1][1] == {"blue"}

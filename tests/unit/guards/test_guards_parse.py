@@ -30,7 +30,7 @@ def test_single_object_and_bbox_key() -> None:
 
 
 def test_think_and_answer() -> None:
-    p = parse_output("<think>It is the cat.</think><answer>[{\"bbox_2d\": [1,2,3,4]}]</answer>")
+    p = parse_output('<think>It is the cat.</think><answer>[{"bbox_2d": [1,2,3,4]}]</answer>')
     assert p.ok and p.think == "It is the cat." and p.boxes[0].label is None
 
 
@@ -52,8 +52,9 @@ def test_visual_rft_and_no_objects() -> None:
 
 
 def test_qwen2_box_tokens() -> None:
-    text = "<|object_ref_start|>a woman<|object_ref_end|><|box_start|>(462,371),(709,785)" \
-           "<|box_end|>"
+    text = (
+        "<|object_ref_start|>a woman<|object_ref_end|><|box_start|>(462,371),(709,785)<|box_end|>"
+    )
     p = parse_output(text)
     assert p.ok and p.native_frame == "relative1000"
     assert p.boxes[0].coords == (462, 371, 709, 785) and p.boxes[0].label == "a woman"
@@ -70,8 +71,13 @@ def test_only_truncated_object_fails() -> None:
 
 
 def test_empty_and_no_object_phrases() -> None:
-    for text in ("[]", "```json\n[]\n```", "<answer>[ ]</answer>", "No Objects",
-                 "There is no such object."):
+    for text in (
+        "[]",
+        "```json\n[]\n```",
+        "<answer>[ ]</answer>",
+        "No Objects",
+        "There is no such object.",
+    ):
         p = parse_output(text)
         assert p.ok and p.no_object, text
 
@@ -98,20 +104,57 @@ def test_random_text_never_raises(text: str) -> None:
     assert isinstance(verify(text, "the red circle", (100, 100)), Verdict)
 
 
-_FRAGMENTS = st.sampled_from([
-    "<think>", "</think>", "<answer>", "</answer>", "```json\n", "```", "[", "]", "{", "}",
-    '"bbox_2d": ', "'Position': ", '"label": ', '"red circle"', "'dog'", ", ", "1", "0.5",
-    "-3", "1000", "No Objects", "<|box_start|>", "<|box_end|>", "(", ")", "<|object_ref_start|>",
-    "<|object_ref_end|>", "The target is the red circle.", "There is no dog.", "1e309", "\n",
-])
+_FRAGMENTS = st.sampled_from(
+    [
+        "<think>",
+        "</think>",
+        "<answer>",
+        "</answer>",
+        "```json\n",
+        "```",
+        "[",
+        "]",
+        "{",
+        "}",
+        '"bbox_2d": ',
+        "'Position': ",
+        '"label": ',
+        '"red circle"',
+        "'dog'",
+        ", ",
+        "1",
+        "0.5",
+        "-3",
+        "1000",
+        "No Objects",
+        "<|box_start|>",
+        "<|box_end|>",
+        "(",
+        ")",
+        "<|object_ref_start|>",
+        "<|object_ref_end|>",
+        "The target is the red circle.",
+        "There is no dog.",
+        "1e309",
+        "\n",
+    ]
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(_FRAGMENTS, max_size=40), st.booleans(), st.sampled_from(
-    ["auto", "pixels", "relative1000", "normalized"]))
+@given(
+    st.lists(_FRAGMENTS, max_size=40),
+    st.booleans(),
+    st.sampled_from(["auto", "pixels", "relative1000", "normalized"]),
+)
 def test_structured_noise_never_raises(parts: list[str], multiple: bool, frame: str) -> None:
-    v = verify("".join(parts), "the red circle", (64, 48), frame=frame,  # type: ignore[arg-type]
-               multiple=multiple)
+    v = verify(
+        "".join(parts),
+        "the red circle",
+        (64, 48),
+        frame=frame,  # type: ignore[arg-type]
+        multiple=multiple,
+    )
     assert v.status in ("accepted", "abstained")
     for d in v.detections:
         x1, y1, x2, y2 = d.bbox

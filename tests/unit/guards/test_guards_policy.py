@@ -13,11 +13,19 @@ def test_defaults_and_all_checks_fatal() -> None:
     assert p.fatal == frozenset(CHECK_NAMES) and 0 < p.min_confidence < 1
 
 
-@pytest.mark.parametrize("bad", [
-    {"min_confidence": 1.5}, {"min_confidence": -0.1}, {"duplicate_iou": 0.0},
-    {"self_consistency_k": -1}, {"self_consistency_k": 1000}, {"whole_image_frac": 0.1},
-    {"fatal": ["format", "no_such_check"]}, {"unknown_field": 1},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"min_confidence": 1.5},
+        {"min_confidence": -0.1},
+        {"duplicate_iou": 0.0},
+        {"self_consistency_k": -1},
+        {"self_consistency_k": 1000},
+        {"whole_image_frac": 0.1},
+        {"fatal": ["format", "no_such_check"]},
+        {"unknown_field": 1},
+    ],
+)
 def test_out_of_range_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Policy.model_validate(bad)
@@ -39,8 +47,12 @@ def test_non_fatal_failures_are_reported_not_reasons() -> None:
 
 
 def test_verdict_json_round_trip() -> None:
-    v = verify("<think>It is the dog.</think><answer>[{\"bbox_2d\": [1, 2, 30, 40], \"label\": "
-               "\"dog\"}]</answer>", "the dog", (100, 100))
+    v = verify(
+        '<think>It is the dog.</think><answer>[{"bbox_2d": [1, 2, 30, 40], "label": '
+        '"dog"}]</answer>',
+        "the dog",
+        (100, 100),
+    )
     again = Verdict.model_validate_json(v.model_dump_json())
     assert again == v and again.think == "It is the dog."
     assert isinstance(again.detections[0], Detection) and isinstance(again.checks[0], CheckResult)

@@ -17,23 +17,31 @@ def _think_check(think: str, answer: str = BOX, expr: str = DEMO) -> CheckResult
 
 
 def test_demo_trace_accepted() -> None:
-    c = _think_check("I see a red circle, a blue square and a green star. The target is the red "
-                     "circle left of the blue square. It is the red circle.")
+    c = _think_check(
+        "I see a red circle, a blue square and a green star. The target is the red "
+        "circle left of the blue square. It is the red circle."
+    )
     assert c.passed and "red circle" in c.detail
 
 
 def test_no_target_trace_with_empty_answer() -> None:
-    c = _think_check("I see a red circle and a green star. There is no yellow hexagon.", "[]",
-                     "the yellow hexagon")
+    c = _think_check(
+        "I see a red circle and a green star. There is no yellow hexagon.",
+        "[]",
+        "the yellow hexagon",
+    )
     assert c.passed and "absent" in c.detail
 
 
-@pytest.mark.parametrize("think", [
-    "There is no yellow hexagon.",
-    "I cannot find a yellow hexagon anywhere.",
-    "The yellow hexagon is not present in the image.",
-    "No such object exists, nothing matches.",
-])
+@pytest.mark.parametrize(
+    "think",
+    [
+        "There is no yellow hexagon.",
+        "I cannot find a yellow hexagon anywhere.",
+        "The yellow hexagon is not present in the image.",
+        "No such object exists, nothing matches.",
+    ],
+)
 def test_absent_but_box_returned(think: str) -> None:
     c = _think_check(think, '[{"bbox_2d": [10, 20, 50, 60]}]', "the yellow hexagon")
     assert not c.passed and "absent" in c.detail
@@ -41,8 +49,9 @@ def test_absent_but_box_returned(think: str) -> None:
 
 def test_absence_of_another_object_is_not_about_target() -> None:
     assert _think_check("There is no bus, so the target is the red circle.").passed
-    assert _think_check("There is no blue circle. It is the red circle.",
-                        expr="the red circle").passed
+    assert _think_check(
+        "There is no blue circle. It is the red circle.", expr="the red circle"
+    ).passed
 
 
 def test_last_decision_wins() -> None:
@@ -62,8 +71,9 @@ def test_selects_but_empty_answer() -> None:
 
 
 def test_selection_conflicts_with_label() -> None:
-    c = _think_check("It is the red circle.",
-                     '[{"bbox_2d": [10, 20, 50, 60], "label": "green star"}]')
+    c = _think_check(
+        "It is the red circle.", '[{"bbox_2d": [10, 20, 50, 60], "label": "green star"}]'
+    )
     assert not c.passed
 
 
@@ -80,6 +90,9 @@ def test_no_think_is_not_applicable() -> None:
 
 
 def test_known_case() -> None:
-    info = analyze_think("There is a metal pole and a man in blue shirt next to it. The man in "
-                         "blue shirt is the target.", "metal pole")
+    info = analyze_think(
+        "There is a metal pole and a man in blue shirt next to it. The man in "
+        "blue shirt is the target.",
+        "metal pole",
+    )
     assert info.decision == "select" and info.entity is not None and info.entity.head == "man"

@@ -100,8 +100,15 @@ def test_unknown_objective() -> None:
 
 def test_verdict_confidence() -> None:
     out = "[]"
-    v = verify(out, "the dog", (10, 10), token_logprobs=[TokenLogprob(token="[", logprob=-0.1),
-                                                           TokenLogprob(token="]", logprob=-0.5)])
+    v = verify(
+        out,
+        "the dog",
+        (10, 10),
+        token_logprobs=[
+            TokenLogprob(token="[", logprob=-0.1),
+            TokenLogprob(token="]", logprob=-0.5),
+        ],
+    )
     assert verdict_confidence(v) == pytest.approx(0.6065, abs=1e-3)
     assert verdict_confidence(verify(out, "the dog", (10, 10))) is None
 

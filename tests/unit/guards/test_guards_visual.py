@@ -34,15 +34,21 @@ def test_visual_check_pass_and_fail() -> None:
     v = verify(OUT, DEMO, (400, 400), verifier=fake, policy=ON)
     assert v.accepted
     assert fake.questions == [((90, 90, 210, 210), "Is this a red circle?")]
-    v = verify(OUT, DEMO, (400, 400), verifier=FakeVerifier(p_yes=0.2, samples=[OUT] * 4),
-               policy=ON)
+    v = verify(
+        OUT, DEMO, (400, 400), verifier=FakeVerifier(p_yes=0.2, samples=[OUT] * 4), policy=ON
+    )
     assert v.reasons == ["visual_check"]
 
 
 def test_disabled_by_policy() -> None:
     fake = FakeVerifier(p_yes=0.0)
-    v = verify(OUT, DEMO, (400, 400), verifier=fake,
-               policy=Policy(visual_check=False, self_consistency_k=0))
+    v = verify(
+        OUT,
+        DEMO,
+        (400, 400),
+        verifier=fake,
+        policy=Policy(visual_check=False, self_consistency_k=0),
+    )
     assert v.accepted and not fake.questions and not fake.k_asked
 
 
@@ -51,14 +57,24 @@ def test_verifier_errors_propagate_never_abstain() -> None:
     with pytest.raises(RuntimeError, match="backend down"):
         verify(OUT, DEMO, (400, 400), verifier=FakeVerifier(fail=True), policy=ON)
     with pytest.raises(RuntimeError, match="backend down"):
-        verify(OUT, DEMO, (400, 400), verifier=FakeVerifier(fail=True),
-               policy=Policy(visual_check=False, self_consistency_k=4))
+        verify(
+            OUT,
+            DEMO,
+            (400, 400),
+            verifier=FakeVerifier(fail=True),
+            policy=Policy(visual_check=False, self_consistency_k=4),
+        )
 
 
 def test_expensive_checks_skipped_after_fatal_failure() -> None:
     fake = FakeVerifier()
-    v = verify('[{"bbox_2d": [1, 1, 90, 90], "label": "blue square"}]', DEMO, (400, 400),
-               verifier=fake, policy=ON)
+    v = verify(
+        '[{"bbox_2d": [1, 1, 90, 90], "label": "blue square"}]',
+        DEMO,
+        (400, 400),
+        verifier=fake,
+        policy=ON,
+    )
     assert v.reasons == ["label_match"] and not fake.questions and not fake.k_asked
     assert "visual_check" not in [c.name for c in v.checks]
 
@@ -89,13 +105,20 @@ def test_self_consistency_no_object() -> None:
     assert v.accepted and v.checks[-1].score == 0.75
 
 
-TWO = ('[{"bbox_2d": [100, 100, 200, 200], "label": "red circle"}, '
-       '{"bbox_2d": [250, 250, 300, 330], "label": "red circle"}]')
+TWO = (
+    '[{"bbox_2d": [100, 100, 200, 200], "label": "red circle"}, '
+    '{"bbox_2d": [250, 250, 300, 330], "label": "red circle"}]'
+)
 
 
 def test_plan_asks_every_kept_box_and_k_samples_at_once() -> None:
-    plan = prepare(TWO, "the red circle", (400, 400), multiple=True,
-                   policy=Policy(visual_check=True, self_consistency_k=3))
+    plan = prepare(
+        TWO,
+        "the red circle",
+        (400, 400),
+        multiple=True,
+        policy=Policy(visual_check=True, self_consistency_k=3),
+    )
     assert plan.needs_evidence and plan.samples == 3
     assert [c.bbox for c in plan.crops] == [(90, 90, 210, 210), (245, 242, 305, 338)]
     assert {c.question for c in plan.crops} == {"Is this a red circle?"}
@@ -104,8 +127,13 @@ def test_plan_asks_every_kept_box_and_k_samples_at_once() -> None:
 
 
 def test_finish_uses_the_lowest_crop_and_says_which() -> None:
-    plan = prepare(TWO, "the red circle", (400, 400), multiple=True,
-                   policy=Policy(visual_check=True, self_consistency_k=0))
+    plan = prepare(
+        TWO,
+        "the red circle",
+        (400, 400),
+        multiple=True,
+        policy=Policy(visual_check=True, self_consistency_k=0),
+    )
     ok = plan.finish(Evidence(yes_probabilities=(0.9, 0.7)))
     assert ok.accepted and ok.checks[-2].score == 0.7
     low = plan.finish(Evidence(yes_probabilities=(0.9, 0.3)))
@@ -129,8 +157,9 @@ def test_no_evidence_means_not_applicable() -> None:
 
 
 def test_fatal_cheap_failure_plans_no_evidence() -> None:
-    plan = prepare('[{"bbox_2d": [1, 1, 90, 90], "label": "blue square"}]', DEMO, (400, 400),
-                   policy=ON)
+    plan = prepare(
+        '[{"bbox_2d": [1, 1, 90, 90], "label": "blue square"}]', DEMO, (400, 400), policy=ON
+    )
     assert not plan.needs_evidence and plan.crops == () and plan.samples == 0
     assert plan.finish().reasons == ["label_match"]
 

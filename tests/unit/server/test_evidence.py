@@ -27,7 +27,6 @@ def test_yes_probability_reads_the_deciding_token() -> None:
     assert yes_probability(_answer("no", -0.1)) == pytest.approx(0.0952, abs=1e-4)
 
 
-
 @pytest.mark.parametrize(
     "generation",
     [

@@ -17,8 +17,12 @@ from boxguard.server.policy_source import (
 )
 from boxguard.server.settings import Settings
 
-FILE = {"_calibration": "val, n=600", "visual_check": True, "visual_min_yes": 0.3,
-        "min_confidence": 0.1}
+FILE = {
+    "_calibration": "val, n=600",
+    "visual_check": True,
+    "visual_min_yes": 0.3,
+    "min_confidence": 0.1,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +49,11 @@ def test_the_defaults_are_the_guards_own(tmp_path: Path) -> None:
 def test_a_model_directory_brings_its_policy_file(model_dir: Path) -> None:
     applied = server_policy(Settings(), str(model_dir))
     assert applied.values.visual_check and applied.values.visual_min_yes == 0.3
-    assert applied.sources == {"visual_check": "file", "visual_min_yes": "file",
-                               "min_confidence": "file"}
+    assert applied.sources == {
+        "visual_check": "file",
+        "visual_min_yes": "file",
+        "min_confidence": "file",
+    }
     assert applied.file == str(model_dir / POLICY_FILE)
 
 

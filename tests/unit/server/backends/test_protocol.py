@@ -17,9 +17,7 @@ MEMBERS = ("name", "health", "ready", "queue_depth", "start", "stop", "generate"
 
 @pytest.mark.parametrize("cls", [TransformersBackend, VLLMBackend])
 def test_backend_implements_the_whole_protocol(cls: type) -> None:
-    declared = set(Backend.__annotations__) | {
-        k for k in vars(Backend) if not k.startswith("_")
-    }
+    declared = set(Backend.__annotations__) | {k for k in vars(Backend) if not k.startswith("_")}
     assert declared == set(MEMBERS)
     for member in MEMBERS:
         assert hasattr(cls, member), member
