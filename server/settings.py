@@ -29,6 +29,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "backend",
         "device",
         "dtype",
+        "load_format",
         "cpu_threads",
         "min_pixels",
         "max_pixels",
@@ -78,7 +79,6 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "tensor_parallel_size",
         "data_parallel_size",
         "max_model_len",
-        "load_format",
         "enforce_eager",
     ),
 }
@@ -202,7 +202,11 @@ class Settings(BaseSettings):
     max_model_len: int | None = Field(
         None, ge=256, description="Context length; none = the model's."
     )
-    load_format: str = Field("auto", description="vLLM load format; 'dummy' = random weights.")
+    load_format: str = Field(
+        "auto",
+        description="auto = the checkpoint's weights; dummy = random weights from config.json "
+        "(both backends); other values are vLLM load formats.",
+    )
     enforce_eager: bool = Field(False, description="Disable CUDA graphs (slower, less memory).")
     tokenizer: str | None = Field(None, description="Tokenizer directory if not the model's.")
     # The openai backend: boxguard in front of an OpenAI-compatible VLM server.
