@@ -98,3 +98,12 @@ def test_json_curl_example_streams_the_body() -> None:
     serving = re.findall(r"^```bash\n(.*?)^```", _section("Serving"), re.M | re.S)[0]
     assert "$(base64" not in serving
     assert serving.index("-F image=@") < serving.index("--data-binary @-")
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    """CI runs what a user runs: the Quickstart's second command, as it is written."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    test_command = next(b.strip() for b in blocks if "python -m pytest" in b)
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci
