@@ -113,6 +113,7 @@ def _lifespan(
             # Load the optional embedding model now rather than on some request's clock.
             await asyncio.to_thread(embed.warmup)
         await service.warmup()
+        service.warm = True
         # An upstream's model is known once connected (the only one it serves).
         model_name = getattr(engine, "served_model", None) or model_name
         service.model_name = settings.model_name or model_name
@@ -179,10 +180,8 @@ def _add_ops_routes(app: FastAPI) -> None:
     async def readyz(request: Request) -> Any:
         """Readiness: 200 only when the backend can serve; else its state and why."""
         serving = _serving(request)
-        if (
-            serving["backend_state"] != "ready"
-            or getattr(request.app.state, "service", None) is None
-        ):
+        service = getattr(request.app.state, "service", None)
+        if serving["backend_state"] != "ready" or service is None or not service.warm:
             body = Health(status="not_ready", **serving)
             return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
         return Health(status="ready", **serving)
@@ -297,6 +296,7 @@ async def _supervise(service: GroundingService, settings: Settings) -> None:
         if health.ready:
             continue
         metrics.backend_ready.set(0)
+        service.warm = False  # not ready again until the restarted engine is warmed up
         log.warning(
             "backend %s is %s (%s); restarting it", engine.name, health.state, health.reason
         )
@@ -312,6 +312,7 @@ async def _supervise(service: GroundingService, settings: Settings) -> None:
             continue
         metrics.backend_restarts.inc()
         metrics.backend_ready.set(1)
+        service.warm = True
         log.info("backend %s restarted", engine.name)
 
 

@@ -69,6 +69,7 @@ class GroundingService:
         self.policy = policy
         self.model_name = settings.model_name or "boxguard-demo"
         self.recorder: Recorder | None = None  # set by the app when --record is on
+        self.warm = False  # set by the app once warmup() ran after the backend's (re)start
 
     async def warmup(self) -> None:
         """One answer and one yes/no question on a blank image: grammars compiled, first

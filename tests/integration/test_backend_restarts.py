@@ -110,5 +110,6 @@ def test_fatal_engine_error_is_a_503_then_the_supervisor_restarts_the_backend(
         assert r.status_code == 503 and r.json()["code"] == "backend_unavailable", r.text
         assert r.headers["retry-after"] == "2"
         assert _wait_for(lambda: backend.engine is not first_engine and backend.ready, 60)
-        assert client.get(url + "/readyz").status_code == 200
+        # Ready again only once the restarted engine is warmed up, not as soon as it loads.
+        assert _wait_for(lambda: client.get(url + "/readyz").status_code == 200, 60)
         assert client.post(url + "/ground", json=BODY, timeout=60).status_code == 200
