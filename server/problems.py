@@ -26,6 +26,8 @@ log = logging.getLogger("boxguard.server")
 PROBLEM_JSON = "application/problem+json"
 
 _HTTP_CODES = {
+    # FastAPI's own 400 is a body its routes could not parse (e.g. not JSON, not UTF-8).
+    400: "malformed_json",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
