@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from itertools import accumulate
 
 from .context import Context, not_run, result
-from .parse import Span
+from .parse_values import Span
 from .types import CheckResult, TokenLogprob
 
 

@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .nouns import PhraseInfo, analyze
-from .parse import Parsed, RawBox
+from .parse import Parsed
+from .parse_values import RawBox
 from .policy import Policy
 from .types import BBox, CheckResult, OutputMode, TokenLogprob
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from .context import Box, Context, not_run, result
 from .lexicon import relation
 from .nouns import analyze
-from .parse import Parsed, RawBox
+from .parse import Parsed
+from .parse_values import RawBox
 from .types import BBox, CheckResult
 
 

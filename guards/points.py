@@ -15,6 +15,17 @@ import re
 from typing import Literal
 
 from .parse import (
+    FormatFn,
+    Parsed,
+    _box_tokens,
+    _branch_after_bracket,
+    _no_object,
+    _parse,
+    _Region,
+    _said_no_object,
+    parse_output,
+)
+from .parse_values import (
     _BOX_TOKEN_RE,
     _CONF_KEYS,
     _EDGE_KEYS,
@@ -22,20 +33,11 @@ from .parse import (
     _LABEL_KEYS,
     _NUM,
     _OBJECT_RE,
-    FormatFn,
-    Parsed,
     RawBox,
     Span,
-    _box_tokens,
-    _branch_after_bracket,
     _is_box_key,
     _label_text,
-    _no_object,
     _numbers,
-    _parse,
-    _Region,
-    _said_no_object,
-    parse_output,
 )
 
 OutputMode = Literal["box", "point"]

@@ -16,7 +16,7 @@ from .geometry import iou, map_boxes
 from .lexicon import BOUNDARY_WORDS, ING_NOUNS, known, relation
 from .nouns import PhraseInfo, analyze, mentioned_heads
 from .nouns import words as word_tokens
-from .parse import _BARE_BOX_RE, _BOX_TOKEN_RE, RawBox
+from .parse_values import _BARE_BOX_RE, _BOX_TOKEN_RE, RawBox
 from .types import BBox, CheckResult
 
 # Sentences and comma clauses first (one fast split), then connectives when present.
