@@ -114,28 +114,35 @@ def _ground_all(
     url: str, image: Image.Image, samples: list[Sample], out: str | Path, console: Console
 ) -> list[GroundResult]:
     """Ground every demo expression plus one guard probe; print JSON, a table and the image."""
-    results: list[GroundResult] = []
-    with Client(url, retries=2) as client:
-        for i, sample in enumerate(samples):
-            results.append(client.ground(image, sample.expression, think=i % 2 == 1))
-        probe = client.ground(image, samples[PROBE_SAMPLE].expression, policy=GUARD_PROBE_POLICY)
-    console.print_json(json.dumps(results[0].model_dump(mode="json")))
-    rows = [Row(s.expression, "", s.bbox, r) for s, r in zip(samples, results, strict=True)]
-    note = "[policy " + " ".join(f"{k}={v}" for k, v in GUARD_PROBE_POLICY.items()) + "]"
-    rows.append(Row(samples[PROBE_SAMPLE].expression, note, samples[PROBE_SAMPLE].bbox, probe))
+    rows = ground_rows(url, image, samples)
+    console.print_json(json.dumps(rows[0].result.model_dump(mode="json")))
     console.print(verdict_table(url, rows))
     panels = [
         captioned(
             _with_truth(row.result.draw(image, expression=row.expression), row.truth),
             row.shown,
             verdict_words(row.result, row.expression),
-            _truth_iou(row.result, row.truth),
+            truth_iou(row.result, row.truth),
         )
         for row in rows
     ]
     _grid(panels).save(out)
     console.print(f"annotated image: {Path(out).resolve()}")
-    return [*results, probe]
+    return [row.result for row in rows]
+
+
+def ground_rows(url: str, image: Image.Image, samples: list[Sample]) -> list[Row]:
+    """The demo's requests through the server at `url`: every expression (every second one with
+    a think trace), then one expression again under the tightening probe policy."""
+    results: list[GroundResult] = []
+    with Client(url, retries=2) as client:
+        for i, sample in enumerate(samples):
+            results.append(client.ground(image, sample.expression, think=i % 2 == 1))
+        probe = client.ground(image, samples[PROBE_SAMPLE].expression, policy=GUARD_PROBE_POLICY)
+    rows = [Row(s.expression, "", s.bbox, r) for s, r in zip(samples, results, strict=True)]
+    note = "[policy " + " ".join(f"{k}={v}" for k, v in GUARD_PROBE_POLICY.items()) + "]"
+    rows.append(Row(samples[PROBE_SAMPLE].expression, note, samples[PROBE_SAMPLE].bbox, probe))
+    return rows
 
 
 class Row(NamedTuple):
@@ -152,7 +159,7 @@ class Row(NamedTuple):
         return f"{self.expression}  {self.note}" if self.note else self.expression
 
 
-def _truth_iou(result: GroundResult, truth: tuple[int, int, int, int] | None) -> str:
+def truth_iou(result: GroundResult, truth: tuple[int, int, int, int] | None) -> str:
     """IoU of the answered (or rejected) box with the true box: 0 for no box although the target
     is there, '-' when there is no target."""
     top = result.top or result.top_candidate
@@ -172,7 +179,7 @@ def verdict_table(url: str, rows: list[Row]) -> Table:
         style = "green" if row.result.status == "accepted" else "yellow"
         # Expressions are plain text: "[policy ...]" must print, not be read as Rich markup.
         table.add_row(
-            escape(row.shown), f"[{style}]{escape(words)}[/]", _truth_iou(row.result, row.truth)
+            escape(row.shown), f"[{style}]{escape(words)}[/]", truth_iou(row.result, row.truth)
         )
     return table
 

@@ -11,8 +11,9 @@ import pytest
 pytest.importorskip("transformers")
 
 from boxguard.clients import Client  # noqa: E402
-from boxguard.demo.cli import run_demo  # noqa: E402
+from boxguard.demo.cli import ground_rows, run_demo  # noqa: E402
 from boxguard.demo.dataset import demo_scene  # noqa: E402
+from boxguard.demo.readme import README, markdown  # noqa: E402
 from boxguard.demo.scenes import generate_scene, render_scene  # noqa: E402
 from boxguard.demo.vocab import COLORS, SHAPES  # noqa: E402
 from boxguard.guards.geometry import iou  # noqa: E402
@@ -147,3 +148,12 @@ def test_demo_command_grounds_through_a_real_server(tmp_path: Path) -> None:
     # (accept_no_object false) must not accept as "no such object".
     blue_square = results[0]
     assert not (blue_square.accepted and not blue_square.detections), blue_square.checks
+
+
+def test_the_readme_shows_what_the_demo_really_prints(demo_url: str) -> None:
+    # The README's table is the shipped checkpoint's real output, regenerated when it ships.
+    scene, samples = demo_scene()
+    block = markdown(ground_rows(demo_url, render_scene(scene), samples))
+    assert block in README.read_text(encoding="utf-8"), (
+        "README.md's demo block is stale: run `python -m boxguard.demo.readme`\n" + block
+    )

@@ -1,4 +1,5 @@
-"""The demo's printed table and tile captions: verdicts in words, policy notes kept, 80 columns."""
+"""The demo's printed table, tile captions and README block: verdicts in words, policy notes
+kept, 80 columns, both kinds of error counted."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ pytest.importorskip("rich")
 from boxguard.clients import GroundResult  # noqa: E402
 from boxguard.demo.cli import Row, captioned, verdict_table  # noqa: E402
 from boxguard.demo.explain import verdict_words  # noqa: E402
+from boxguard.demo.readme import BEGIN, END, markdown, replace_block, summary  # noqa: E402
 from PIL import Image  # noqa: E402
 from rich.console import Console  # noqa: E402
 
@@ -120,3 +122,47 @@ def test_truth_is_drawn_thin_and_labelled_and_no_cell_is_empty() -> None:
         sheet = _grid([panel] * n)
         cells = (sheet.width // 400) * (sheet.height // 300)
         assert cells == n + 1  # every panel and the legend, no blank cell
+
+
+ROWS = [
+    # accepted, box [10, 10, 50, 50] on the truth: right
+    Row("the red circle", "", (10, 10, 50, 50), result("accepted", [VISUAL_YES])),
+    # accepted far from the truth: a wrong answer accepted
+    Row("the blue square", "", (60, 60, 90, 90), result("accepted", [VISUAL_YES])),
+    # abstained on a right box: a right answer refused
+    Row(
+        "the red circle",
+        "[policy min_confidence=0.99]",
+        (10, 10, 50, 50),
+        result("abstained", [LOW_CONF]),
+    ),
+    # abstained, no such object in the scene, the candidate is a box: refusing it is right
+    Row("the purple hexagon", "", None, result("abstained", [VISUAL_NO])),
+]
+
+
+def test_the_summary_counts_both_kinds_of_error() -> None:
+    assert summary(ROWS) == (
+        "2 of 4 requests accepted (1 of them wrong), 2 abstained (1 of them on a right answer)."
+    )
+
+
+def test_the_block_is_a_table_with_one_row_per_request() -> None:
+    block = markdown(ROWS)
+    lines = block.splitlines()
+    assert lines[0] == BEGIN and lines[-1] == END
+    rows = [line for line in lines if line.startswith("| ") and "expression" not in line]
+    assert len(rows) == len(ROWS)
+    assert (
+        rows[0]
+        == "| the red circle | accepted: the crop looks like a red circle, P(yes)=0.93 | 1.00 |"
+    )
+    assert rows[1].endswith("| 0.00 |") and rows[3].endswith("| - |")
+    assert "[policy min_confidence=0.99]" in rows[2]
+
+
+def test_the_block_is_replaced_and_the_rest_of_the_readme_kept() -> None:
+    text = f"intro\n\n{BEGIN}\nold table\n{END}\n\nafter\n"
+    updated = replace_block(text, markdown(ROWS[:1]))
+    assert updated.startswith("intro\n\n" + BEGIN) and updated.endswith(END + "\n\nafter\n")
+    assert "old table" not in updated
