@@ -31,6 +31,12 @@ def export_command(
     verified_only: Annotated[
         bool, typer.Option("--verified-only", help="Only answers the guards accepted.")
     ] = False,
+    errors_only: Annotated[
+        bool,
+        typer.Option(
+            "--errors-only", help="Only corrections: examples whose model answer was wrong."
+        ),
+    ] = False,
     val_fraction: Annotated[
         float, typer.Option("--val-fraction", min=0.0, max=1.0, help="Share of images held out.")
     ] = 0.0,
@@ -56,6 +62,7 @@ def export_command(
             family=family,  # type: ignore[arg-type]
             reviewed_only=reviewed_only,
             verified_only=verified_only,
+            errors_only=errors_only,
             val_fraction=val_fraction,
             max_pixels=max_pixels,
         )

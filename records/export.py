@@ -158,6 +158,7 @@ def export(
     family: Family = "qwen2_5_vl",
     reviewed_only: bool = False,
     verified_only: bool = False,
+    errors_only: bool = False,
     val_fraction: float = 0.0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str = "boxguard",
@@ -175,6 +176,10 @@ def export(
     for ex in examples:
         if (reviewed_only and not ex.reviewed) or (verified_only and not ex.verified):
             summary.skip("filtered out")
+            continue
+        # The corrections alone: where the model's answer disagrees with the truth.
+        if errors_only and agrees(ex.answer, ex.truth):
+            summary.skip("the model's answer was right")
             continue
         image = out / "images" / ex.image_name
         if not image.exists():
@@ -222,3 +227,33 @@ def _dataset_info(out: Path, name: str, splits: list[str], *, ranking: bool) -> 
             entry["ranking"] = True
         info[f"{name}_{split}"] = entry
     path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def read_llamafactory(out: Path) -> dict[str, list[dict[str, Any]]]:
+    """Rows of each dataset in `out`, read as LLaMA-Factory's loader does: the dataset_info.json
+    entries, the ShareGPT converter's role order and turn count, mm_plugin's one `<image>` per
+    image, media paths joined to the dataset dir (which must exist)."""
+    info = json.loads((out / "dataset_info.json").read_text(encoding="utf-8"))
+    datasets = {}
+    for name, attr in info.items():
+        if attr.get("formatting") != "sharegpt":
+            raise ValueError(f"{name}: formatting is {attr.get('formatting')!r}, not sharegpt")
+        tags, columns = attr["tags"], attr["columns"]
+        turns = (tags["user_tag"], tags["assistant_tag"])
+        rows = json.loads((out / attr["file_name"]).read_text(encoding="utf-8"))
+        for k, row in enumerate(rows):
+            messages = row[columns["messages"]]
+            roles = [m[tags["role_tag"]] for m in messages]
+            if roles != [turns[i % 2] for i in range(len(roles))]:
+                raise ValueError(f"{name} row {k}: roles {roles} do not alternate user/assistant")
+            if len(messages) % 2 != (1 if attr.get("ranking") else 0):
+                raise ValueError(f"{name} row {k}: {len(messages)} turns")
+            images = row[columns["images"]]
+            text = "".join(m[tags["content_tag"]] for m in messages)
+            if text.count(IMAGE_TOKEN) != len(images):
+                raise ValueError(f"{name} row {k}: {len(images)} images, other <image> count")
+            missing = [p for p in images if not (out / p).is_file()]
+            if missing:
+                raise FileNotFoundError(f"{name} row {k}: no image {missing[0]} in {out}")
+        datasets[name] = rows
+    return datasets

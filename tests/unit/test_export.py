@@ -14,7 +14,7 @@ import pytest
 from boxguard.cli.commands import app
 from boxguard.records import Record, RecordStore
 from boxguard.records.examples import load_examples
-from boxguard.records.export import export
+from boxguard.records.export import export, read_llamafactory
 from boxguard.server.models import ADAPTERS
 from PIL import Image
 from typer.testing import CliRunner
@@ -92,36 +92,12 @@ def _close(a: list[float], b: tuple[float, ...], tol: float) -> bool:
     return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
 
 
-def _llamafactory_rows(out: Path) -> dict[str, list[dict]]:
-    """LLaMA-Factory's loader: dataset_info entries, the ShareGPT converter's role checks and
-    mm_plugin's rule of one <image> per image, media paths joined to the dataset dir."""
-    info = json.loads((out / "dataset_info.json").read_text())
-    rows = {}
-    for name, attr in info.items():
-        assert attr["formatting"] == "sharegpt"
-        tags = attr["tags"]
-        data = json.loads((out / attr["file_name"]).read_text())
-        for row in data:
-            messages = row[attr["columns"]["messages"]]
-            roles = [m[tags["role_tag"]] for m in messages]
-            assert roles == [
-                (tags["user_tag"], tags["assistant_tag"])[i % 2] for i in range(len(roles))
-            ]
-            assert len(messages) % 2 == (1 if attr.get("ranking") else 0)
-            images = row[attr["columns"]["images"]]
-            text = "".join(m[tags["content_tag"]] for m in messages)
-            assert text.count("<image>") == len(images)
-            assert all(os.path.isfile(os.path.join(out, p)) for p in images)
-        rows[name] = data
-    return rows
-
-
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
 def test_llamafactory_round_trip(store_url: str, tmp_path: Path, family: str) -> None:
     out = tmp_path / "lf"
     summary = export(load_examples(store_url), out, "llamafactory", family=family)  # type: ignore[arg-type]
     assert summary.rows == {"train": 3}
-    rows = _llamafactory_rows(out)["boxguard_train"]
+    rows = read_llamafactory(out)["boxguard_train"]
     for row in rows:
         question = row["messages"][0]["content"]
         expression = next(e for e in TRUTH if e in question)
@@ -136,7 +112,7 @@ def test_dpo_pairs_the_truth_with_the_wrong_answer(store_url: str, tmp_path: Pat
     out = tmp_path / "dpo"
     summary = export(load_examples(store_url), out, "dpo")
     assert summary.rows == {"train": 2} and summary.skipped == {"the model's answer was right": 1}
-    rows = _llamafactory_rows(out)["boxguard_train"]
+    rows = read_llamafactory(out)["boxguard_train"]
     by_expr = {next(e for e in TRUTH if e in r["messages"][0]["content"]): r for r in rows}
     assert set(by_expr) == {"the dog", "the unicorn"}
     assert by_expr["the unicorn"]["chosen"]["content"] == "[]"
@@ -211,7 +187,7 @@ def test_eval_report_source_and_split_by_image(tmp_path: Path) -> None:
     out = tmp_path / "lf"
     summary = export(load_examples(str(report)), out, "llamafactory", val_fraction=0.3)
     assert sum(summary.rows.values()) == 24 and set(summary.rows) == {"train", "val"}
-    splits = _llamafactory_rows(out)
+    splits = read_llamafactory(out)
     train_images = {r["images"][0] for r in splits["boxguard_train"]}
     val_images = {r["images"][0] for r in splits["boxguard_val"]}
     assert not train_images & val_images  # both expressions of an image in one split
@@ -232,3 +208,27 @@ def test_the_cli_filters_reviewed_and_verified(store_url: str, tmp_path: Path) -
         app, ["export", str(tmp_path / "nope.db"), "--out", str(tmp_path / "c")]
     )
     assert missing.exit_code == 2
+
+
+def test_the_cli_exports_only_the_errors(store_url: str, tmp_path: Path) -> None:
+    """--errors-only keeps the corrections: the wrong box (dog) and the box for an absent thing
+    (unicorn, taught as []); the verified cat was answered right."""
+    out = tmp_path / "errors"
+    done = CliRunner().invoke(app, ["export", store_url, "--out", str(out), "--errors-only"])
+    assert done.exit_code == 0, done.output
+    assert "wrote 2 train" in done.output
+    assert "left out 1: the model's answer was right" in done.output
+    rows = read_llamafactory(out)["boxguard_train"]
+    answers = {next(e for e in TRUTH if e in r["messages"][0]["content"]): r for r in rows}
+    assert set(answers) == {"the dog", "the unicorn"}
+    assert answers["the unicorn"]["messages"][1]["content"] == "[]"
+
+
+def test_the_reader_refuses_what_llamafactory_would(store_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "lf"
+    export(load_examples(store_url), out, "llamafactory")
+    rows = json.loads((out / "boxguard_train.json").read_text())
+    rows[0]["messages"].reverse()
+    (out / "boxguard_train.json").write_text(json.dumps(rows))
+    with pytest.raises(ValueError, match="alternate"):
+        read_llamafactory(out)
