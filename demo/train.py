@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from boxguard.guards.threshold import auroc
 from boxguard.server.tiny_checkpoint import build_tiny_checkpoint
 
 from .train_args import load_args, lr_at, parse_size, tiny_config
@@ -55,7 +54,8 @@ from .train_eval import (
     teacher_forced_loss,
     write_curve_md,
 )
-from .train_recheck import recheck_examples, yes_probabilities
+from .train_points import point_val_sets
+from .train_recheck import recheck_examples, recheck_scores
 
 
 class Trainer:
@@ -100,6 +100,7 @@ class Trainer:
             questions_per_image=args.questions_per_image,
             p_think=args.p_think,
             p_multiple=args.p_multiple,
+            p_point=args.p_point,
         )
         self.state: dict[str, Any] = {
             "step": 0,
@@ -138,6 +139,17 @@ class Trainer:
             while len(self.recheck_val) < args.n_recheck_val:
                 self.recheck_val += recheck_examples(index, recheck_spec, self.encoder, 4)
                 index += 1
+        # Point figures only for a run that trains points: the val questions in point mode, and
+        # point crops of the box re-check's val scenes.
+        self.point_tf: list = []
+        self.point_recheck_val: list = []
+        if args.p_point > 0 or args.point_recheck_per_image > 0:
+            self.point_tf, self.point_recheck_val = point_val_sets(
+                self.encoder,
+                val_spec,
+                replace(self.spec, split="val", seed=args.seed + 3, fixed_size=None),
+                args.n_recheck_val,
+            )
         self.last_aux = (torch.zeros(()), torch.zeros(()), torch.zeros(()))
         self.last_attention = torch.zeros(())
         self.last_recheck = torch.zeros(())
@@ -172,6 +184,7 @@ class Trainer:
             spec,
             self.args.recheck_per_image,
             self.args.recheck_positive,
+            self.args.point_recheck_per_image,
         )
 
     def next_batch(self) -> Batches:
@@ -307,12 +320,17 @@ class Trainer:
                 example=probe["example"],
             )
         if self.recheck_val:
-            probs = yes_probabilities(self.model, self.encoder, self.recheck_val, self.device)
-            truth = [ex.questions[0].answer == "yes" for ex in self.recheck_val]
-            row["recheck_auroc"] = auroc(probs, truth)
-            row["recheck_acc"] = sum(
-                (p >= 0.5) == t for p, t in zip(probs, truth, strict=True)
-            ) / len(truth)
+            row["recheck_auroc"], row["recheck_acc"] = recheck_scores(
+                self.model, self.encoder, self.recheck_val, self.device
+            )
+        if self.point_tf:
+            _, row["val_point_digit_loss"] = teacher_forced_loss(
+                self.model, self.encoder, self.point_tf, self.device
+            )
+        if self.point_recheck_val:
+            row["point_recheck_auroc"], row["point_recheck_acc"] = recheck_scores(
+                self.model, self.encoder, self.point_recheck_val, self.device
+            )
         key = [row["val_acc"], row["probe_acc"], -val_digit]
         row["best"] = st["best"] is None or key > st["best"]
         if row["best"]:
@@ -358,7 +376,8 @@ class Trainer:
             f"{a.position_weight} at layer {a.position_layer}, box loss {a.box_weight} at "
             f"layer {a.box_layer}, dense loss {a.dense_weight} (box at layer {a.dense_layer}),"
             f" attention loss {a.attention_weight} (layer {a.attention_layer} head "
-            f"{a.attention_head})"
+            f"{a.attention_head}), point questions {a.p_point}, point re-check crops "
+            f"{a.point_recheck_per_image} per image"
         )
 
     def save_state(self) -> None:

@@ -202,6 +202,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of re-check crops on the target (IoU 0.5-1); others are wrong",
     )
     ap.add_argument(
+        "--p-point",
+        type=float,
+        default=0.0,
+        help="share of grounding questions asked in point mode (the server's output=point "
+        "prompt, answered with the truth box's centre as point_2d; 0: off)",
+    )
+    ap.add_argument(
+        "--point-recheck-per-image",
+        type=int,
+        default=0,
+        help="point re-check crops (yes/no rows, the crop centred on a point) drawn per "
+        "training image, in the re-check batch (0: off)",
+    )
+    ap.add_argument(
         "--n-recheck-val",
         type=int,
         default=300,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .train_data import DataSpec, Encoder, make_example, shuffle_rng
+from .train_points import point_recheck_examples
 from .train_recheck import recheck_examples
 
 
@@ -30,6 +31,7 @@ class BatchPlan:
     spec: DataSpec
     recheck_per_image: int = 0
     recheck_positive: float = 0.5
+    point_recheck_per_image: int = 0
 
     @property
     def samples(self) -> int:
@@ -55,20 +57,17 @@ def build_batches(plan: BatchPlan, encoder: Encoder) -> Batches:
     rng = shuffle_rng(plan.spec.seed, plan.step)
     rng.random()  # the draw that chose this batch's prompt style (Trainer.plan)
     rng.shuffle(examples)
-    recheck = None
-    if plan.recheck_per_image > 0:
-        crops = [
-            ex
-            for i in range(plan.n_images)
-            for ex in recheck_examples(
-                plan.first_image + i,
-                plan.spec,
-                encoder,
-                plan.recheck_per_image,
-                plan.recheck_positive,
+    crops = []
+    for index in range(plan.first_image, plan.first_image + plan.n_images):
+        if plan.recheck_per_image > 0:
+            crops += recheck_examples(
+                index, plan.spec, encoder, plan.recheck_per_image, plan.recheck_positive
             )
-        ]
-        recheck = encoder.encode(crops) if crops else None
+        if plan.point_recheck_per_image > 0:
+            crops += point_recheck_examples(
+                index, plan.spec, encoder, plan.point_recheck_per_image, plan.recheck_positive
+            )
+    recheck = encoder.encode(crops) if crops else None
     return Batches(
         encoder.encode(examples), recheck, len(examples), sum(len(ex.questions) for ex in examples)
     )

@@ -7,6 +7,8 @@ placeholder is expanded like ``HFEngine.encode``, rows are left-padded and carry
 ``mm_token_type_ids`` (without it image tokens silently get 1-D positions).
 Answers use Qwen2.5-VL's convention: absolute pixels of the resized model frame, json.dumps
 default separators (the form the server's xgrammar constraint accepts), ``[]`` for no target.
+A point question (``DataSpec.p_point``) is the server's ``output="point"`` prompt answered with
+the truth box's centre, ``[{"point_2d": [x, y], "label": ...}]`` in the same frame pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, cast
 import torch
 from boxguard.server.constraints import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
 from boxguard.server.models import adapter_for, resize_to_frame
+from boxguard.server.models.base import Output
 from PIL import Image
 
 from .dataset import scene_rng
@@ -43,6 +46,7 @@ class Question:
     think: str | None  # think trace when the R1 prompt is used
     multiple: bool = False
     prompt: str | None = None  # a whole chat prompt used instead of the grounding one
+    output: Output = "box"  # "point": the server's point prompt, answered with point_2d
 
 
 @dataclass
@@ -72,6 +76,22 @@ def answer_json(box: list[int] | None, label: str) -> str:
     return json.dumps([{"bbox_2d": box, "label": label}])
 
 
+def frame_point(
+    bbox: tuple[int, int, int, int], size: tuple[int, int], frame: tuple[int, int]
+) -> list[int]:
+    """The centre of an original-pixel box as an integer point of the model frame."""
+    (w, h), (fw, fh) = size, frame
+    x, y = (bbox[0] + bbox[2]) / 2 * fw / w, (bbox[1] + bbox[3]) / 2 * fh / h
+    return [min(max(round(x), 0), fw), min(max(round(y), 0), fh)]
+
+
+def point_answer_json(point: list[int] | None, label: str) -> str:
+    """The point-mode answer list: one point with its label, or ``[]`` for no target."""
+    if point is None:
+        return "[]"
+    return json.dumps([{"point_2d": point, "label": label}])
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """What the generator draws; the curriculum changes ``max_objects`` as training goes."""
@@ -86,6 +106,7 @@ class DataSpec:
     p_multiple: float = 0.1
     no_target_rate: float = 0.15
     p_large: float = 0.4
+    p_point: float = 0.0  # share of questions asked in point mode
 
 
 def make_example(index: int, spec: DataSpec, encoder: Encoder) -> Example:
@@ -107,9 +128,13 @@ def make_example(index: int, spec: DataSpec, encoder: Encoder) -> Example:
         box = frame_box(sample.bbox, image.size, size) if sample.bbox else None
         think = sample.think if rng.random() < spec.p_think else None
         multiple = rng.random() < spec.p_multiple
-        questions.append(
-            Question(sample.expression, answer_json(box, sample.label), think, multiple)
-        )
+        # Drawn only when on, so runs without points keep their data stream.
+        if spec.p_point > 0 and rng.random() < spec.p_point:
+            point = frame_point(sample.bbox, image.size, size) if sample.bbox else None
+            answer, output = point_answer_json(point, sample.label), "point"
+        else:
+            answer, output = answer_json(box, sample.label), "box"
+        questions.append(Question(sample.expression, answer, think, multiple, output=output))
         boxes.append(box)
     return Example(image, questions, boxes, frame_objects(scene, size))
 
@@ -208,11 +233,13 @@ class Encoder:
             think = q.think is not None
             if k == 0:
                 prompt = q.prompt or self.adapter.prompt(
-                    q.expression, multiple=q.multiple, think=think
+                    q.expression, multiple=q.multiple, think=think, output=q.output
                 )
                 prompt = prompt.replace(IMAGE_PAD, IMAGE_PAD * n_image_tokens, 1)
             else:
-                user = self.adapter.user_text(q.expression, multiple=q.multiple, think=think)
+                user = self.adapter.user_text(
+                    q.expression, multiple=q.multiple, think=think, output=q.output
+                )
                 prompt = f"\n<|im_start|>user\n{user}{IM_END}\n<|im_start|>assistant\n"
             # The server appends <think> to the prompt and lets the model write the rest.
             out.append((prompt + THINK_OPEN if think else prompt, "prompt"))
@@ -273,14 +300,20 @@ class Encoder:
             labels_t[i, s:] = torch.tensor(labels)
             weights_t[i, s:] = torch.tensor(weights)
             coord_t[i, s:] = torch.tensor(coord, dtype=torch.bool)
-            # Each box is 4 runs of digit tokens; every position that predicts one of its digits
-            # should hold the whole box while the digits are written.
+            # Each box is 4 runs of digit tokens (a point 2); every position that predicts one of
+            # its digits should hold the whole target box while the digits are written.
             runs = digit_runs(coord)
-            boxes = [b for b in ex.boxes if b is not None]
-            if len(runs) != 4 * len(boxes):
-                raise ValueError(f"{len(runs)} coordinate runs for {len(boxes)} boxes")
-            for k, box in enumerate(boxes):
-                positions = [p for run in runs[4 * k : 4 * k + 4] for p in run]
+            answered = [
+                (b, 2 if q.output == "point" else 4)
+                for q, b in zip(ex.questions, ex.boxes, strict=True)
+                if b is not None
+            ]
+            if len(runs) != sum(n for _, n in answered):
+                raise ValueError(f"{len(runs)} coordinate runs for {len(answered)} answers")
+            start = 0
+            for box, n_runs in answered:
+                positions = [p for run in runs[start : start + n_runs] for p in run]
+                start += n_runs
                 for pos in positions:
                     box_index.append((i, s + pos - 1))
                     box_target.append(box)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from boxguard.guards.geometry import clamp, iou
 from boxguard.guards.policy import Policy
+from boxguard.guards.threshold import auroc
 from boxguard.guards.visual import CropQuestion, margined, question_for
 from boxguard.server.evidence import crop_request
 from PIL import Image
@@ -169,23 +170,28 @@ def crop_cases(
     return [CropCase(sample.expression, wrong, False, kind)]
 
 
-def crop_example(
-    image: Image.Image, case: CropCase, encoder: Encoder, margin: float = DEFAULT_MARGIN
-) -> Example:
-    """The request the server's visual check sends for this box (crop resized to its model
-    frame, yes/no prompt), with the answer it should get."""
-    question = question_for(case.expression)
-    crop = CropQuestion(margined(case.bbox, margin, image.size), question)
+def crop_row(image: Image.Image, crop: CropQuestion, yes: bool, encoder: Encoder) -> Example:
+    """The request the server's visual check sends for one crop (resized to its model frame,
+    yes/no prompt), with the answer it should get."""
     request = crop_request(encoder.adapter, image, crop, "train")
     assert request.image is not None
-    answer = Question(question, "yes" if case.yes else "no", None, prompt=request.prompt)
+    answer = Question(crop.question, "yes" if yes else "no", None, prompt=request.prompt)
     return Example(request.image, [answer], [None])
 
 
-def recheck_examples(
-    index: int, spec: DataSpec, encoder: Encoder, per_image: int, p_positive: float = 0.5
-) -> list[Example]:
-    """Re-check rows from scene `index` of ``spec.split`` (its own expressions and crops)."""
+def crop_example(
+    image: Image.Image, case: CropCase, encoder: Encoder, margin: float = DEFAULT_MARGIN
+) -> Example:
+    """The server's visual-check row for this box: the crop with the policy's margin."""
+    crop = CropQuestion(margined(case.bbox, margin, image.size), question_for(case.expression))
+    return crop_row(image, crop, case.yes, encoder)
+
+
+def scene_samples(
+    index: int, spec: DataSpec, per_image: int
+) -> tuple[Scene, list[Sample], Image.Image]:
+    """Scene ``index`` of ``spec.split`` (the grounding rows' scene), ``per_image`` expressions
+    of it and its image."""
     rng = scene_rng(spec.seed, spec.split, index)
     scene = generate_scene(
         rng,
@@ -195,13 +201,30 @@ def recheck_examples(
         p_large=spec.p_large,
     )
     samples = generate_expressions(scene, rng, per_image, spec.no_target_rate)
-    image = render_scene(scene)
+    return scene, samples, render_scene(scene)
+
+
+def recheck_examples(
+    index: int, spec: DataSpec, encoder: Encoder, per_image: int, p_positive: float = 0.5
+) -> list[Example]:
+    """Re-check rows from scene `index` of ``spec.split`` (its own expressions and crops)."""
+    scene, samples, image = scene_samples(index, spec, per_image)
     crops = random.Random(f"boxguard-recheck/{spec.seed}/{spec.split}/{index}")
     return [
         crop_example(image, case, encoder)
         for sample in samples
         for case in crop_cases(scene, sample, crops, p_positive)
     ]
+
+
+def recheck_scores(
+    model: torch.nn.Module, encoder: Encoder, rows: list[Example], device: torch.device
+) -> tuple[float, float]:
+    """(AUROC of P(yes) for yes vs no rows, accuracy of P(yes) >= 0.5) on re-check rows."""
+    probs = yes_probabilities(model, encoder, rows, device)
+    truth = [ex.questions[0].answer == "yes" for ex in rows]
+    right = sum((p >= 0.5) == t for p, t in zip(probs, truth, strict=True))
+    return auroc(probs, truth), right / len(truth)
 
 
 def yes_probabilities(
