@@ -26,6 +26,19 @@ from .common import (
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
+# The options `ground` and `point` share.
+ImageArg = Annotated[
+    str, typer.Argument(help="Image file, folder of images or http(s) URL.", metavar="IMAGE")
+]
+ThinkOpt = Annotated[bool, typer.Option("--think", help="Ask for a think trace.")]
+MultipleOpt = Annotated[bool, typer.Option("--multiple", help="Every matching object.")]
+DrawOpt = Annotated[
+    Path | None,
+    typer.Option("--draw", metavar="FILE", help="Save the image with the answer drawn here."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")]
+
+
 def _print_result(result: GroundResult, expression: str) -> None:
     """A readable rich rendering of one result."""
     from rich.console import Console
@@ -65,21 +78,16 @@ def _print_result(result: GroundResult, expression: str) -> None:
 
 
 def ground(
-    image: Annotated[
-        str, typer.Argument(help="Image file, folder of images or http(s) URL.", metavar="IMAGE")
-    ],
+    image: ImageArg,
     expression: Annotated[
         str, typer.Argument(help="Referring expression (not blank).", metavar="EXPRESSION")
     ],
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
-    think: Annotated[bool, typer.Option("--think", help="Ask for a think trace.")] = False,
-    multiple: Annotated[bool, typer.Option("--multiple", help="Every matching object.")] = False,
-    draw: Annotated[
-        Path | None,
-        typer.Option("--draw", metavar="FILE", help="Save the image with the boxes drawn here."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")] = False,
+    think: ThinkOpt = False,
+    multiple: MultipleOpt = False,
+    draw: DrawOpt = None,
+    as_json: JsonOpt = False,
     policy: PolicyOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output: OutputOpt = "box",
@@ -122,21 +130,16 @@ def ground(
 
 
 def point(
-    image: Annotated[
-        str, typer.Argument(help="Image file, folder of images or http(s) URL.", metavar="IMAGE")
-    ],
+    image: ImageArg,
     expression: Annotated[
         str, typer.Argument(help="What to point at (not blank).", metavar="EXPRESSION")
     ],
     server: ServerOpt = None,
     api_key: ApiKeyOpt = None,
-    think: Annotated[bool, typer.Option("--think", help="Ask for a think trace.")] = False,
-    multiple: Annotated[bool, typer.Option("--multiple", help="Every matching object.")] = False,
-    draw: Annotated[
-        Path | None,
-        typer.Option("--draw", metavar="FILE", help="Save the image with the points drawn here."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")] = False,
+    think: ThinkOpt = False,
+    multiple: MultipleOpt = False,
+    draw: DrawOpt = None,
+    as_json: JsonOpt = False,
     policy: PolicyOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
