@@ -54,6 +54,7 @@ from .train_eval import (
     teacher_forced_loss,
     write_curve_md,
 )
+from .train_export import ExtraRows
 from .train_points import point_val_sets
 from .train_recheck import recheck_examples, recheck_scores
 
@@ -87,6 +88,17 @@ class Trainer:
             think_weight=args.think_weight,
             decision_weight=args.decision_weight,
         )
+        # Rows of a `boxguard export` (the flywheel's corrections) join every grounding batch.
+        self.extra = None
+        if args.extra_data:
+            self.extra = ExtraRows(
+                Path(args.extra_data),
+                args.extra_format,
+                self.encoder,
+                args.extra_per_step,
+                args.seed,
+            )
+            print(f"export rows {self.extra.counts()}, {args.extra_per_step} a step", flush=True)
         self.aux = AuxHeads(self.model.config.text_config.hidden_size).to(self.device)
         self.dense = DenseHeads(self.model.config.text_config.hidden_size).to(self.device)
         params = list(self.model.parameters()) + list(self.aux.parameters())
@@ -185,6 +197,7 @@ class Trainer:
             self.args.recheck_per_image,
             self.args.recheck_positive,
             self.args.point_recheck_per_image,
+            self.extra.for_step(step) if self.extra else (),
         )
 
     def next_batch(self) -> Batches:

@@ -222,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="fixed val re-check rows scored (AUROC of P(yes)) at each eval",
     )
     ap.add_argument(
+        "--extra-data",
+        default="",
+        help="a `boxguard export` directory whose train rows join each step (demo/train_export.py)",
+    )
+    ap.add_argument("--extra-format", default="llamafactory", help="the export's format")
+    ap.add_argument(
+        "--extra-per-step", type=int, default=4, help="export rows added to each grounding batch"
+    )
+    ap.add_argument(
         "--curriculum-samples",
         type=int,
         default=0,

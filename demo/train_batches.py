@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .train_data import DataSpec, Encoder, make_example, shuffle_rng
+from .train_data import DataSpec, Encoder, Example, make_example, shuffle_rng
 from .train_points import point_recheck_examples
 from .train_recheck import recheck_examples
 
@@ -32,6 +32,7 @@ class BatchPlan:
     recheck_per_image: int = 0
     recheck_positive: float = 0.5
     point_recheck_per_image: int = 0
+    extra: tuple[Example, ...] = ()  # rows of an export (train_export), trained as grounding
 
     @property
     def samples(self) -> int:
@@ -68,9 +69,9 @@ def build_batches(plan: BatchPlan, encoder: Encoder) -> Batches:
                 index, plan.spec, encoder, plan.point_recheck_per_image, plan.recheck_positive
             )
     recheck = encoder.encode(crops) if crops else None
-    return Batches(
-        encoder.encode(examples), recheck, len(examples), sum(len(ex.questions) for ex in examples)
-    )
+    # Export rows join after the draws, so the drawn stream and its counts stay as without them.
+    grounding = encoder.encode([*examples, *plan.extra])
+    return Batches(grounding, recheck, len(examples), sum(len(ex.questions) for ex in examples))
 
 
 def pick_device(name: str) -> torch.device:
