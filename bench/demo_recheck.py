@@ -2,13 +2,17 @@
 
 ``measure`` grounds a split with every box re-checked and nothing abstaining (``visual_min_yes``
 0, ``min_confidence`` 0) and writes, per sample, P(yes) of the re-check and whether the raw
-answer was right. ``calibrate`` picks ``visual_min_yes`` on such a file (a validation split,
-never test) with ``guards.threshold.pick_threshold``, and ``accept_no_object`` from whether the
-model's no-object answers there are right often enough (risk <= the same target). ``score``
-reads ``boxguard eval`` samples (the checkpoint's own policy) into the issue's figures.
-``latency`` times /ground p50 with the re-check off and on, on one server. Example::
+answer was right; with ``--output point`` the server is asked for points and a point is right
+when it lies in the truth box (the re-check then crops around the point). ``calibrate`` picks
+``visual_min_yes`` on such a file (a validation split, never test) with
+``guards.threshold.pick_threshold``, and ``accept_no_object`` from whether the model's no-object
+answers there are right often enough (risk <= the same target). ``score`` reads ``boxguard
+eval`` samples (the checkpoint's own policy) into the issue's figures. ``latency`` times
+/ground p50 with the re-check off and on, on one server. Example::
 
     python bench/demo_recheck.py measure --server URL --data shapes/val.jsonl --out val.jsonl
+    python bench/demo_recheck.py measure --server URL --data shapes/val.jsonl --out pt.jsonl \
+        --output point
     python bench/demo_recheck.py calibrate val.jsonl --target-risk 0.1
     python bench/demo_recheck.py score eval-test/samples.jsonl --measured test.jsonl
     python bench/demo_recheck.py latency --server URL --data shapes/test.jsonl -n 30
@@ -27,6 +31,7 @@ from boxguard.clients import Client
 from boxguard.clients.datasets import load_dataset
 from boxguard.clients.evaluation import evaluate
 from boxguard.guards.threshold import Outcome, auroc, pick_threshold
+from boxguard.guards.types import OutputMode
 
 # Every box is re-checked and none abstains: P(yes) of every raw answer is recorded.
 MEASURE_POLICY = {
@@ -39,10 +44,15 @@ MEASURE_POLICY = {
 
 
 def measure(
-    server: str, data: Path, out: Path, concurrency: int, samples_k: int = 0
+    server: str,
+    data: Path,
+    out: Path,
+    concurrency: int,
+    samples_k: int = 0,
+    output: OutputMode = "box",
 ) -> dict[str, Any]:
-    """P(yes), self-consistency agreement (with `samples_k` samples) and raw correctness of every
-    sample of `data`, written to `out` (JSONL)."""
+    """P(yes), self-consistency agreement (with `samples_k` samples) and raw correctness (a box
+    at IoU > 0.5, a point in the truth box) of every sample of `data`, written to `out` (JSONL)."""
     samples = load_dataset(data)
     policy = {
         **MEASURE_POLICY,
@@ -50,7 +60,7 @@ def measure(
         "self_consistency_min_agreement": 0.0,
     }
     with Client(server, timeout=600) as client:
-        records = evaluate(samples, client, concurrency=concurrency, policy=policy)
+        records = evaluate(samples, client, concurrency=concurrency, policy=policy, output=output)
     rows = []
     for rec in records:
         checks = {c.name: c for c in rec.result.checks} if rec.result else {}
@@ -193,6 +203,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="also record self-consistency agreement of this many samples",
     )
+    m.add_argument(
+        "--output",
+        choices=("box", "point"),
+        default="box",
+        help="ask for boxes or points (a point is right in the truth box)",
+    )
     c = sub.add_parser("calibrate")
     c.add_argument("measured", type=Path)
     c.add_argument("--target-risk", type=float, default=0.1)
@@ -206,7 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("-n", type=int, default=30)
     args = ap.parse_args(argv)
     if args.cmd == "measure":
-        result = measure(args.server, args.data, args.out, args.concurrency, args.samples)
+        result = measure(
+            args.server, args.data, args.out, args.concurrency, args.samples, args.output
+        )
     elif args.cmd == "calibrate":
         result = calibrate(args.measured, args.target_risk, args.write)
     elif args.cmd == "score":
