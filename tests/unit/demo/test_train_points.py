@@ -101,6 +101,35 @@ def test_a_point_answer_is_the_centre_the_servers_parser_maps_back(encoder: Enco
         assert abs(fy - (obj.box[1] + obj.box[3]) / 2) <= 0.5
 
 
+def test_point_answers_are_sentences_of_the_servers_point_grammar(
+    encoder: Encoder, tiny_checkpoint: Path
+) -> None:
+    xgr = pytest.importorskip("xgrammar")
+    from transformers import AutoConfig
+
+    vocab = AutoConfig.from_pretrained(tiny_checkpoint).get_text_config().vocab_size
+    compiler = xgr.GrammarCompiler(
+        xgr.TokenizerInfo.from_huggingface(encoder.tokenizer, vocab_size=vocab)
+    )
+    settings = Settings()
+    examples = point_examples(encoder, n=4, no_target_rate=0.3, p_multiple=0.5)
+    answers = [(ex, q) for ex in examples for q in ex.questions]
+    assert {q.answer == "[]" for _, q in answers} == {True, False}
+    for ex, q in answers:
+        constraint = encoder.adapter.constraint(
+            encoder.adapter.model_frame(*ex.image.size),
+            multiple=q.multiple,
+            think=False,
+            max_detections=settings.max_detections,
+            max_label_chars=settings.max_label_chars,
+            max_tokens=settings.max_new_tokens,
+            think_max_tokens=settings.think_max_tokens,
+            output="point",
+        )
+        matcher = xgr.GrammarMatcher(compiler.compile_grammar(constraint.ebnf()))
+        assert matcher.accept_string(q.answer) and matcher.is_completed(), q.answer
+
+
 def test_point_digits_are_weighted_and_regress_the_target_box(encoder: Encoder) -> None:
     examples = point_examples(encoder, no_target_rate=0.3)
     batch = encoder.encode(examples)
