@@ -203,8 +203,9 @@ class OpenAIBackend:
         self._inflight += 1
         try:
             image_url = None
-            if request.image is not None:  # PNG encoding off the event loop
-                image_url = await asyncio.to_thread(image_data_url, request.image)
+            if request.image is not None:  # encoding off the event loop
+                form = self.constraint_form or "structured_outputs"
+                image_url = await asyncio.to_thread(image_data_url, request.image, form)
             if request.constraint.think:
                 completions, prompt_tokens = await self._think(client, request, image_url)
             else:

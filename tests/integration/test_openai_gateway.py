@@ -91,7 +91,7 @@ def test_the_gateway_grounds_through_the_upstream(gateway: str, state: Upstream)
     assert sent["structured_outputs"]["grammar"].startswith("r1 ::= ")
     system, user = sent["messages"]
     assert system == {"role": "system", "content": "You are a helpful assistant."}
-    assert user["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert user["content"][0]["image_url"]["url"].startswith("data:image/bmp;base64,")
     assert user["content"][1]["text"].startswith("Locate the red circle in this image")
     assert sent["logprobs"] is True and sent["temperature"] == 0.0
 

