@@ -1,7 +1,8 @@
 """The openai backend: boxguard as a client of an upstream OpenAI-compatible VLM server.
 
 No weights and no torch here: the adapter comes from `--family` and the pixel bounds, the image
-is resized to the model frame by the service and sent as a PNG data URL, the constraint as
+is resized to the model frame by the service and sent as a lossless data URL (BMP to vLLM, PNG
+under `response_format`: `openai_translate.image_data_url`), the constraint as
 the grammar the in-process backends compile (see `openai_translate` for the weaker forms).
 
 Faults are never verdicts: an unreachable upstream is BackendDead (503, and health turns dead
