@@ -106,7 +106,7 @@ def upstream_bodies(
         request = GenerationRequest(
             prompt="", image=frame_image, constraint=constraint, user_text=user_text, seed=0
         )
-        url = image_data_url(frame_image, "structured_outputs")
+        url = image_data_url(frame_image, "bmp")
         if not resized:
             url = "data:image/png;base64," + base64.b64encode(png).decode()
         bodies.append(

@@ -73,6 +73,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "upstream_api_key",
         "family",
         "upstream_max_connections",
+        "upstream_image_format",
     ),
     "vLLM engine": (
         "gpu_memory_utilization",
@@ -222,6 +223,13 @@ class Settings(BaseSettings):
     )
     upstream_max_connections: int = Field(
         64, ge=1, description="Connections to the upstream; queue_size more requests may wait."
+    )
+    upstream_image_format: str = Field(
+        "auto",
+        pattern="^(auto|png|bmp)$",
+        description="How the frame goes upstream: bmp (uncompressed, least CPU, ~3 MB a "
+        "megapixel), png (zlib level 1, far smaller) or auto = bmp to a vLLM-form upstream on "
+        "a loopback host (localhost, 127.0.0.0/8, ::1), png otherwise.",
     )
     record: str | None = Field(
         None,

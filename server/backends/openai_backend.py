@@ -1,8 +1,8 @@
 """The openai backend: boxguard as a client of an upstream OpenAI-compatible VLM server.
 
 No weights and no torch here: the adapter comes from `--family` and the pixel bounds, the image
-is resized to the model frame by the service and sent as a lossless data URL (BMP to vLLM, PNG
-under `response_format`: `openai_translate.image_data_url`), the constraint as
+is resized to the model frame by the service and sent as a lossless data URL (BMP or PNG as
+`--upstream-image-format` and the upstream say: `openai_translate.image_format`), the constraint as
 the grammar the in-process backends compile (see `openai_translate` for the weaker forms).
 
 Faults are never verdicts: an unreachable upstream is BackendDead (503, and health turns dead
@@ -36,9 +36,11 @@ from .decoding import join_think, replicate
 from .openai_translate import (
     CONSTRAINT_FORMS,
     ConstraintForm,
+    ImageFormat,
     answer_body,
     continuation_body,
     image_data_url,
+    image_format,
     parse_chat_completion,
     pick_model,
     probe_body,
@@ -79,6 +81,7 @@ class OpenAIBackend:
         # How answers are constrained (for /healthz); None until start has probed it.
         self.constraint_form: ConstraintForm | None = None
         self.renormalized = False  # the upstream's logprobs are after its grammar mask
+        self.image_format: ImageFormat = "png"  # decided with the constraint form at start
         self.takes_n = True  # n > 1 in one call; else samples are n calls
         self.client: httpx.AsyncClient | None = None
         self._dead_reason: str | None = None
@@ -119,6 +122,9 @@ class OpenAIBackend:
             models = served_models(await self._get_json(client, "/models"))
             self.served_model = pick_model(models, self.settings.upstream_model)
             self.constraint_form, self.renormalized = await self._probe(client, self.served_model)
+            self.image_format = image_format(
+                self.settings.upstream_image_format, self.base_url, self.constraint_form
+            )
             self.takes_n = await self._takes_n(client, self.served_model)
         except (httpx.HTTPError, ValueError, BackendError) as exc:
             await client.aclose()
@@ -127,10 +133,11 @@ class OpenAIBackend:
         self.client, self._dead_reason = client, None
         self._poll = asyncio.create_task(self._poll_health(client))
         log.info(
-            "upstream %s model %s: constraint %s, logprobs %s",
+            "upstream %s model %s: constraint %s, images as %s, logprobs %s",
             self.base_url,
             self.served_model,
             self.constraint_form,
+            self.image_format.upper(),
             "after the grammar mask" if self.renormalized else "before the grammar mask",
         )
         if not self.renormalized:
@@ -205,8 +212,9 @@ class OpenAIBackend:
         try:
             image_url = None
             if request.image is not None:  # encoding off the event loop
-                form = self.constraint_form or "structured_outputs"
-                image_url = await asyncio.to_thread(image_data_url, request.image, form)
+                image_url = await asyncio.to_thread(
+                    image_data_url, request.image, self.image_format
+                )
             if request.constraint.think:
                 completions, prompt_tokens = await self._think(client, request, image_url)
             else:
