@@ -195,15 +195,18 @@ def finetune(args: argparse.Namespace) -> None:
                 raise RuntimeError(f"{name} stopped at its budget before exporting; resume it")
             cmd = [*cmd[:5], "--resume", "--max-steps", str(left), "--minutes", str(args.minutes)]
         print("$", " ".join(cmd), flush=True)
-        log = (args.work / f"{name}.log").open("w")
+        log = (args.work / f"{name}.log").open("a")  # a resumed arm appends
         procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
     for name, proc, log in procs:
         if proc.wait() != 0:
             raise RuntimeError(f"{name} failed; see {args.work / name}.log")
         log.close()
     for name in arms:
+        last = args.work / name / "last"
+        if not last.is_dir():  # stopped (SIGTERM) before its final export: run the loop again
+            raise RuntimeError(f"{name} has no export yet; rerun to resume it")
         # The fine-tuned exports serve with the shipped policy: one policy before and after.
-        shutil.copy2(args.work / "shipped/boxguard_policy.json", args.work / name / "last")
+        shutil.copy2(args.work / "shipped/boxguard_policy.json", last)
 
 
 def measure_test(args: argparse.Namespace, name: str) -> dict[str, Any]:
