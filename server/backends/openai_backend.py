@@ -38,6 +38,7 @@ from .openai_translate import (
     ConstraintForm,
     ImageFormat,
     answer_body,
+    body_bytes,
     continuation_body,
     image_data_url,
     image_format,
@@ -59,6 +60,7 @@ log = logging.getLogger("boxguard.openai")
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 CONNECT_TIMEOUT_S = 5.0
+JSON_TYPE = {"Content-Type": "application/json"}
 
 
 def upstream_headers(api_key: str | None) -> dict[str, str]:
@@ -240,11 +242,12 @@ class OpenAIBackend:
         if body["n"] > 1 and not self.takes_n:  # k calls, seeded as vLLM seeds n's children
             seed = request.seed or 0
             calls = [
-                self._post(client, {**body, "n": 1, "seed": seed + i}) for i in range(body["n"])
+                self._post(client, {**body, "n": 1, "seed": seed + i}, image_url)
+                for i in range(body["n"])
             ]
             answers = [parse_chat_completion(data) for data in await asyncio.gather(*calls)]
             return [c for completions, _ in answers for c in completions], answers[0][1]
-        data = await self._post(client, body)
+        data = await self._post(client, body, image_url)
         if request.constraint.choices:
             return [yes_no_completion(data)], parse_chat_completion(data)[1]
         return parse_chat_completion(data)
@@ -255,12 +258,14 @@ class OpenAIBackend:
         """Phase 1: the free traces; phase 2: each trace's answer under the constraint."""
         kwargs = self._kwargs(image_url)
         thinks, prompt_tokens = parse_chat_completion(
-            await self._post(client, think_body(request, **kwargs))
+            await self._post(client, think_body(request, **kwargs), image_url)
         )
         form = self.constraint_form or "structured_outputs"
         answers = await asyncio.gather(
             *(
-                self._post(client, continuation_body(request, t.text, i, form=form, **kwargs))
+                self._post(
+                    client, continuation_body(request, t.text, i, form=form, **kwargs), image_url
+                )
                 for i, t in enumerate(thinks)
             )
         )
@@ -270,10 +275,15 @@ class OpenAIBackend:
         ]
         return completions, prompt_tokens
 
-    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> Any:
-        """POST a chat completion; every failure is a BackendError of the right kind."""
+    async def _post(
+        self, client: httpx.AsyncClient, body: dict[str, Any], image_url: str | None
+    ) -> Any:
+        """POST a chat completion (`image_url`: the one in its messages, if any); every failure
+        is a BackendError of the right kind."""
         try:
-            response = await client.post("/chat/completions", json=body)
+            response = await client.post(
+                "/chat/completions", content=body_bytes(body, image_url), headers=JSON_TYPE
+            )
         except httpx.TimeoutException as exc:
             raise BackendError(f"the upstream did not answer in time: {_describe(exc)}") from None
         except httpx.TransportError as exc:

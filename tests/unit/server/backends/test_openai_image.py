@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import numpy as np
 import pytest
-from boxguard.server.backends.openai_translate import image_data_url, image_format, is_loopback
+from boxguard.server.backends.openai_translate import (
+    body_bytes,
+    image_data_url,
+    image_format,
+    is_loopback,
+)
 from boxguard.server.settings import Settings
 from PIL import Image
 from pydantic import ValidationError
@@ -72,3 +78,21 @@ def test_the_setting_takes_three_values(clean_env: pytest.MonkeyPatch) -> None:
     assert Settings().upstream_image_format == "bmp"
     with pytest.raises(ValidationError):
         Settings(upstream_image_format="jpeg")
+
+
+@pytest.mark.parametrize("think", [False, True])
+def test_the_body_bytes_are_the_body_as_json(think: bool) -> None:
+    url = image_data_url(Image.new("RGB", (20, 10), (9, 99, 200)), "bmp")
+    content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": 'a "b"'}]
+    body = {
+        "messages": [
+            {"role": "system", "content": "sys \x00 é"},
+            {"role": "user", "content": content},
+            *([{"role": "assistant", "content": "<think>"}] if think else []),
+        ],
+        "structured_outputs": {"grammar": 'root ::= "yes" | "no"'},
+        "n": 1,
+    }
+    assert json.loads(body_bytes(body, url)) == body
+    assert body_bytes(body, url) == body_bytes(body, None)  # the same bytes as a plain dumps
+    assert body["messages"][1]["content"][0]["image_url"]["url"] is url  # left as it was
