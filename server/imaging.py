@@ -76,7 +76,8 @@ def open_image(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image.load()
-            image = ImageOps.exif_transpose(image) or image
+            # In place: without an orientation tag, the copy it returns otherwise is a waste.
+            ImageOps.exif_transpose(image, in_place=True)
             image = _to_rgb(image)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         raise InvalidImage("the image is truncated or corrupt") from None
