@@ -139,8 +139,14 @@ class Trainer:
         self.probe = eval_set(
             self.encoder, args.n_probe, seed=args.seed + 1, probe=True, fixed_size=None
         )
+        # Box questions only: val_digit_loss stays comparable across runs with and without points.
         val_spec = replace(
-            self.spec, split="val", seed=args.seed + 2, questions_per_image=1, fixed_size=None
+            self.spec,
+            split="val",
+            seed=args.seed + 2,
+            questions_per_image=1,
+            fixed_size=None,
+            p_point=0.0,
         )
         self.val_tf = [make_example(i, val_spec, self.encoder) for i in range(48)]
         self.const_acc = constant_box_acc(self.probe)

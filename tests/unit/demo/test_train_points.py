@@ -234,3 +234,17 @@ def test_a_training_step_with_point_rows_runs_and_scores_points(tmp_path: Path) 
     assert row["step"] == 2 and math.isfinite(row["train_loss"])
     assert math.isfinite(row["val_point_digit_loss"])
     assert 0.0 <= row["point_recheck_auroc"] <= 1.0 and 0.0 <= row["point_recheck_acc"] <= 1.0
+
+
+def test_val_digit_loss_stays_box_only_when_points_train(tmp_path: Path) -> None:
+    # Point digits lose more than box digits: mixing them in would move the box figure.
+    from boxguard.demo.train import Trainer
+    from boxguard.demo.train_args import load_args
+
+    trainer = Trainer(
+        load_args(["--out", str(tmp_path / "run"), "--p-point", "1.0", "--n-val", "2", *TINY])
+    )
+    assert trainer.val_tf and all(
+        q.output == "box" for example in trainer.val_tf for q in example.questions
+    )
+    assert all(q.output == "point" for example in trainer.point_tf for q in example.questions)
