@@ -151,8 +151,9 @@ class Trainer:
         self.val_tf = [make_example(i, val_spec, self.encoder) for i in range(48)]
         self.const_acc = constant_box_acc(self.probe)
         self.recheck_val: list = []
+        # The box and point re-checks' val crops come from the same val scenes.
+        recheck_spec = replace(self.spec, split="val", seed=args.seed + 3, fixed_size=None)
         if args.recheck_per_image > 0 and args.n_recheck_val > 0:
-            recheck_spec = replace(self.spec, split="val", seed=args.seed + 3, fixed_size=None)
             index = 0
             while len(self.recheck_val) < args.n_recheck_val:
                 self.recheck_val += recheck_examples(index, recheck_spec, self.encoder, 4)
@@ -163,10 +164,7 @@ class Trainer:
         self.point_recheck_val: list = []
         if args.p_point > 0 or args.point_recheck_per_image > 0:
             self.point_tf, self.point_recheck_val = point_val_sets(
-                self.encoder,
-                val_spec,
-                replace(self.spec, split="val", seed=args.seed + 3, fixed_size=None),
-                args.n_recheck_val,
+                self.encoder, val_spec, recheck_spec, args.n_recheck_val
             )
         self.last_aux = (torch.zeros(()), torch.zeros(()), torch.zeros(()))
         self.last_attention = torch.zeros(())
