@@ -85,9 +85,11 @@ def upstream_bodies(
     from boxguard.server.backends import GenerationRequest
     from boxguard.server.backends.openai_translate import answer_body, image_data_url
     from boxguard.server.models import adapter_for, resize_to_frame
+    from boxguard.server.settings import Settings
     from PIL import Image
 
     adapter = adapter_for(model_dir)
+    settings = Settings()  # the server's defaults: the grammar /ground compiles
     bodies = []
     for png, expression in samples:
         image = Image.open(io.BytesIO(png)).convert("RGB")
@@ -96,10 +98,10 @@ def upstream_bodies(
             frame,
             multiple=False,
             think=False,
-            max_detections=16,
-            max_label_chars=48,
-            max_tokens=128,
-            think_max_tokens=256,
+            max_detections=settings.max_detections,
+            max_label_chars=settings.max_label_chars,
+            max_tokens=settings.max_new_tokens,
+            think_max_tokens=settings.think_max_tokens,
         )
         frame_image = resize_to_frame(image, (frame.width, frame.height))
         user_text = adapter.user_text(expression, multiple=False, think=False)
