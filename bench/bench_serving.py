@@ -66,6 +66,7 @@ PAIRS = [
     ("inproc", "vllm"),
     ("inproc", "vllm_orig"),
     ("gateway", "vllm"),
+    ("gateway", "vllm_orig"),
     ("gateway_before", "vllm"),
     ("gateway", "gateway_before"),
     ("inproc_visual", "inproc"),
@@ -86,7 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--arms", default="vllm,vllm_orig,inproc,inproc_visual,gateway")
     parser.add_argument(
         "--engine-args",
-        default="--dtype float32 --max-model-len 2048 --enforce-eager",
+        # The processed-image cache off: the bench repeats its samples, production traffic
+        # rarely repeats an image, and a hit would skip vLLM's resize but not boxguard's.
+        default="--dtype float32 --max-model-len 2048 --enforce-eager --mm-processor-cache-gb 0",
         help="engine flags both vLLM's server and boxguard --backend vllm take",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
@@ -97,6 +100,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "packages): the gateway_before arm runs it",
     )
     parser.add_argument("--logs", type=Path, default=Path("/tmp/bench-serving-logs"))
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="give each server under test CPU 0 alone (vLLM's server, boxguard in-process: API "
+        "and engine) and this load generator and the gateway CPU 1, the gateway's own CPU as "
+        "in its deployment (CPU pods in front of a GPU pool)",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
@@ -138,6 +148,20 @@ def commands(args: argparse.Namespace, ports: dict[str, int]) -> dict[str, list[
         "gateway": gateway(ports["gateway"]),
         "gateway_before": gateway(ports["gateway_before"]),
     }
+
+
+# The servers that run a model engine; --pin gives them CPU 0.
+ENGINE_SERVERS = ("vllm", "inproc")
+
+
+def pinned(name: str, cmd: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`cmd` under taskset on its CPU for --pin, and the environment that keeps it there."""
+    if name not in ENGINE_SERVERS:
+        return ["taskset", "-c", "1", *cmd], {}
+    # vLLM's CPU engine binds its own OpenMP threads and reserves a CPU for its scheduler by
+    # default: both on CPU 0 too, or the engine would spread back onto the load generator's.
+    env = {"VLLM_CPU_OMP_THREADS_BIND": "0", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    return ["taskset", "-c", "0", *cmd], env
 
 
 def arms(args: argparse.Namespace, ports: dict[str, int]) -> list[Arm]:
@@ -184,9 +208,13 @@ def start(stack: ExitStack, args: argparse.Namespace, needed: set[str]) -> dict[
     for name in SERVERS:  # vLLM's first: a gateway checks its upstream at start
         if name in needed:
             url = f"http://127.0.0.1:{ports[name]}{'/health' if name == 'vllm' else '/readyz'}"
-            env = before if name == "gateway_before" else None
+            env = dict(before) if name == "gateway_before" else {}
+            cmd = cmds[name]
+            if args.pin:
+                cmd, pin_env = pinned(name, cmd)
+                env.update(pin_env)
             log = args.logs / f"{name}.log"
-            pids[name] = stack.enter_context(process(cmds[name], url, 900, log, env))
+            pids[name] = stack.enter_context(process(cmd, url, 900, log, env))
             print(f"{name} ready (pid {pids[name]})", flush=True)
     return {"ports": ports, "pids": pids, "commands": cmds}
 
@@ -302,9 +330,13 @@ def main(argv: list[str] | None = None) -> None:
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "model": args.model,
         "samples": args.samples,
+        "engine_args": args.engine_args,
         "requests_per_phase": per_phase,
         "rounds": [],
     }
+    if args.pin:
+        os.sched_setaffinity(0, {1})
+        report["pinned"] = "servers under test on CPU 0, load generator and gateway on CPU 1"
     with ExitStack() as stack:
         servers = start(stack, args, needed)
         report["commands"] = {k: v for k, v in servers["commands"].items() if k in needed}

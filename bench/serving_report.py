@@ -87,7 +87,9 @@ def write_markdown(report: dict[str, Any], names: list[str], path: Path) -> None
         f"{report['load_average_before']}, after {report['load_average_after']}. Model "
         f"`{report['model']}`, {report['samples']} shapes samples, requests per phase "
         f"{report['requests_per_phase']}. Raw answers identical to the reference arm's (the "
-        f"first) in the warm-up: {report['warmup_identical_to_reference']}.",
+        f"first) in the warm-up: {report['warmup_identical_to_reference']}. Engine flags of "
+        f"both servers: `{report.get('engine_args', '')}`. CPUs: "
+        f"{report.get('pinned', 'not pinned (every process on both)')}.",
         "",
         "## Ratios",
         "",

@@ -81,6 +81,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "data_parallel_size",
         "max_model_len",
         "enforce_eager",
+        "mm_processor_cache_gb",
     ),
 }
 
@@ -209,6 +210,12 @@ class Settings(BaseSettings):
         "(both backends); other values are vLLM load formats.",
     )
     enforce_eager: bool = Field(False, description="Disable CUDA graphs (slower, less memory).")
+    mm_processor_cache_gb: float | None = Field(
+        None,
+        ge=0,
+        description="vLLM's cache of processed images, keyed by their pixels; 0 = off (every "
+        "image is new, as in most grounding traffic); none = vLLM's default.",
+    )
     tokenizer: str | None = Field(None, description="Tokenizer directory if not the model's.")
     # The openai backend: boxguard in front of an OpenAI-compatible VLM server.
     upstream_url: str | None = Field(

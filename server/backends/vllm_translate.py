@@ -73,6 +73,8 @@ def engine_args_dict(settings: Settings, model_dir: str, adapter: ModelAdapter) 
     }
     if settings.max_model_len is not None:
         args["max_model_len"] = settings.max_model_len
+    if settings.mm_processor_cache_gb is not None:
+        args["mm_processor_cache_gb"] = settings.mm_processor_cache_gb
     return {k: v for k, v in args.items() if v is not None}
 
 
