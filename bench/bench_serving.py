@@ -200,13 +200,17 @@ def arms(args: argparse.Namespace, ports: dict[str, int]) -> list[Arm]:
 
 def start(stack: ExitStack, args: argparse.Namespace, needed: set[str]) -> dict[str, Any]:
     """Start the server processes the arms need; their ports and pids."""
-    ports = {name: free_port() for name in SERVERS}
-    cmds = commands(args, ports)
+    ports = dict.fromkeys(SERVERS, 0)
+    cmds: dict[str, list[str]] = {}
     before = {"PYTHONPATH": str(args.before)} if args.before else {}
     args.logs.mkdir(parents=True, exist_ok=True)
     pids: dict[str, int] = {}
     for name in SERVERS:  # vLLM's first: a gateway checks its upstream at start
         if name in needed:
+            # Picked only now: a server started before binds ports of its own (vLLM's engine
+            # its ZMQ sockets), and one picked earlier could be taken by then.
+            ports[name] = free_port()
+            cmds = commands(args, ports)
             url = f"http://127.0.0.1:{ports[name]}{'/health' if name == 'vllm' else '/readyz'}"
             env = dict(before) if name == "gateway_before" else {}
             cmd = cmds[name]
