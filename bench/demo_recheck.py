@@ -83,9 +83,14 @@ def measure(
 
 
 def summarize_measured(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """AUROC of P(yes) right vs wrong raw boxes and raw Acc@0.5 (target present)."""
+    """AUROC of P(yes) right vs wrong raw boxes, raw Acc@0.5 (target present) and the share of
+    right boxes a P(yes) threshold keeps at 10 % risk among the boxes it accepts."""
     boxed = [r for r in rows if r["has_box"] and r["p_yes"] is not None]
     targets = [r for r in rows if r["has_target"]]
+    right = [r["p_yes"] for r in boxed if r["raw_correct"]]
+    threshold = pick_threshold(
+        [Outcome(r["p_yes"], bool(r["raw_correct"])) for r in boxed], "risk", target_risk=0.1
+    )
     return {
         "n": len(rows),
         "errors": sum(r["error"] for r in rows),
@@ -93,7 +98,9 @@ def summarize_measured(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "n_target": len(targets),
         "auroc_p_yes": auroc([r["p_yes"] for r in boxed], [r["raw_correct"] for r in boxed]),
         "n_boxed": len(boxed),
-        "n_right_boxed": sum(r["raw_correct"] for r in boxed),
+        "n_right_boxed": len(right),
+        # Chosen on the rows it scores: compares checkpoints on one split, not a test figure.
+        "right_kept_at_risk_0.1": sum(p >= threshold for p in right) / max(len(right), 1),
     }
 
 
