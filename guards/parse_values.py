@@ -10,7 +10,8 @@ from __future__ import annotations
 import ast
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 Span = tuple[int, int]
 
@@ -182,20 +183,30 @@ def _box_in_string(val: str, base: int) -> RawBox | None:
     return None if m is None else _box_from_match(m, base)
 
 
-def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool, bool]:
-    """Parse one flat ``{...}`` object.
+@dataclass
+class ObjectFields:
+    """What one flat ``{...}`` object says, key by key: the raw material of a box or a point."""
 
-    Returns (box or None, whether it was Visual-RFT, whether it had a box key whose value is not
-    a 4-number list). A box quoted in another key's string value is used when no key holds one.
-    """
-    box: RawBox | None = None
-    quoted: RawBox | None = None
-    corners: dict[str, tuple[list[float], list[Span], bool]] = {}
-    edges: dict[str, tuple[float, Span]] = {}
+    coords: list[tuple[str, list[float], list[Span], bool]] = field(default_factory=list)
+    corners: dict[str, tuple[list[float], list[Span], bool]] = field(default_factory=dict)
+    edges: dict[str, tuple[float, Span]] = field(default_factory=dict)
     label: str | None = None
     label_span: Span | None = None
     conf: float | None = None
-    rft = malformed = False
+    strings: list[tuple[str, int]] = field(default_factory=list)  # other quoted values, in order
+
+    def attach(self, found: RawBox) -> None:
+        """Give the box or point this object's label and stated confidence."""
+        found.label = self.label or None
+        found.label_span = self.label_span if self.label else None
+        if self.conf is not None and 0.0 <= self.conf <= 1.0:
+            found.stated_confidence = self.conf
+
+
+def scan_object(obj: str, base: int, coord_key: Callable[[str], bool]) -> ObjectFields:
+    """Sort one object's key/value pairs: lists under `coord_key` keys, corners, edges, the
+    first label, a confidence and every other quoted value (the first label key wins)."""
+    fields = ObjectFields()
     for kv in _KV_RE.finditer(obj):
         key = kv.group("key").strip().lower().replace(" ", "_")
         val = kv.group("val")
@@ -203,36 +214,45 @@ def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool, bool]:
         if key in _CORNER_KEYS and val.startswith("["):
             nums, spans, has_float = _numbers(val, vstart)
             if len(nums) == 2:
-                corners[key] = (nums, spans, has_float)
-        elif _is_box_key(key) and val.startswith("["):
-            nums, spans, has_float = _numbers(val, vstart)
-            if len(nums) == 4 and box is None:
-                box = RawBox(
-                    (nums[0], nums[1], nums[2], nums[3]),
-                    coord_spans=tuple(spans),
-                    has_float=has_float,
-                )
-            malformed = malformed or len(nums) != 4
-            rft = rft or key == "position"
-        elif key in _LABEL_KEYS and val[0] in "\"'" and label is None:
-            label = _label_text(val)
-            label_span = (vstart + 1, vstart + len(val) - 1) if label else None
+                fields.corners[key] = (nums, spans, has_float)
+        elif coord_key(key) and val.startswith("["):
+            fields.coords.append((key, *_numbers(val, vstart)))
+        elif key in _LABEL_KEYS and val[0] in "\"'" and fields.label is None:
+            fields.label = _label_text(val)
+            fields.label_span = (vstart + 1, vstart + len(val) - 1) if fields.label else None
         elif key in _CONF_KEYS and val[0] not in "\"'[nN":
-            conf = float(val)
+            fields.conf = float(val)
         elif key in _EDGE_KEYS and val[0] not in "\"'[nN":
-            edges[_EDGE_KEYS[key]] = (float(val), (vstart, vstart + len(val)))
-        elif val[0] in "\"'" and quoted is None:
-            quoted = _box_in_string(val, vstart)
-    if box is None and len(corners) == 2:
-        (a, sa, fa), (b, sb, fb) = corners["top_left"], corners["bottom_right"]
+            fields.edges[_EDGE_KEYS[key]] = (float(val), (vstart, vstart + len(val)))
+        elif val[0] in "\"'":
+            fields.strings.append((val, vstart))
+    return fields
+
+
+def _parse_object(obj: str, base: int) -> tuple[RawBox | None, bool, bool]:
+    """Parse one flat ``{...}`` object.
+
+    Returns (box or None, whether it was Visual-RFT, whether it had a box key whose value is not
+    a 4-number list). A box quoted in another key's string value is used when no key holds one.
+    """
+    fields = scan_object(obj, base, _is_box_key)
+    box: RawBox | None = None
+    rft = malformed = False
+    for key, nums, spans, has_float in fields.coords:
+        if len(nums) == 4 and box is None:
+            box = RawBox(
+                (nums[0], nums[1], nums[2], nums[3]), coord_spans=tuple(spans), has_float=has_float
+            )
+        malformed = malformed or len(nums) != 4
+        rft = rft or key == "position"
+    if box is None and len(fields.corners) == 2:
+        (a, sa, fa), (b, sb, fb) = fields.corners["top_left"], fields.corners["bottom_right"]
         box = RawBox((a[0], a[1], b[0], b[1]), coord_spans=(*sa, *sb), has_float=fa or fb)
     if box is None:
-        box = _box_from_edges(edges)
-    if box is None and quoted is not None:
-        box, malformed = quoted, False
+        box = _box_from_edges(fields.edges)
+    if box is None:
+        quoted = (_box_in_string(val, start) for val, start in fields.strings)
+        box = next((b for b in quoted if b is not None), None)
     if box is not None:
-        box.label = label or None
-        box.label_span = label_span if label else None
-        if conf is not None and 0.0 <= conf <= 1.0:
-            box.stated_confidence = conf
+        fields.attach(box)
     return box, rft, malformed and box is None

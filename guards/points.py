@@ -27,17 +27,12 @@ from .parse import (
 )
 from .parse_values import (
     _BOX_TOKEN_RE,
-    _CONF_KEYS,
-    _EDGE_KEYS,
-    _KV_RE,
-    _LABEL_KEYS,
     _NUM,
     _OBJECT_RE,
     RawBox,
     Span,
     _is_box_key,
-    _label_text,
-    _numbers,
+    scan_object,
 )
 
 OutputMode = Literal["box", "point"]
@@ -138,48 +133,27 @@ def _from_edges(edges: dict[str, tuple[float, Span]]) -> tuple[RawBox, bool] | N
 
 def _point_object(obj: str, base: int) -> tuple[RawBox | None, bool, bool]:
     """One flat ``{...}`` object: (point or None, whether it was a box's centre, malformed)."""
+    fields = scan_object(obj, base, lambda key: key in _POINT_KEYS or _is_box_key(key))
     found: tuple[RawBox, bool] | None = None
-    quoted: tuple[RawBox, bool] | None = None
-    corners: dict[str, tuple[list[float], list[Span], bool]] = {}
-    edges: dict[str, tuple[float, Span]] = {}
-    label: str | None = None
-    label_span: Span | None = None
-    conf: float | None = None
     malformed = False
-    for kv in _KV_RE.finditer(obj):
-        key = kv.group("key").strip().lower().replace(" ", "_")
-        val = kv.group("val")
-        vstart = base + kv.start("val")
-        if key in ("top_left", "bottom_right") and val.startswith("["):
-            nums, spans, fl = _numbers(val, vstart)
-            if len(nums) == 2:
-                corners[key] = (nums, spans, fl)
-        elif (key in _POINT_KEYS or _is_box_key(key)) and val.startswith("["):
-            nums, spans, fl = _numbers(val, vstart)
-            if found is None and len(nums) == 2:
-                found = _point(nums[0], nums[1], tuple(spans), fl), False
-            elif found is None and len(nums) == 4:
-                found = _centre((nums[0], nums[1], nums[2], nums[3]), tuple(spans), fl), True
-            malformed = malformed or len(nums) not in (2, 4)
-        elif key in _LABEL_KEYS and val[0] in "\"'" and label is None:
-            label = _label_text(val)
-            label_span = (vstart + 1, vstart + len(val) - 1) if label else None
-        elif key in _CONF_KEYS and val[0] not in "\"'[nN":
-            conf = float(val)
-        elif key in _EDGE_KEYS and val[0] not in "\"'[nN":
-            edges[_EDGE_KEYS[key]] = (float(val), (vstart, vstart + len(val)))
-        elif val[0] in "\"'" and quoted is None:
-            quoted = _in_string(val, vstart)
-    if found is None and len(corners) == 2:
-        (a, sa, fa), (b, sb, fb) = corners["top_left"], corners["bottom_right"]
+    for _, nums, spans, floats in fields.coords:
+        if found is None and len(nums) == 2:
+            found = _point(nums[0], nums[1], tuple(spans), floats), False
+        elif found is None and len(nums) == 4:
+            found = _centre((nums[0], nums[1], nums[2], nums[3]), tuple(spans), floats), True
+        malformed = malformed or len(nums) not in (2, 4)
+    if found is None and len(fields.corners) == 2:
+        (a, sa, fa), (b, sb, fb) = fields.corners["top_left"], fields.corners["bottom_right"]
         found = _centre((a[0], a[1], b[0], b[1]), (*sa, *sb), fa or fb), True
-    found = found or _from_edges(edges) or quoted
+    if found is None:
+        found = _from_edges(fields.edges)
+    if found is None:
+        quoted = (_in_string(val, start) for val, start in fields.strings)
+        found = next((q for q in quoted if q is not None), None)
     if found is None:
         return None, False, malformed
     point, centre = found
-    point.label, point.label_span = label or None, label_span if label else None
-    if conf is not None and 0.0 <= conf <= 1.0:
-        point.stated_confidence = conf
+    fields.attach(point)
     return point, centre, False
 
 
