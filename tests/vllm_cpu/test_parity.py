@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +26,7 @@ from boxguard.clients.evaluation import run_eval  # noqa: E402
 from boxguard.server.app import create_app  # noqa: E402
 from boxguard.server.serve import serve_in_thread  # noqa: E402
 from boxguard.server.settings import Settings  # noqa: E402
-from vllm_cases import ENGINE_START_S, assert_visual_check_ran  # noqa: E402
+from vllm_cases import ENGINE_START_S, assert_visual_check_ran, shapes_test_split  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "checkpoint"
 SAME = {"model": str(DEMO), "request_timeout_s": 600, **CPU_ENGINE}  # both backends
@@ -38,22 +36,7 @@ TOLERANCE = 0.03
 @pytest.fixture(scope="module")
 def shapes_test(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shapes test split: 200 samples, seed 0 (the split bench/results/demo_eval.md uses)."""
-    out = tmp_path_factory.mktemp("shapes")
-    cmd = [
-        sys.executable,
-        "-m",
-        "boxguard.demo.dataset",
-        "--out",
-        str(out),
-        "--splits",
-        "test",
-        "--n",
-        "200",
-        "--seed",
-        "0",
-    ]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return out / "test.jsonl"
+    return shapes_test_split(tmp_path_factory.mktemp("shapes"))
 
 
 def _raw_accuracy(url: str, dataset: Path) -> tuple[float, float]:
