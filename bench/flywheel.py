@@ -27,7 +27,6 @@ Stages, each skipped when its output is there (a stopped loop resumes where it w
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import demo_recheck  # a sibling script: bench/ is on sys.path when run
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,15 +50,6 @@ RECIPE = [
     "--no-gen-eval", "--eval-every-min", "1000", "--n-val", "4", "--n-probe", "4",
 ]  # fmt: skip
 MODELS = ("shipped", "ft_export", "ft_control")
-
-
-def _load_demo_recheck() -> Any:
-    """bench/demo_recheck.py (bench is not a package): its measure and score."""
-    spec = importlib.util.spec_from_file_location("demo_recheck", ROOT / "bench/demo_recheck.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(cmd: list[str], cwd: Path) -> None:
@@ -211,7 +202,7 @@ def finetune(args: argparse.Namespace) -> None:
 
 def measure_test(args: argparse.Namespace, name: str) -> dict[str, Any]:
     """Stage 6 for one model: eval (its policy) + re-check AUROC on the test split."""
-    work, recheck = args.work, _load_demo_recheck()
+    work = args.work
     model = work / name if name == "shipped" else work / name / "last"
     out = work / f"test_{name}"
     if not (out / "measured.jsonl").is_file():
@@ -231,8 +222,8 @@ def measure_test(args: argparse.Namespace, name: str) -> dict[str, Any]:
                 ],
                 work,
             )
-            recheck.measure(url, work / "data/test.jsonl", out / "measured.jsonl", 4)
-    scored: dict[str, Any] = recheck.score(out / "samples.jsonl", out / "measured.jsonl")
+            demo_recheck.measure(url, work / "data/test.jsonl", out / "measured.jsonl", 4)
+    scored: dict[str, Any] = demo_recheck.score(out / "samples.jsonl", out / "measured.jsonl")
     return scored
 
 
@@ -276,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "shipped_commit": (args.work / "shipped_commit.txt").read_text().strip(),
         "train_split": {"seed": args.train_seed, "n": args.n_train},
         "test_split": {"seed": 0, "n": args.n_test},
-        "train_eval": _load_demo_recheck().score(args.work / "eval_train/samples.jsonl", None),
+        "train_eval": demo_recheck.score(args.work / "eval_train/samples.jsonl", None),
         "export": export_counts(args.work / "export"),
         "finetune": {
             "command_export": finetune_command(args, args.work / "ft_export", args.work / "export"),

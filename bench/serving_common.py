@@ -10,7 +10,6 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -67,11 +66,11 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 def shapes_samples(n: int) -> list[Sample]:
     """(PNG bytes, expression) of the first `n` samples of the shapes test split (seed 0)."""
-    out = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    cmd = [sys.executable, "-m", "boxguard.demo.dataset", "--out", str(out), "--splits", "test"]
-    subprocess.run([*cmd, "--n", "200", "--seed", "0"], check=True, capture_output=True)
-    rows = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()][:n]
-    return [((out / r["image"]).read_bytes(), r["expression"]) for r in rows]
+    from boxguard.demo.dataset import build_split
+
+    split = build_split("test", 200, 0, tempfile.mkdtemp(prefix="bench-serving-"))
+    rows = [json.loads(line) for line in split.read_text().splitlines()][:n]
+    return [((split.parent / r["image"]).read_bytes(), r["expression"]) for r in rows]
 
 
 def upstream_bodies(

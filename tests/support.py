@@ -1,9 +1,13 @@
-"""Test helpers: the real server in a background thread, and test images."""
+"""Test helpers: the real server in a background thread, test images, bench scripts."""
 
 from __future__ import annotations
 
 import base64
+import importlib
 import io
+import sys
+from pathlib import Path
+from types import ModuleType
 
 from boxguard.server.serve import serve_in_thread  # noqa: F401  (re-exported for tests)
 from PIL import Image
@@ -25,3 +29,11 @@ def has_area(coords: list[float]) -> bool:
     """True for a raw [x1, y1, x2, y2] the server returns as a box (degenerate ones it drops)."""
     x1, y1, x2, y2 = coords
     return x1 != x2 and y1 != y2
+
+
+def bench_module(name: str) -> ModuleType:
+    """A bench/ script as a module (bench is no package: its scripts import each other by name)."""
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    return importlib.import_module(name)

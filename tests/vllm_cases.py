@@ -13,8 +13,6 @@ import base64
 import io
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,13 +30,6 @@ from boxguard.server.settings import Settings
 from PIL import Image, ImageDraw
 
 ENGINE_START_S = 900
-
-
-def shapes_test_split(out: Path) -> Path:
-    """The shapes test split in `out`: 200 samples, seed 0 (bench/results/demo_eval.md's)."""
-    cmd = [sys.executable, "-m", "boxguard.demo.dataset", "--out", str(out), "--splits", "test"]
-    subprocess.run([*cmd, "--n", "200", "--seed", "0"], check=True, capture_output=True)
-    return out / "test.jsonl"
 
 
 def scene(size: tuple[int, int] = (448, 336), seed: int = 0) -> str:

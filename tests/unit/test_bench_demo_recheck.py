@@ -3,22 +3,15 @@ P(yes) threshold keeps at 10 % risk."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from support import bench_module
 
 
 @pytest.fixture(scope="module")
 def demo_recheck() -> Any:
-    spec = importlib.util.spec_from_file_location("demo_recheck", ROOT / "bench/demo_recheck.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("demo_recheck")
 
 
 def row(p_yes: float | None, right: bool, *, target: bool = True) -> dict[str, Any]:

@@ -4,23 +4,17 @@ loop's counts are read from what the export and the trainer wrote."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from support import bench_module
 
 
 @pytest.fixture(scope="module")
 def flywheel() -> Any:
-    spec = importlib.util.spec_from_file_location("flywheel", ROOT / "bench/flywheel.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("flywheel")
 
 
 def test_the_arms_share_the_recipe_and_budget_and_differ_by_the_export(

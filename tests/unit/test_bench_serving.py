@@ -3,24 +3,15 @@ under test CPU 0 and everything else CPU 1."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from support import bench_module
 
 
 @pytest.fixture(scope="module")
 def bench() -> Any:
-    sys.path.insert(0, str(ROOT / "bench"))  # its sibling modules (serving_common, ...)
-    spec = importlib.util.spec_from_file_location("bench_serving", ROOT / "bench/bench_serving.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("bench_serving")
 
 
 def test_both_engines_get_the_same_flags_with_the_image_cache_off(bench: Any) -> None:

@@ -26,10 +26,11 @@ from vllm_cpu_support import CPU_ENGINE, require_vllm_cpu
 pytestmark = [pytest.mark.vllm_cpu, pytest.mark.slow]
 require_vllm_cpu()
 
+from boxguard.demo.dataset import build_split  # noqa: E402
 from boxguard.server.app import create_app  # noqa: E402
 from boxguard.server.serve import serve_in_thread  # noqa: E402
 from boxguard.server.settings import Settings  # noqa: E402
-from vllm_cases import ENGINE_START_S, shapes_test_split  # noqa: E402
+from vllm_cases import ENGINE_START_S  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "checkpoint"
 SAMPLES = 24
@@ -40,7 +41,7 @@ POLICY = {"visual_check": True}
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]:
     """(base64 PNG, expression) of the first samples of the shapes test split (seed 0)."""
-    split = shapes_test_split(tmp_path_factory.mktemp("shapes"))
+    split = build_split("test", 200, 0, tmp_path_factory.mktemp("shapes"))
     rows = [json.loads(line) for line in split.read_text().splitlines()][:SAMPLES]
     return [
         (base64.b64encode((split.parent / r["image"]).read_bytes()).decode(), r["expression"])

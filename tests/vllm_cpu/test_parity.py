@@ -23,10 +23,11 @@ require_vllm_cpu()
 
 from boxguard.clients import Client  # noqa: E402
 from boxguard.clients.evaluation import run_eval  # noqa: E402
+from boxguard.demo.dataset import build_split  # noqa: E402
 from boxguard.server.app import create_app  # noqa: E402
 from boxguard.server.serve import serve_in_thread  # noqa: E402
 from boxguard.server.settings import Settings  # noqa: E402
-from vllm_cases import ENGINE_START_S, assert_visual_check_ran, shapes_test_split  # noqa: E402
+from vllm_cases import ENGINE_START_S, assert_visual_check_ran  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "checkpoint"
 SAME = {"model": str(DEMO), "request_timeout_s": 600, **CPU_ENGINE}  # both backends
@@ -36,7 +37,7 @@ TOLERANCE = 0.03
 @pytest.fixture(scope="module")
 def shapes_test(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shapes test split: 200 samples, seed 0 (the split bench/results/demo_eval.md uses)."""
-    return shapes_test_split(tmp_path_factory.mktemp("shapes"))
+    return build_split("test", 200, 0, tmp_path_factory.mktemp("shapes"))
 
 
 def _raw_accuracy(url: str, dataset: Path) -> tuple[float, float]:
