@@ -12,11 +12,12 @@ import asyncio
 import math
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from boxguard.server.serve import serve_in_thread
 from boxguard.server.settings import Settings
 from fastapi import FastAPI, Request
@@ -171,3 +172,18 @@ def gateway_settings(upstream_url: str, **extra: Any) -> Settings:
         "retry_after_s": 0,
     }
     return Settings(**{**base, **extra})
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Whether `predicate` came true within `timeout_s` (polled every 0.1 s)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def wait_ready(url: str) -> None:
+    """Wait for boxguard at `url` to be ready again (its supervisor restarts a dead upstream)."""
+    assert wait_until(lambda: httpx.get(url + "/readyz").status_code == 200), "never ready again"

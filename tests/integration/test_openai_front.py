@@ -17,7 +17,7 @@ import openai
 import pytest
 from boxguard.server.app import create_app
 from boxguard.server.serve import serve_in_thread
-from fake_upstream import MODEL, Upstream, gateway_settings, running_upstream
+from fake_upstream import MODEL, Upstream, gateway_settings, running_upstream, wait_ready
 from support import b64, png_bytes
 
 IMAGE_URL = "data:image/png;base64," + b64(png_bytes((320, 240), "white"))
@@ -144,7 +144,7 @@ def test_requests_it_cannot_serve_are_openai_errors(
 
 
 def test_upstream_faults_are_openai_errors_never_refusals(
-    client: openai.OpenAI, state: Upstream
+    client: openai.OpenAI, state: Upstream, base_url: str
 ) -> None:
     for mode, error, code in [
         ("429", openai.RateLimitError, "overloaded"),
@@ -158,6 +158,8 @@ def test_upstream_faults_are_openai_errors_never_refusals(
         finally:
             state.mode = "ok"
         assert caught.value.code == code, mode  # type: ignore[attr-defined]
+    # The upstream's /health failed while it was "500": the supervisor may be restarting it.
+    wait_ready(base_url.removesuffix("/v1"))
 
 
 def test_malformed_json_is_an_openai_error(base_url: str) -> None:

@@ -19,7 +19,15 @@ import pytest
 from boxguard.server.app import create_app
 from boxguard.server.serve import ServeError, check_upstream, serve_in_thread
 from boxguard.server.settings import Settings
-from fake_upstream import MODEL, Upstream, free_port, gateway_settings, running_upstream
+from fake_upstream import (
+    MODEL,
+    Upstream,
+    free_port,
+    gateway_settings,
+    running_upstream,
+    wait_ready,
+    wait_until,
+)
 from support import b64, png_bytes
 
 IMAGE = b64(png_bytes((320, 240), "white"))
@@ -143,7 +151,7 @@ def test_upstream_faults_are_problems_never_verdicts(
         state.mode = "ok"
     assert [r.status_code for r in responses] == [status] * 3, responses[0].text
     assert {r.json()["code"] for r in responses} == {code}
-    _wait_ready(gateway)
+    wait_ready(gateway)
     assert _ground(gateway).json()["status"] == "accepted"
 
 
@@ -170,25 +178,12 @@ def test_a_killed_upstream_is_503_then_recovers_without_restart(
     upstream.stop()
     statuses = [_ground(gateway).status_code for _ in range(3)]
     assert set(statuses) == {503}, statuses
-    assert _wait(lambda: httpx.get(gateway + "/readyz").status_code == 503)
+    assert wait_until(lambda: httpx.get(gateway + "/readyz").status_code == 503)
     health = httpx.get(gateway + "/readyz").json()
     assert health["backend_state"] == "dead" and "upstream" in health["reason"]
     upstream.start()
-    _wait_ready(gateway)
+    wait_ready(gateway)
     assert _ground(gateway).json()["status"] == "accepted"
-
-
-def _wait(predicate: object, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _wait_ready(url: str) -> None:
-    assert _wait(lambda: httpx.get(url + "/readyz").status_code == 200), "never ready again"
 
 
 @pytest.mark.parametrize(
