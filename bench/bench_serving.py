@@ -87,9 +87,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--arms", default="vllm,vllm_orig,inproc,inproc_visual,gateway")
     parser.add_argument(
         "--engine-args",
-        # The processed-image cache off: the bench repeats its samples, production traffic
-        # rarely repeats an image, and a hit would skip vLLM's resize but not boxguard's.
-        default="--dtype float32 --max-model-len 2048 --enforce-eager --mm-processor-cache-gb 0",
+        # Both caches off: the bench repeats its samples, production traffic rarely repeats an
+        # image. A processed-image hit would skip vLLM's resize but not boxguard's; a prefix-cache
+        # hit would skip the vision encoder and the whole prefill of a repeated image's prompt.
+        default="--dtype float32 --max-model-len 2048 --enforce-eager --mm-processor-cache-gb 0 "
+        "--no-enable-prefix-caching",
         help="engine flags both vLLM's server and boxguard --backend vllm take",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")

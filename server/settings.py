@@ -82,6 +82,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "max_model_len",
         "enforce_eager",
         "mm_processor_cache_gb",
+        "enable_prefix_caching",
     ),
 }
 
@@ -215,6 +216,11 @@ class Settings(BaseSettings):
         ge=0,
         description="vLLM's cache of processed images, keyed by their pixels; 0 = off (every "
         "image is new, as in most grounding traffic); none = vLLM's default.",
+    )
+    enable_prefix_caching: bool | None = Field(
+        None,
+        description="vLLM's reuse of the KV cache of a prompt's start, images included; "
+        "none = vLLM's default (on).",
     )
     tokenizer: str | None = Field(None, description="Tokenizer directory if not the model's.")
     # The openai backend: boxguard in front of an OpenAI-compatible VLM server.

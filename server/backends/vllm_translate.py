@@ -75,6 +75,8 @@ def engine_args_dict(settings: Settings, model_dir: str, adapter: ModelAdapter) 
         args["max_model_len"] = settings.max_model_len
     if settings.mm_processor_cache_gb is not None:
         args["mm_processor_cache_gb"] = settings.mm_processor_cache_gb
+    if settings.enable_prefix_caching is not None:
+        args["enable_prefix_caching"] = settings.enable_prefix_caching
     return {k: v for k, v in args.items() if v is not None}
 
 

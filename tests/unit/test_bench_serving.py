@@ -14,12 +14,12 @@ def bench() -> Any:
     return bench_module("bench_serving")
 
 
-def test_both_engines_get_the_same_flags_with_the_image_cache_off(bench: Any) -> None:
+def test_both_engines_get_the_same_flags_with_the_image_caches_off(bench: Any) -> None:
     args = bench.parse_args([])
     ports = {"vllm": 1, "inproc": 2, "gateway": 3, "gateway_before": 4}
     cmds = bench.commands(args, ports)
     engine = args.engine_args.split()
-    assert engine[-2:] == ["--mm-processor-cache-gb", "0"]
+    assert engine[-3:] == ["--mm-processor-cache-gb", "0", "--no-enable-prefix-caching"]
     for name in ("vllm", "inproc"):
         assert cmds[name][-len(engine) :] == engine
     assert "--mm-processor-cache-gb" not in cmds["gateway"]  # the gateway runs no engine

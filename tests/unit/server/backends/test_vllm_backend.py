@@ -70,6 +70,7 @@ def test_engine_args_come_from_settings_and_adapter() -> None:
         dtype="bfloat16",
         max_model_len=4096,
         mm_processor_cache_gb=0,
+        enable_prefix_caching=False,
     )
     adapter = Qwen25VLAdapter(min_pixels=3136, max_pixels=1_003_520)
     args = vt.engine_args_dict(settings, "/models/q", adapter)
@@ -78,6 +79,7 @@ def test_engine_args_come_from_settings_and_adapter() -> None:
     assert args["gpu_memory_utilization"] == 0.8 and args["load_format"] == "dummy"
     assert args["enforce_eager"] is True and args["seed"] == 7 and args["dtype"] == "bfloat16"
     assert args["max_model_len"] == 4096 and args["mm_processor_cache_gb"] == 0
+    assert args["enable_prefix_caching"] is False
     assert args["limit_mm_per_prompt"] == {"image": 1, "video": 0}
     assert args["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 1_003_520}
     assert args["logprobs_mode"] == "processed_logprobs"
@@ -90,7 +92,7 @@ def test_engine_args_come_from_settings_and_adapter() -> None:
 def test_engine_args_leave_unset_values_to_vllm() -> None:
     args = vt.engine_args_dict(Settings(tokenizer="/tok"), "/m", Qwen25VLAdapter())
     assert "max_model_len" not in args and "served_model_name" not in args
-    assert "mm_processor_cache_gb" not in args
+    assert "mm_processor_cache_gb" not in args and "enable_prefix_caching" not in args
     assert args["tokenizer"] == "/tok"
 
 
