@@ -12,7 +12,7 @@ import asyncio
 import math
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,7 @@ from boxguard.server.serve import serve_in_thread
 from boxguard.server.settings import Settings
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from support import wait_until
 
 MODEL = "fake-qwen"
 PROBE = "boxguard-probe"
@@ -172,16 +173,6 @@ def gateway_settings(upstream_url: str, **extra: Any) -> Settings:
         "retry_after_s": 0,
     }
     return Settings(**{**base, **extra})
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    """Whether `predicate` came true within `timeout_s` (polled every 0.1 s)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def wait_ready(url: str) -> None:

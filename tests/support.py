@@ -6,6 +6,8 @@ import base64
 import importlib
 import io
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -37,3 +39,15 @@ def bench_module(name: str) -> ModuleType:
     if bench not in sys.path:
         sys.path.insert(0, bench)
     return importlib.import_module(name)
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout_s: float = 10.0, every_s: float = 0.1
+) -> bool:
+    """Whether `predicate` came true within `timeout_s`, polled every `every_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every_s)
+    return False

@@ -16,18 +16,9 @@ from boxguard.server.backends.transformers_backend import TransformersBackend
 from boxguard.server.grounding import GroundingService
 from boxguard.server.models import adapter_for
 from boxguard.server.settings import Settings
-from support import b64, png_bytes, serve_in_thread
+from support import b64, png_bytes, serve_in_thread, wait_until
 
 BODY = {"image": b64(png_bytes((64, 48))), "expression": "the red circle"}
-
-
-def _wait_for(condition: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 class _SlowVLLM:
@@ -86,7 +77,7 @@ def test_healthz_answers_within_100ms_while_vllm_restarts(
             time.sleep(0.05)
         assert len(latencies) >= 10, latencies
         assert max(latencies) < 0.1, latencies
-        assert _wait_for(lambda: client.get(url + "/readyz").status_code == 200, 10)
+        assert wait_until(lambda: client.get(url + "/readyz").status_code == 200, 10, every_s=0.02)
         assert slow.builds == 2
 
 
@@ -109,7 +100,9 @@ def test_fatal_engine_error_is_a_503_then_the_supervisor_restarts_the_backend(
         r = client.post(url + "/ground", json=BODY, timeout=60)
         assert r.status_code == 503 and r.json()["code"] == "backend_unavailable", r.text
         assert r.headers["retry-after"] == "2"
-        assert _wait_for(lambda: backend.engine is not first_engine and backend.ready, 60)
+        assert wait_until(
+            lambda: backend.engine is not first_engine and backend.ready, 60, every_s=0.02
+        )
         # Ready again only once the restarted engine is warmed up, not as soon as it loads.
-        assert _wait_for(lambda: client.get(url + "/readyz").status_code == 200, 60)
+        assert wait_until(lambda: client.get(url + "/readyz").status_code == 200, 60, every_s=0.02)
         assert client.post(url + "/ground", json=BODY, timeout=60).status_code == 200

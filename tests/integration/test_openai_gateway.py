@@ -26,9 +26,8 @@ from fake_upstream import (
     gateway_settings,
     running_upstream,
     wait_ready,
-    wait_until,
 )
-from support import b64, png_bytes
+from support import b64, png_bytes, wait_until
 
 IMAGE = b64(png_bytes((320, 240), "white"))
 
