@@ -68,6 +68,23 @@ def crop_request(
     )
 
 
+async def crop_requests(
+    adapter: ModelAdapter,
+    image: Image.Image,
+    crops: Sequence[CropQuestion],
+    request_id: str,
+) -> list[GenerationRequest]:
+    """The yes|no requests of all crops, built off the loop (their resizes take milliseconds)."""
+    if not crops:
+        return []
+    return await asyncio.to_thread(
+        lambda: [
+            crop_request(adapter, image, crop, f"{request_id}-visual{i}")
+            for i, crop in enumerate(crops)
+        ]
+    )
+
+
 def yes_probability(generation: Generation) -> float:
     """P(yes) of a yes|no answer: under the constraint the first token decides.
 
@@ -115,10 +132,7 @@ async def gather_evidence(
 
     Backend exceptions propagate as they are; the service maps them to HTTP problems.
     """
-    requests = [
-        crop_request(adapter, image, crop, f"{request.request_id}-visual{i}")
-        for i, crop in enumerate(plan.crops)
-    ]
+    requests = await crop_requests(adapter, image, plan.crops, request.request_id)
     if plan.samples > 0:
         requests.append(
             replace(

@@ -115,7 +115,9 @@ class GroundingService:
         )
         with ctx.stage("decode", self.metrics):
             image = await self._image(ctx, req, upload)
-        job = self.generation_request(req, image, ctx.id)
+        # Off the loop, as vLLM's server runs its processor: the frame resize takes 2-3 ms of
+        # CPU a request (PIL releases the GIL meanwhile), which would stall every other request.
+        job = await asyncio.to_thread(self.generation_request, req, image, ctx.id)
         with ctx.stage("generate", self.metrics):
             generation = await self.backend.generate(job.generation)
         self.metrics.generated_tokens.inc(generation.generated_tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -123,6 +124,29 @@ def test_a_failed_check_dependency_is_a_503_not_an_abstention(
     assert "OSError" not in body["detail"]  # the cause is logged, not sent
     metrics = httpx.get(url + "/metrics").text
     assert 'boxguard_requests_total{outcome="check_unavailable"}' in metrics
+
+
+def test_the_frame_resize_runs_off_the_event_loop(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PIL's resize takes milliseconds of CPU: on the loop it would stall every other request."""
+    on_loop: list[bool] = []
+    real_resize = grounding.resize_to_frame
+
+    def recorded(image: Any, size: tuple[int, int]) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # no running loop: a worker thread
+            on_loop.append(False)
+        return real_resize(image, size)
+
+    monkeypatch.setattr(grounding, "resize_to_frame", recorded)
+    response = httpx.post(
+        url + "/ground", json={"image": b64(png_bytes()), "expression": "the circle"}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    assert on_loop == [False]
 
 
 def test_health_names_the_backend_state(url: str) -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
+from boxguard.guards import CropQuestion
+from boxguard.server import evidence
 from boxguard.server.backends import BackendError, Completion, Generation, TokenChoice
-from boxguard.server.evidence import all_or_cancel, crop_box, yes_probability
+from boxguard.server.evidence import all_or_cancel, crop_box, crop_requests, yes_probability
+from boxguard.server.models import adapter_for_family
+from PIL import Image
 
 
 def test_crop_box_is_at_least_a_pixel_and_within_the_ratio() -> None:
@@ -16,6 +21,30 @@ def test_crop_box_is_at_least_a_pixel_and_within_the_ratio() -> None:
     assert crop_box((10, 0, 11, 600), (20, 600)) == (10, 0, 13, 600)
     # ... without leaving the image.
     assert crop_box((19, 0, 20, 600), (20, 600)) == (17, 0, 20, 600)
+
+
+async def test_crop_requests_resize_each_crop_to_its_frame_off_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[int] = []
+    resize = evidence.resize_to_frame
+
+    def recorded(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+        threads.append(threading.get_ident())
+        return resize(image, size)
+
+    monkeypatch.setattr(evidence, "resize_to_frame", recorded)
+    adapter = adapter_for_family("qwen2_5_vl")
+    image = Image.new("RGB", (640, 480), "white")
+    crops = [CropQuestion((0, 0, 300, 200), "Is this a cat?"), CropQuestion((10, 10, 66, 66), "Q?")]
+    requests = await crop_requests(adapter, image, crops, "r1")
+    frames = [adapter.model_frame(300, 200), adapter.model_frame(56, 56)]
+    assert [r.image.size for r in requests] == [(f.width, f.height) for f in frames]
+    assert [r.request_id for r in requests] == ["r1-visual0", "r1-visual1"]
+    assert "Is this a cat?" in requests[0].user_text
+    # Off the event loop's thread: a resize takes milliseconds and would stall other requests.
+    assert len(threads) == 2 and threading.get_ident() not in threads
+    assert await crop_requests(adapter, image, [], "r2") == []
 
 
 def _answer(text: str, logprob: float) -> Generation:
