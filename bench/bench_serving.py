@@ -252,7 +252,9 @@ def profiled(arm: str, pids: dict[str, int], into: Path | None, tag: str) -> Ite
         into.mkdir(parents=True, exist_ok=True)
         for name in REACHES[arm]:
             out = into / f"{tag}-{arm}-{name}.txt"
-            cmd = ["py-spy", "record", "--pid", str(pids[name]), "--rate", "200"]
+            # --gil: samples of the thread holding the GIL only; without it a thread waiting for
+            # the GIL is counted in whatever frame it waits in (the heap-freeze hunt's lesson).
+            cmd = ["py-spy", "record", "--pid", str(pids[name]), "--rate", "200", "--gil"]
             cmd += ["--format", "raw", "--nonblocking", "--output", str(out)]
             spies.append(
                 subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
