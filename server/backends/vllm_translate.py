@@ -70,13 +70,11 @@ def engine_args_dict(settings: Settings, model_dir: str, adapter: ModelAdapter) 
         "disable_log_stats": False,
         "enable_log_requests": False,
         "trust_remote_code": False,
+        "max_model_len": settings.max_model_len,
+        "mm_processor_cache_gb": settings.mm_processor_cache_gb,
+        "enable_prefix_caching": settings.enable_prefix_caching,
     }
-    if settings.max_model_len is not None:
-        args["max_model_len"] = settings.max_model_len
-    if settings.mm_processor_cache_gb is not None:
-        args["mm_processor_cache_gb"] = settings.mm_processor_cache_gb
-    if settings.enable_prefix_caching is not None:
-        args["enable_prefix_caching"] = settings.enable_prefix_caching
+    # An unset (None) value is left to vLLM's default.
     return {k: v for k, v in args.items() if v is not None}
 
 
