@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     per_phase = {int(k): int(v) for k, v in (p.split(":") for p in args.requests.split(","))}
+    if missing := sorted(set(concurrencies) - set(per_phase)):
+        raise SystemExit(f"--requests names no count for concurrency {missing}; e.g. 32:256")
     names = args.arms.split(",")
     serves = {"inproc_visual": "inproc", "vllm_orig": "vllm"}
     gateways = {"gateway", "gateway_before"} & set(names)

@@ -99,7 +99,33 @@ def build_sampling_params(kwargs: dict[str, Any], vllm: SimpleNamespace | None =
     params = vllm.SamplingParams(**kw)
     if so is not None:
         params.structured_outputs = vllm.StructuredOutputsParams(**so)
+    if hasattr(params, "skip_clone"):
+        # Built for one engine call and never shared, as vLLM's OpenAI server builds its own:
+        # AsyncLLM's deep copy of it would cost about 2 % of the API process's time at 32.
+        params.skip_clone = True
     return params
+
+
+class TokenTexts:
+    """Text of the engine's token ids, decoded as vLLM's detokenizer and logprobs decode them.
+
+    One token's text is cached: answers reuse a few hundred tokens (digits, brackets, labels).
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self._pieces: dict[int, str] = {}
+
+    def piece(self, token_id: int) -> str:
+        """One token's text, as vLLM's logprobs carry it (`decoded_token`)."""
+        text = self._pieces.get(token_id)
+        if text is None:
+            text = self._pieces[token_id] = self.tokenizer.decode([token_id])
+        return text
+
+    def text(self, token_ids: list[int]) -> str:
+        """The text of a finished output, special tokens skipped as the requests ask."""
+        return str(self.tokenizer.decode(token_ids, skip_special_tokens=True))
 
 
 class VLLMBackend:
@@ -119,6 +145,7 @@ class VLLMBackend:
         self._engine_requests: set[str] = set()  # ids of the engine requests running now
         self._stats_task: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine is bound to
+        self._texts: TokenTexts | None = None  # decodes the outputs vLLM does not detokenize
 
     @property
     def health(self) -> BackendHealth:
@@ -157,6 +184,7 @@ class VLLMBackend:
         self.engine = await asyncio.to_thread(self._vllm.AsyncLLM.from_engine_args, args)
         self.loop = asyncio.get_running_loop()
         self._dead_reason = None
+        self._texts = TokenTexts(self.engine.get_tokenizer())
         scheduler = self.engine.vllm_config.scheduler_config
         per_engine = int(getattr(scheduler, "max_num_seqs", 0) or 256)
         # The engine runs max_num_seqs at once per DP rank; queue_size more may wait.
@@ -228,43 +256,44 @@ class VLLMBackend:
 
     async def _generate_answer(self, request: GenerationRequest) -> tuple[list[Completion], int]:
         """One constrained engine call."""
-        out = await self._call(
-            prompt_input(request.prompt, request.image), answer_kwargs(request), request, "a"
-        )
-        return [self._completion(o) for o in out.outputs], len(out.prompt_token_ids or ())
+        kwargs = answer_kwargs(request)
+        out = await self._call(prompt_input(request.prompt, request.image), kwargs, request, "a")
+        completions = [self._completion(o, kwargs) for o in out.outputs]
+        return completions, len(out.prompt_token_ids or ())
 
     async def _generate_think(self, request: GenerationRequest) -> tuple[list[Completion], int]:
         """Phase 1: free think under its budget; phase 2: the JSON answer after each think."""
+        kwargs = think_kwargs(request)
         first = await self._call(
-            prompt_input(think_prompt(request.prompt), request.image),
-            think_kwargs(request),
-            request,
-            "t",
+            prompt_input(think_prompt(request.prompt), request.image), kwargs, request, "t"
         )
-        thinks = [self._completion(o) for o in first.outputs]
+        thinks = [self._completion(o, kwargs) for o in first.outputs]
+        continuations = [continuation_kwargs(request, i) for i in range(len(thinks))]
         answers = await asyncio.gather(
             *(
                 self._call(
                     prompt_input(continuation_prompt(request.prompt, t.text), request.image),
-                    continuation_kwargs(request, i),
+                    continuations[i],
                     request,
                     f"a{i}",
                 )
                 for i, t in enumerate(thinks)
             )
         )
-        pairs = zip(thinks, answers, strict=True)
-        completions = [join_think(t, self._completion(a.outputs[0])) for t, a in pairs]
+        completions = [
+            join_think(t, self._completion(a.outputs[0], kw))
+            for t, a, kw in zip(thinks, answers, continuations, strict=True)
+        ]
         return completions, len(first.prompt_token_ids or ())
 
-    def _completion(self, output: Any) -> Completion:
-        """Translate one CompletionOutput, decoding token text when logprobs are off."""
-        tokenizer = getattr(self.engine, "tokenizer", None)
-
-        def decode(token_id: int) -> str:
-            return tokenizer.decode([token_id]) if tokenizer is not None else ""
-
-        return completion_from_output(output, decode=decode)
+    def _completion(self, output: Any, kwargs: dict[str, Any]) -> Completion:
+        """Translate one CompletionOutput of an engine call made with `kwargs`."""
+        texts = self._texts
+        if texts is None:
+            raise BackendDead("the vLLM engine was stopped")
+        if kwargs.get("detokenize", True):
+            return completion_from_output(output, decode=texts.piece)
+        return completion_from_output(output, decode=texts.piece, decode_text=texts.text)
 
     async def _call(
         self, prompt: dict[str, Any], kwargs: dict[str, Any], request: GenerationRequest, tag: str

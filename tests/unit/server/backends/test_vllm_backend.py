@@ -250,8 +250,10 @@ def test_real_vllm_objects() -> None:
     validate_xgrammar_grammar(params)  # vLLM's own check: parses as EBNF, passed on unchanged
     assert params.structured_outputs.grammar == GRAMMAR
     assert params.output_kind.name == "FINAL_ONLY" and params.logprobs == 0 and params.n == 1
+    assert params.detokenize is False and params.skip_clone is True
     think = vb.build_sampling_params(vt.think_kwargs(_request(temperature=0.5, n=2)))
     assert think.stop == ["</think>"] and think.structured_outputs is None
+    assert think.detokenize is True  # its stop string is matched on the text
     choice = vb.build_sampling_params(vt.answer_kwargs(_request(constraint=yes_no_constraint())))
     assert choice.structured_outputs.grammar == yes_no_constraint().ebnf()
     settings = Settings(backend="vllm", load_format="dummy", max_model_len=2048)
@@ -287,6 +289,37 @@ class _FakeParams:
         self.structured_outputs = None
 
 
+class _FakeTokenizer:
+    """Decodes the ids the scripted outputs use; 151645 is the special <|im_end|>."""
+
+    vocab = {1: "[]", 2: "[]", 3: "hm", 151645: "<|im_end|>"}
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        self.calls += 1
+        return "".join(self.vocab[i] for i in ids if not (skip_special_tokens and i == 151645))
+
+
+def _undetokenized(final: Any) -> Any:
+    """What vLLM returns with `detokenize=False`: no text, logprobs without decoded tokens."""
+    outs = [
+        SimpleNamespace(
+            text="",
+            token_ids=o.token_ids,
+            logprobs=[
+                {t: SimpleNamespace(logprob=lp.logprob, decoded_token=None, rank=1)}
+                for pos in o.logprobs
+                for t, lp in pos.items()
+            ],
+            finish_reason=o.finish_reason,
+        )
+        for o in final.outputs
+    ]
+    return SimpleNamespace(outputs=outs, prompt_token_ids=final.prompt_token_ids)
+
+
 class _FakeEngine:
     """Answers from a script; records prompts, params and aborts."""
 
@@ -295,7 +328,7 @@ class _FakeEngine:
         self.calls: list[tuple[dict, Any, str]] = []
         self.aborted: list[str] = []
         self.errored = False
-        self.tokenizer = None
+        self.tokenizer = _FakeTokenizer()
         self.waiting: dict[str, asyncio.Event] = {}
         self.stopping = asyncio.Event()
         self.shut_down = False
@@ -315,7 +348,10 @@ class _FakeEngine:
             await self.waiting[request_id].wait()
             yield _final(_output([], "", finish="abort"))
             return
-        yield step
+        yield step if getattr(params, "detokenize", True) else _undetokenized(step)
+
+    def get_tokenizer(self) -> _FakeTokenizer:
+        return self.tokenizer
 
     async def abort(self, request_id: str | list[str]) -> None:
         for one in [request_id] if isinstance(request_id, str) else request_id:
@@ -367,6 +403,7 @@ def _backend(monkeypatch: pytest.MonkeyPatch, script: list[Any]) -> vb.VLLMBacke
     monkeypatch.setattr(vb, "_import_vllm", _fake_vllm)
     backend = vb.VLLMBackend(Settings(backend="vllm"), "/m", Qwen25VLAdapter())
     backend.engine = _FakeEngine(script)
+    backend._texts = vb.TokenTexts(backend.engine.get_tokenizer())  # what start() sets
     backend._max_inflight = 4
     return backend
 
@@ -376,11 +413,22 @@ def _final(*outs: Any) -> Any:
 
 
 async def test_generate_plain(monkeypatch: pytest.MonkeyPatch) -> None:
-    backend = _backend(monkeypatch, [_final(_output([(1, "[]", -0.2)], "[]"))])
+    out = _output([(1, "[]", -0.2), (151645, "<|im_end|>", -0.01)], "[]")
+    backend = _backend(monkeypatch, [_final(out)])
     gen = await backend.generate(_request(n=2, temperature=0.0))
     assert [c.text for c in gen.completions] == ["[]", "[]"] and gen.prompt_tokens == 9
+    assert [(t.token_id, t.text, t.logprob) for t in gen.completions[0].tokens] == [(1, "[]", -0.2)]
     _, params, _ = backend.engine.calls[0]
     assert params.structured_outputs == {"grammar": GRAMMAR} and params.output_kind == "FINAL"
+    assert params.detokenize is False  # the backend decoded the text itself
+
+
+def test_token_texts_decode_each_token_once() -> None:
+    tokenizer = _FakeTokenizer()
+    texts = vb.TokenTexts(tokenizer)
+    assert [texts.piece(i) for i in (1, 3, 1, 3)] == ["[]", "hm", "[]", "hm"]
+    assert tokenizer.calls == 2
+    assert texts.text([3, 1, 151645]) == "hm[]"  # special tokens skipped, as the request asks
 
 
 async def test_generate_think_in_two_calls(monkeypatch: pytest.MonkeyPatch) -> None:
