@@ -117,5 +117,10 @@ def json_schema_ebnf(schema_json: str) -> str:
 
 
 def yes_no_constraint() -> Constraint:
-    """The visual check's answer: exactly `yes` or `no`."""
-    return Constraint(choices=("yes", "no"), max_tokens=4)
+    """The visual check's answer: `yes` or `no`, cut after its first token.
+
+    The first token decides the branch and P(yes) is read from it; the rest of a multi-token
+    `yes` (and the end of turn) is forced by the grammar, so generating it costs engine steps
+    and tells nothing.
+    """
+    return Constraint(choices=("yes", "no"), max_tokens=1)

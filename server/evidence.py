@@ -88,16 +88,18 @@ async def crop_requests(
 def yes_probability(generation: Generation) -> float:
     """P(yes) of a yes|no answer: under the constraint the first token decides.
 
-    Its logprob is renormalized over the two allowed branches, so P(no) = 1 - P(yes). An
-    answer that is neither, or has no scored token, is the backend's fault (BackendError, a
-    503), never P(yes) = 0: that would abstain on a right box for an engine bug.
+    The answer is `yes`, `no` or their first token (the constraint stops there). Its logprob is
+    renormalized over the two allowed branches, so P(no) = 1 - P(yes). An answer that is
+    neither, or has no scored token, is the backend's fault (BackendError, a 503), never
+    P(yes) = 0: that would abstain on a right box for an engine bug.
     """
     completion = generation.completions[0] if generation.completions else None
     text = completion.text.strip() if completion is not None else ""
-    if completion is None or not completion.tokens or not text.startswith(("yes", "no")):
+    branch = next((b for b in ("yes", "no") if text and b.startswith(text)), None)
+    if completion is None or not completion.tokens or branch is None:
         raise BackendError(f"the yes/no check got no yes/no answer: {text[:40]!r}")
     p_first = math.exp(completion.tokens[0].logprob)
-    return p_first if text.startswith("yes") else 1.0 - p_first
+    return p_first if branch == "yes" else 1.0 - p_first
 
 
 async def all_or_cancel(calls: Sequence[Awaitable[T]]) -> list[T]:

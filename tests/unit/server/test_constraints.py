@@ -49,6 +49,7 @@ def test_yes_no_constraint() -> None:
     assert c.json_schema is None
     assert c.think is False
     assert c.ebnf() == 'root ::= "yes" | "no"'
+    assert c.max_tokens == 1  # the first token decides; the rest is forced
 
 
 def test_ebnf_escapes_quotes_and_backslashes() -> None:

@@ -54,6 +54,9 @@ def _answer(text: str, logprob: float) -> Generation:
 def test_yes_probability_reads_the_deciding_token() -> None:
     assert yes_probability(_answer("yes", -0.1)) == pytest.approx(0.9048, abs=1e-4)
     assert yes_probability(_answer("no", -0.1)) == pytest.approx(0.0952, abs=1e-4)
+    # The constraint stops after the first token: "y" of a two-token "yes" decides alike.
+    assert yes_probability(_answer("y", -0.1)) == pytest.approx(0.9048, abs=1e-4)
+    assert yes_probability(_answer("n", -0.1)) == pytest.approx(0.0952, abs=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -62,6 +65,8 @@ def test_yes_probability_reads_the_deciding_token() -> None:
         Generation([Completion(text="")]),
         Generation([]),
         _answer("maybe", -0.1),
+        _answer("yes, it is", -0.1),
+        _answer("nope", -0.1),
         Generation([Completion(text="yes")]),  # no scored token
     ],
 )
