@@ -44,10 +44,12 @@ from typing import Any
 
 import psutil
 from serving_common import (
+    ENGINE_COUNTERS,
     Arm,
     chat_answer,
     cpu_seconds,
     drive,
+    engine_counters,
     free_port,
     ground_answer,
     load_average,
@@ -275,16 +277,23 @@ def phase(
     pids: dict[str, int],
     reference: dict[int, str],
     profile: Path | None,
+    engine_url: str,
 ) -> dict[str, Any]:
-    """One measured phase after a warm-up: throughput, latency, CPU ms/request, identical."""
+    """One measured phase after a warm-up: throughput, latency, CPU ms/request, identical,
+    and the engine's steps a request and tokens a step (`engine_url`: the server that runs
+    the engine this arm reaches)."""
     asyncio.run(drive(arm, concurrency, concurrency))
-    before = cpu_now(pids)
+    before, counted = cpu_now(pids), engine_counters(engine_url)
     with profiled(arm.name, pids, profile, f"c{concurrency}-{time.time():.0f}"):
         stats, answers = asyncio.run(drive(arm, n, concurrency))
-    after = cpu_now(pids)
+    after, steps = cpu_now(pids), engine_counters(engine_url)
     stats["cpu_ms_per_request"] = {
         name: round((after[name] - before[name]) * 1000 / n, 1) for name in before
     }
+    ran, generated = (steps[k] - counted[k] for k in ENGINE_COUNTERS)
+    # Fewer steps a request means fuller batches: the engine's cost a step is mostly fixed.
+    stats["engine_steps_per_request"] = round(ran / n, 2)
+    stats["generated_tokens_per_step"] = round(generated / ran, 2) if ran else None
     same = sum(answer == reference.get(i) for i, answer in answers)
     stats["identical_to_reference"] = f"{same}/{len(answers)}"
     return stats
@@ -319,7 +328,19 @@ def summarize(rounds: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
             for name in names
         }
         rps = {name: spread([m[name]["throughput_rps"] for m in mine]) for name in names}
-        out[str(c)] = {"ratios": ratios, "cpu_ms_per_request": cpu, "throughput_rps": rps}
+        engine = {
+            name: {
+                key: round(statistics.mean(m[name][key] or 0.0 for m in mine), 2)
+                for key in ("engine_steps_per_request", "generated_tokens_per_step")
+            }
+            for name in names
+        }
+        out[str(c)] = {
+            "ratios": ratios,
+            "cpu_ms_per_request": cpu,
+            "throughput_rps": rps,
+            "engine": engine,
+        }
     return out
 
 
@@ -352,6 +373,9 @@ def main(argv: list[str] | None = None) -> None:
         report["commands"] = {k: v for k, v in servers["commands"].items() if k in needed}
         chosen = arms(args, servers["ports"])
         pids = servers["pids"]
+        engines = {
+            a.name: f"http://127.0.0.1:{servers['ports'][REACHES[a.name][-1]]}" for a in chosen
+        }
         reference: dict[int, str] = {}
         warm: dict[str, str] = {}
         for arm in chosen:  # warm-up: every sample once; the first arm's answers are the reference
@@ -366,7 +390,10 @@ def main(argv: list[str] | None = None) -> None:
                 order = chosen if r % 2 == 0 else chosen[::-1]
                 load = load_average()
                 measured = {
-                    a.name: phase(a, per_phase[c], c, pids, reference, args.profile) for a in order
+                    a.name: phase(
+                        a, per_phase[c], c, pids, reference, args.profile, engines[a.name]
+                    )
+                    for a in order
                 }
                 result = {"concurrency": c, "round": r + 1, "load_average": load}
                 result["arms"] = {name: measured[name] for name in names}

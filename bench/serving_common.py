@@ -142,6 +142,22 @@ class Arm:
     answer: Callable[[Any], str]
 
 
+# vLLM's engine counters (its /metrics; boxguard's in-process engine shows them on its own):
+# steps the engine ran, and tokens it generated.
+ENGINE_COUNTERS = ("vllm:iteration_tokens_total_count", "vllm:generation_tokens_total")
+
+
+def engine_counters(base_url: str) -> dict[str, float]:
+    """ENGINE_COUNTERS summed over their labels, from a server's Prometheus text."""
+    text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    totals = dict.fromkeys(ENGINE_COUNTERS, 0.0)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-quantile (nearest rank) of sorted `values`."""
     return values[min(len(values) - 1, int(q * (len(values) - 1)))]

@@ -65,13 +65,19 @@ def _summary_rows(summary: dict[str, Any]) -> list[str]:
 
 def _cpu_rows(summary: dict[str, Any]) -> list[str]:
     """Mean CPU ms per request of every process, by concurrency and arm."""
+    engine_columns = " | engine steps a request | generated tokens a step"
     lines = [
-        "| concurrency | arm | " + " | ".join(PROCESSES) + " |",
-        "|---" * (2 + len(PROCESSES)) + "|",
+        "| concurrency | arm | " + " | ".join(PROCESSES) + engine_columns + " |",
+        "|---" * (4 + len(PROCESSES)) + "|",
     ]
     for c, s in summary.items():
         for arm, cpu in s["cpu_ms_per_request"].items():
             cells = [f"{cpu[p]:.1f}" if p in cpu else "" for p in PROCESSES]
+            engine = s.get("engine", {}).get(arm, {})
+            cells += [
+                f"{engine[k]:.2f}" if k in engine else ""
+                for k in ("engine_steps_per_request", "generated_tokens_per_step")
+            ]
             lines.append(f"| {c} | {arm} | " + " | ".join(cells) + " |")
     return lines
 

@@ -32,3 +32,31 @@ def test_pin_puts_engines_on_cpu_0_and_the_rest_on_cpu_1(bench: Any) -> None:
         assert env == {"VLLM_CPU_OMP_THREADS_BIND": "0", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
     for name in ("gateway", "gateway_before"):
         assert bench.pinned(name, ["boxguard"]) == (["taskset", "-c", "1", "boxguard"], {})
+
+
+def test_requests_without_a_count_for_a_concurrency_is_a_clear_error(bench: Any) -> None:
+    with pytest.raises(SystemExit, match=r"no count for concurrency \[32\]"):
+        bench.main(["--concurrency", "8,32", "--requests", "8:160"])
+
+
+def test_engine_counters_read_vllms_steps_and_tokens_from_prometheus(bench: Any) -> None:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+    common = bench_module("serving_common")
+    registry = CollectorRegistry()
+    labels = ["model_name", "engine"]
+    steps = Histogram("vllm:iteration_tokens_total", "", labels, registry=registry)
+    tokens = Counter("vllm:generation_tokens", "", labels, registry=registry)
+    for engine, batch in (("0", 7), ("0", 3), ("1", 5)):  # two data-parallel engines
+        steps.labels("m", engine).observe(batch)
+        tokens.labels("m", engine).inc(batch)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        counted = common.engine_counters(f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        thread.join()
+    assert counted == {
+        "vllm:iteration_tokens_total_count": 3.0,
+        "vllm:generation_tokens_total": 15.0,
+    }
