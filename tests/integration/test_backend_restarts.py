@@ -38,7 +38,7 @@ class _SlowVLLM:
         self.loading.clear()
         engine = SimpleNamespace(
             errored=False,
-            tokenizer=None,
+            get_tokenizer=lambda: None,  # nothing is decoded: no request reaches it
             vllm_config=SimpleNamespace(scheduler_config=SimpleNamespace(max_num_seqs=4)),
             shutdown=lambda: time.sleep(self.load_s / 2),
         )
