@@ -47,6 +47,7 @@ from serving_common import (
     ENGINE_COUNTERS,
     Arm,
     chat_answer,
+    context_switches,
     cpu_seconds,
     drive,
     engine_counters,
@@ -235,6 +236,14 @@ def cpu_now(pids: dict[str, int]) -> dict[str, float]:
     return now
 
 
+def switches_now(pids: dict[str, int]) -> dict[str, int]:
+    """Context switches so far of every server process and its engine process."""
+    now = {}
+    for name, pid in pids.items():
+        now[name], now[f"{name}_engine"] = context_switches(pid)
+    return now
+
+
 # The server processes each arm's requests reach.
 REACHES = {
     "vllm": ("vllm",),
@@ -284,11 +293,16 @@ def phase(
     the engine this arm reaches)."""
     asyncio.run(drive(arm, concurrency, concurrency))
     before, counted = cpu_now(pids), engine_counters(engine_url)
+    switched = switches_now(pids)
     with profiled(arm.name, pids, profile, f"c{concurrency}-{time.time():.0f}"):
         stats, answers = asyncio.run(drive(arm, n, concurrency))
     after, steps = cpu_now(pids), engine_counters(engine_url)
     stats["cpu_ms_per_request"] = {
         name: round((after[name] - before[name]) * 1000 / n, 1) for name in before
+    }
+    # The servers under test share one core with their engine: each switch costs it cache.
+    stats["context_switches_per_request"] = {
+        name: round((count - switched[name]) / n, 1) for name, count in switches_now(pids).items()
     }
     ran, generated = (steps[k] - counted[k] for k in ENGINE_COUNTERS)
     # Fewer steps a request means fuller batches: the engine's cost a step is mostly fixed.

@@ -64,6 +64,15 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return sum(main.cpu_times()[:2]), sum(sum(p.cpu_times()[:2]) for p in children)
 
 
+def context_switches(pid: int) -> tuple[int, int]:
+    """Context switches so far of a process's threads, and of all its children's."""
+    import psutil
+
+    main = psutil.Process(pid)
+    children = main.children(recursive=True)
+    return sum(main.num_ctx_switches()), sum(sum(p.num_ctx_switches()) for p in children)
+
+
 def shapes_samples(n: int) -> list[Sample]:
     """(PNG bytes, expression) of the first `n` samples of the shapes test split (seed 0)."""
     from boxguard.demo.dataset import build_split

@@ -3,6 +3,7 @@ under test CPU 0 and everything else CPU 1."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -60,3 +61,20 @@ def test_engine_counters_read_vllms_steps_and_tokens_from_prometheus(bench: Any)
         "vllm:iteration_tokens_total_count": 3.0,
         "vllm:generation_tokens_total": 15.0,
     }
+
+
+def test_context_switches_count_a_process_and_its_children() -> None:
+    import subprocess
+    import sys
+    import time
+
+    common = bench_module("serving_common")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        own, _ = common.context_switches(os.getpid())
+        time.sleep(0.2)  # a voluntary switch of this process's thread; the child starts
+        later, children = common.context_switches(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    assert later > own > 0 and children > 0  # the child switched while it started up
