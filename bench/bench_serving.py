@@ -37,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -228,20 +228,19 @@ def start(stack: ExitStack, args: argparse.Namespace, needed: set[str]) -> dict[
     return {"ports": ports, "pids": pids, "commands": cmds}
 
 
-def cpu_now(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of every server process, its engine process and this load generator."""
-    now = {"loadgen": sum(psutil.Process().cpu_times()[:2])}
-    for name, pid in pids.items():
-        now[name], now[f"{name}_engine"] = cpu_seconds(pid)
-    return now
-
-
-def switches_now(pids: dict[str, int]) -> dict[str, int]:
-    """Context switches so far of every server process and its engine process."""
+def per_server(
+    pids: dict[str, int], read: Callable[[int], tuple[float, float]]
+) -> dict[str, float]:
+    """`read(pid)` of every server process and its engine process, keyed name and name_engine."""
     now = {}
     for name, pid in pids.items():
-        now[name], now[f"{name}_engine"] = context_switches(pid)
+        now[name], now[f"{name}_engine"] = read(pid)
     return now
+
+
+def cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of every server process, its engine process and this load generator."""
+    return {"loadgen": sum(psutil.Process().cpu_times()[:2]), **per_server(pids, cpu_seconds)}
 
 
 # The server processes each arm's requests reach.
@@ -293,7 +292,7 @@ def phase(
     the engine this arm reaches)."""
     asyncio.run(drive(arm, concurrency, concurrency))
     before, counted = cpu_now(pids), engine_counters(engine_url)
-    switched = switches_now(pids)
+    switched = per_server(pids, context_switches)
     with profiled(arm.name, pids, profile, f"c{concurrency}-{time.time():.0f}"):
         stats, answers = asyncio.run(drive(arm, n, concurrency))
     after, steps = cpu_now(pids), engine_counters(engine_url)
@@ -302,7 +301,8 @@ def phase(
     }
     # The servers under test share one core with their engine: each switch costs it cache.
     stats["context_switches_per_request"] = {
-        name: round((count - switched[name]) / n, 1) for name, count in switches_now(pids).items()
+        name: round((count - switched[name]) / n, 1)
+        for name, count in per_server(pids, context_switches).items()
     }
     ran, generated = (steps[k] - counted[k] for k in ENGINE_COUNTERS)
     # Fewer steps a request means fuller batches: the engine's cost a step is mostly fixed.

@@ -55,22 +55,22 @@ def process(
         proc.wait(timeout=60)
 
 
+def own_and_children(pid: int, read: Callable[[Any], float]) -> tuple[float, float]:
+    """`read(psutil.Process)` of a process, and summed over all its children (vLLM's engine)."""
+    import psutil
+
+    main = psutil.Process(pid)
+    return read(main), sum(read(p) for p in main.children(recursive=True))
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
-    """User + system CPU time so far of a process, and of all its children (vLLM's engine)."""
-    import psutil
-
-    main = psutil.Process(pid)
-    children = main.children(recursive=True)
-    return sum(main.cpu_times()[:2]), sum(sum(p.cpu_times()[:2]) for p in children)
+    """User + system CPU time so far of a process, and of all its children."""
+    return own_and_children(pid, lambda p: sum(p.cpu_times()[:2]))
 
 
-def context_switches(pid: int) -> tuple[int, int]:
+def context_switches(pid: int) -> tuple[float, float]:
     """Context switches so far of a process's threads, and of all its children's."""
-    import psutil
-
-    main = psutil.Process(pid)
-    children = main.children(recursive=True)
-    return sum(main.num_ctx_switches()), sum(sum(p.num_ctx_switches()) for p in children)
+    return own_and_children(pid, lambda p: sum(p.num_ctx_switches()))
 
 
 def shapes_samples(n: int) -> list[Sample]:

@@ -291,9 +291,10 @@ class VLLMBackend:
         texts = self._texts
         if texts is None:
             raise BackendDead("the vLLM engine was stopped")
-        if kwargs.get("detokenize", True):
-            return completion_from_output(output, decode=texts.piece)
-        return completion_from_output(output, decode=texts.piece, decode_text=texts.text)
+        detokenized = kwargs.get("detokenize", True)
+        return completion_from_output(
+            output, decode=texts.piece, decode_text=None if detokenized else texts.text
+        )
 
     async def _call(
         self, prompt: dict[str, Any], kwargs: dict[str, Any], request: GenerationRequest, tag: str
