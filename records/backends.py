@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -72,9 +74,9 @@ class SqliteBackend(Backend):
         self.conn = sqlite3.connect(
             path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
+        _switch_to_wal(self.conn, deadline=time.monotonic() + 30.0)
+        self.conn.execute("PRAGMA synchronous=NORMAL")
 
     @contextlib.contextmanager
     def transaction(self, *, prune: bool = False, migrate: bool = False) -> Iterator[None]:
@@ -124,6 +126,20 @@ class SqliteBackend(Backend):
                 file.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _switch_to_wal(conn: sqlite3.Connection, deadline: float) -> None:
+    """Put a database in WAL mode, retrying while other connections race to do the same."""
+    # Switching the journal mode takes an exclusive lock without calling the busy handler, so
+    # replicas opening a fresh database at once get "database is locked" straight away.
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
 
 
 class PostgresBackend(Backend):

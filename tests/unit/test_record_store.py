@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from boxguard.records import Record, RecordStore
+from boxguard.records.backends import _switch_to_wal
 
 
 def _record(expression: str = "the cat", status: str = "abstained") -> Record:
@@ -110,6 +114,34 @@ def test_concurrent_writers_on_sqlite(tmp_path: Path) -> None:
     records = store.all()
     assert len(records) == 60 and len({r.id for r in records}) == 60
     assert all(store.image(r) is not None for r in records)
+
+
+class _LockedAtFirst(sqlite3.Connection):
+    """A real connection whose first `locked` journal-mode switches fail as a racing one's do."""
+
+    locked = 2
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        if sql.startswith("PRAGMA journal_mode") and self.locked:
+            self.locked -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return super().execute(sql, *args)
+
+
+def test_the_wal_switch_retries_while_another_connection_holds_the_lock(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "r.db", factory=_LockedAtFirst)
+    _switch_to_wal(conn, deadline=time.monotonic() + 5)
+    assert conn.locked == 0
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_wal_switch_gives_up_at_its_deadline_and_on_other_errors(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "r.db", factory=_LockedAtFirst)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _switch_to_wal(conn, deadline=time.monotonic() - 1)
+    conn.close()
+    with pytest.raises(sqlite3.OperationalError, match="unable to open"):
+        _switch_to_wal(sqlite3.connect(tmp_path / "missing" / "r.db"), time.monotonic() + 5)
 
 
 @pytest.fixture(scope="module")
