@@ -313,11 +313,33 @@ def phase(
     return stats
 
 
+# Student's t at 97.5 % for 1-30 degrees of freedom (the normal's 1.96 beyond).
+# fmt: off
+T_975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+    2.052, 2.048, 2.045, 2.042,
+)
+# fmt: on
+
+
+def mean_ci95(values: list[float]) -> tuple[float, float] | None:
+    """The 95 % confidence interval of the rounds' mean (t), None for fewer than two rounds."""
+    if len(values) < 2:
+        return None
+    df = len(values) - 1
+    half = (T_975[df - 1] if df <= len(T_975) else 1.96) * statistics.stdev(values)
+    half /= len(values) ** 0.5
+    mean = statistics.mean(values)
+    return round(mean - half, 3), round(mean + half, 3)
+
+
 def spread(values: list[float]) -> dict[str, Any]:
-    """Per-round values with their mean, median, min and max."""
+    """Per-round values with their mean, its 95 % interval, median, min and max."""
     return {
         "per_round": [round(v, 3) for v in values],
         "mean": round(statistics.mean(values), 3),
+        "ci95": mean_ci95(values),
         "median": round(statistics.median(values), 3),
         "min": round(min(values), 3),
         "max": round(max(values), 3),

@@ -48,17 +48,19 @@ def _round_rows(report: dict[str, Any], names: list[str], pairs: list[str]) -> l
 
 
 def _summary_rows(summary: dict[str, Any]) -> list[str]:
-    """Ratio per pair and concurrency: mean, median, min–max over the rounds."""
+    """Ratio per pair and concurrency: mean (95 % interval), median, min–max over the rounds."""
     lines = [
-        "| concurrency | ratio | per round | mean | median | min–max |",
-        "|---|---|---|---|---|---|",
+        "| concurrency | ratio | per round | mean | 95 % interval of the mean | median | min–max |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c, s in summary.items():
         for pair, v in s["ratios"].items():
             rounds = ", ".join(f"{x:.3f}" for x in v["per_round"])
+            ci = v.get("ci95")
+            interval = f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "–"
             lines.append(
-                f"| {c} | {pair} | {rounds} | **{v['mean']:.3f}** | {v['median']:.3f} | "
-                f"{v['min']:.3f}–{v['max']:.3f} |"
+                f"| {c} | {pair} | {rounds} | **{v['mean']:.3f}** | {interval} | "
+                f"{v['median']:.3f} | {v['min']:.3f}–{v['max']:.3f} |"
             )
     return lines
 

@@ -78,3 +78,18 @@ def test_context_switches_count_a_process_and_its_children() -> None:
         child.kill()
         child.wait()
     assert later > own > 0 and children > 0  # the child switched while it started up
+
+
+def test_a_ratios_interval_is_students_t_and_the_report_shows_it(bench: Any) -> None:
+    # Two rounds: mean 2, sample sd sqrt(2), so the half-width is t(1) = 12.706 exactly.
+    assert bench.mean_ci95([1.0, 3.0]) == (-10.706, 14.706)
+    assert bench.mean_ci95([1.0]) is None
+    values = [1.05, 0.953, 0.99, 0.933, 0.967, 0.962, 0.879, 1.018, 1.078, 0.795]
+    low, high = bench.mean_ci95(values)
+    assert low < bench.statistics.mean(values) < high and high - low < 0.13
+    report = bench_module("serving_report")
+    summary = {32: {"ratios": {"inproc/vllm_orig": bench.spread(values)}}}
+    row = report._summary_rows(summary)[2]
+    assert f"**0.963** | {low:.3f}–{high:.3f} | 0.964 | 0.795–1.078" in row
+    one = {1: {"ratios": {"inproc/vllm_orig": bench.spread([0.9])}}}
+    assert "| **0.900** | – | 0.900 |" in report._summary_rows(one)[2]
