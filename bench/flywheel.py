@@ -52,6 +52,10 @@ RECIPE = [
 MODELS = ("shipped", "ft_export", "ft_control")
 
 
+# This interpreter's CLI, as the trainer runs: no `boxguard` on PATH needed.
+BOXGUARD = [sys.executable, "-m", "boxguard.cli"]
+
+
 def run(cmd: list[str], cwd: Path) -> None:
     """Run one command, echoed, failing loudly."""
     print("$", " ".join(cmd), flush=True)
@@ -63,7 +67,7 @@ def serving(model: Path, port: int, log: Path) -> Iterator[str]:
     """A ``boxguard serve`` on ``model`` (its own policy file) until the block ends."""
     with log.open("w") as out:
         proc = subprocess.Popen(
-            ["boxguard", "serve", "--model", str(model), "--port", str(port)],
+            [*BOXGUARD, "serve", "--model", str(model), "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -135,7 +139,7 @@ def prepare(args: argparse.Namespace) -> None:
         with serving(work / "shipped", args.port, work / "serve_train.log") as url:
             run(
                 [
-                    "boxguard",
+                    *BOXGUARD,
                     "eval",
                     "data/train.jsonl",
                     "--server",
@@ -152,7 +156,7 @@ def prepare(args: argparse.Namespace) -> None:
         pixels = str(checkpoint_max_pixels(work / "shipped"))
         run(
             [
-                "boxguard",
+                *BOXGUARD,
                 "export",
                 "eval_train",
                 "--format",
@@ -209,7 +213,7 @@ def measure_test(args: argparse.Namespace, name: str) -> dict[str, Any]:
         with serving(model, args.port, work / f"serve_{name}.log") as url:
             run(
                 [
-                    "boxguard",
+                    *BOXGUARD,
                     "eval",
                     "data/test.jsonl",
                     "--server",
