@@ -6,7 +6,9 @@ import base64
 import io
 import struct
 import time
+import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from boxguard.server.errors import (
@@ -127,6 +129,7 @@ def test_not_an_image(data: bytes) -> None:
         (2001, 2000),  # just over 4,000,000
     ],
 )
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_pixel_bomb_is_refused_before_decoding(width: int, height: int) -> None:
     bomb = patch_png_size(png((16, 16)), width, height)
     assert len(bomb) < 200
@@ -148,6 +151,23 @@ def test_image_exactly_at_max_pixels_is_decoded() -> None:
 
 def test_image_too_large_maps_to_413() -> None:
     assert ImageTooLarge.status_code == 413
+
+
+def test_pils_bomb_warning_threshold_defers_to_max_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x30 is over it, under twice it
+    with pytest.warns(Image.DecompressionBombWarning):
+        assert open_(png((40, 30))).size == (40, 30)
+    with pytest.warns(Image.DecompressionBombWarning), pytest.raises(ImageTooLarge):
+        open_(png((40, 30)), max_pixels=1199)
+
+
+def test_concurrent_decoding_keeps_the_warning_filters() -> None:
+    # catch_warnings() in the decode threads at once left servers ignoring every warning.
+    before = list(warnings.filters)
+    data = png((16, 16))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: open_(data), range(4000)))
+    assert list(warnings.filters) == before
 
 
 # -- truncated and corrupt --------------------------------------------------------------------
