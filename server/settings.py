@@ -80,6 +80,8 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
         "tensor_parallel_size",
         "data_parallel_size",
         "max_model_len",
+        "max_num_seqs",
+        "max_num_batched_tokens",
         "enforce_eager",
         "mm_processor_cache_gb",
         "enable_prefix_caching",
@@ -204,6 +206,18 @@ class Settings(BaseSettings):
     data_parallel_size: int = Field(1, ge=1, description="vLLM engine cores (model replicas).")
     max_model_len: int | None = Field(
         None, ge=256, description="Context length; none = the model's."
+    )
+    max_num_seqs: int | None = Field(
+        None,
+        ge=1,
+        description="Sequences one engine runs at once; none = vLLM's server default for the "
+        "hardware (1024 on H100/H200, 256 on other GPUs, 128 on CPU).",
+    )
+    max_num_batched_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Tokens one engine step takes (prefill chunks included); none = vLLM's "
+        "server default (8192 on H100/H200, 2048 on other GPUs and CPU).",
     )
     load_format: str = Field(
         "auto",

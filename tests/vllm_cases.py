@@ -206,6 +206,24 @@ def test_metrics_show_vllm(served: tuple[str, VLLMBackend]) -> None:
     assert "boxguard_" in text
 
 
+def test_engine_runs_vllm_servers_batch_defaults(served: tuple[str, VLLMBackend]) -> None:
+    """The in-process engine batches as `vllm serve` does on this hardware, not as AsyncLLM's
+    own usage context would (128 sequences and 2,048 tokens a step on every GPU)."""
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.usage.usage_lib import UsageContext
+
+    _, backend = served
+    assert backend.engine is not None
+    scheduler = backend.engine.vllm_config.scheduler_config
+    tokens, seqs = EngineArgs.get_batch_defaults(world_size=1)
+    server = UsageContext.OPENAI_API_SERVER
+    assert (scheduler.max_num_seqs, scheduler.max_num_batched_tokens) == (
+        seqs[server],
+        tokens[server],
+    )
+    assert backend._max_inflight == scheduler.max_num_seqs + backend.settings.queue_size
+
+
 def assert_visual_check_ran(url: str, samples: list[tuple[str, str]]) -> None:
     """Some (image, expression) gets a box past the cheap checks, then the visual check's verdict.
 

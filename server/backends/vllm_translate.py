@@ -71,6 +71,8 @@ def engine_args_dict(settings: Settings, model_dir: str, adapter: ModelAdapter) 
         "enable_log_requests": False,
         "trust_remote_code": False,
         "max_model_len": settings.max_model_len,
+        "max_num_seqs": settings.max_num_seqs,
+        "max_num_batched_tokens": settings.max_num_batched_tokens,
         "mm_processor_cache_gb": settings.mm_processor_cache_gb,
         "enable_prefix_caching": settings.enable_prefix_caching,
     }

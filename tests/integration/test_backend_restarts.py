@@ -31,7 +31,7 @@ class _SlowVLLM:
         self.loading = threading.Event()
         self.engines: list[Any] = []
 
-    def from_engine_args(self, args: Any) -> Any:
+    def from_engine_args(self, args: Any, usage_context: Any = None) -> Any:
         self.builds += 1
         self.loading.set()
         time.sleep(self.load_s)  # blocking on purpose: on the loop it would stall /healthz
@@ -55,6 +55,7 @@ def test_healthz_answers_within_100ms_while_vllm_restarts(
         AsyncLLM=slow,
         AsyncEngineArgs=lambda **kw: kw,
         StructuredOutputsConfig=lambda **kw: kw,
+        UsageContext=SimpleNamespace(OPENAI_API_SERVER="server"),
     )
     monkeypatch.setattr(vb, "_import_vllm", lambda: fake)
 

@@ -71,6 +71,8 @@ def test_engine_args_come_from_settings_and_adapter() -> None:
         max_model_len=4096,
         mm_processor_cache_gb=0,
         enable_prefix_caching=False,
+        max_num_seqs=48,
+        max_num_batched_tokens=4096,
     )
     adapter = Qwen25VLAdapter(min_pixels=3136, max_pixels=1_003_520)
     args = vt.engine_args_dict(settings, "/models/q", adapter)
@@ -80,6 +82,7 @@ def test_engine_args_come_from_settings_and_adapter() -> None:
     assert args["enforce_eager"] is True and args["seed"] == 7 and args["dtype"] == "bfloat16"
     assert args["max_model_len"] == 4096 and args["mm_processor_cache_gb"] == 0
     assert args["enable_prefix_caching"] is False
+    assert (args["max_num_seqs"], args["max_num_batched_tokens"]) == (48, 4096)
     assert args["limit_mm_per_prompt"] == {"image": 1, "video": 0}
     assert args["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 1_003_520}
     assert args["logprobs_mode"] == "processed_logprobs"
@@ -93,6 +96,7 @@ def test_engine_args_leave_unset_values_to_vllm() -> None:
     args = vt.engine_args_dict(Settings(tokenizer="/tok"), "/m", Qwen25VLAdapter())
     assert "max_model_len" not in args and "served_model_name" not in args
     assert "mm_processor_cache_gb" not in args and "enable_prefix_caching" not in args
+    assert "max_num_seqs" not in args and "max_num_batched_tokens" not in args
     assert args["tokenizer"] == "/tok"
 
 
@@ -612,8 +616,8 @@ async def test_start_builds_the_engine_from_settings(monkeypatch: pytest.MonkeyP
 
     class _AsyncLLM:
         @staticmethod
-        def from_engine_args(args: Any) -> Any:
-            built["args"] = args
+        def from_engine_args(args: Any, usage_context: Any = None) -> Any:
+            built["args"], built["usage_context"] = args, usage_context
             engine = _FakeEngine([])
             engine.vllm_config = SimpleNamespace(scheduler_config=SimpleNamespace(max_num_seqs=8))
             engine.shutdown = lambda: built.setdefault("shutdown", True)
@@ -624,6 +628,7 @@ async def test_start_builds_the_engine_from_settings(monkeypatch: pytest.MonkeyP
         ns.AsyncLLM = _AsyncLLM
         ns.AsyncEngineArgs = lambda **kw: kw
         ns.StructuredOutputsConfig = lambda **kw: ("so", kw)
+        ns.UsageContext = SimpleNamespace(OPENAI_API_SERVER="server", ENGINE_CONTEXT="engine")
         return ns
 
     monkeypatch.setattr(vb, "_import_vllm", fake)
@@ -632,6 +637,8 @@ async def test_start_builds_the_engine_from_settings(monkeypatch: pytest.MonkeyP
     await backend.start()
     assert backend.ready and backend.loop is asyncio.get_running_loop()
     assert built["args"]["model"] == "/m" and built["args"]["structured_outputs_config"][0] == "so"
+    # vLLM's server's batch defaults, not AsyncLLM's own (128 sequences, 2,048 tokens a step)
+    assert built["usage_context"] == "server"
     assert backend._max_inflight == 8 + 5 and backend.queue_depth == 0
     await backend.stop()
     assert built["shutdown"] and not backend.ready
