@@ -210,14 +210,14 @@ class Settings(BaseSettings):
     max_num_seqs: int | None = Field(
         None,
         ge=1,
-        description="Sequences one engine runs at once; none = vLLM's server default for the "
-        "hardware (1024 on H100/H200, 256 on other GPUs, 128 on CPU).",
+        description="Sequences one engine runs at once; none = `vllm serve`'s default for the "
+        "hardware (docs/vllm.md).",
     )
     max_num_batched_tokens: int | None = Field(
         None,
         ge=1,
-        description="Tokens one engine step takes (prefill chunks included); none = vLLM's "
-        "server default (8192 on H100/H200, 2048 on other GPUs and CPU).",
+        description="Tokens one engine step takes (prefill chunks included); none = "
+        "`vllm serve`'s default for the hardware (docs/vllm.md).",
     )
     load_format: str = Field(
         "auto",

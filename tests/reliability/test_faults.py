@@ -365,7 +365,7 @@ def _executor_threads() -> int:
 
 
 def _other_threads() -> int:
-    return threading.active_count() - _executor_threads()
+    return sum(not t.name.startswith("asyncio_") for t in threading.enumerate())
 
 
 def _thread_count_settles(baseline: int, timeout_s: float = 15) -> int:
