@@ -10,6 +10,7 @@ whitespace options differ across versions (0.32 turns `disable_any_whitespace` i
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -107,13 +108,60 @@ class Constraint:
 
 @lru_cache(maxsize=512)
 def json_schema_ebnf(schema_json: str) -> str:
-    """xgrammar's EBNF for a JSON schema: `JSON_SEPARATORS`, no free whitespace, strict."""
+    """xgrammar's EBNF for a JSON schema: `JSON_SEPARATORS`, no free whitespace, strict.
+
+    Only the rules reachable from `root` are kept: xgrammar prints its generic JSON rules
+    (`basic_any`, `basic_number`, ...) with every schema, and vLLM parses the whole text again
+    for each request it validates (0.45 against 0.13 ms for a box answer's 2.3k against 1.1k
+    characters). The language is the same; a text that fails to parse keeps every rule.
+    """
     import xgrammar as xgr  # lazily: only a backend that compiles grammars needs it
 
-    grammar = xgr.Grammar.from_json_schema(
-        schema_json, any_whitespace=False, separators=JSON_SEPARATORS, strict_mode=True
+    full = str(
+        xgr.Grammar.from_json_schema(
+            schema_json, any_whitespace=False, separators=JSON_SEPARATORS, strict_mode=True
+        )
     )
-    return str(grammar)
+    pruned = reachable_rules(full)
+    try:
+        xgr.Grammar.from_ebnf(pruned)
+    except Exception:  # a printer format this pruning does not know: the text as printed
+        return full
+    return pruned
+
+
+_RULE_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*) ::= (.*)$")
+# String literals and character classes, whose contents are never rule names.
+_LITERALS = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]')
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def reachable_rules(ebnf: str, root: str = "root") -> str:
+    """The rules of a one-rule-per-line EBNF text that `root` reaches, in their order.
+
+    A text with a line that is not a rule is returned unchanged.
+
+    Example:
+        >>> print(reachable_rules('a ::= "x"\\nroot ::= ("[" b "]")\\nb ::= "a"'))
+        root ::= ("[" b "]")
+        b ::= "a"
+    """
+    lines = [line for line in ebnf.splitlines() if line.strip()]
+    matches = [_RULE_LINE.match(line) for line in lines]
+    if not all(matches):
+        return ebnf
+    bodies = {m[1]: m[2] for m in matches if m is not None}
+    if root not in bodies:
+        return ebnf
+    seen = {root}
+    todo = [root]
+    while todo:
+        body = _LITERALS.sub(" ", bodies[todo.pop()])
+        for name in _NAME.findall(body):
+            if name in bodies and name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return "\n".join(m[0] for m in matches if m is not None and m[1] in seen)
 
 
 def yes_no_constraint() -> Constraint:

@@ -6,7 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from boxguard.server.constraints import Constraint, box_list_schema, yes_no_constraint
+from boxguard.server import constraints
+from boxguard.server.constraints import (
+    JSON_SEPARATORS,
+    Constraint,
+    box_list_schema,
+    point_list_schema,
+    reachable_rules,
+    yes_no_constraint,
+)
 
 xgr = pytest.importorskip("xgrammar")
 
@@ -54,6 +62,59 @@ def test_yes_no_constraint() -> None:
 
 def test_ebnf_escapes_quotes_and_backslashes() -> None:
     assert Constraint(choices=('a"b', "c\\d")).ebnf() == 'root ::= "a\\"b" | "c\\\\d"'
+
+
+# -- the grammar text: only the rules the answer reaches ------------------------------------
+
+
+def xgrammar_text(schema: dict) -> str:
+    """xgrammar's own EBNF of `schema`, every rule as printed."""
+    return str(
+        xgr.Grammar.from_json_schema(
+            json.dumps(schema), any_whitespace=False, separators=JSON_SEPARATORS, strict_mode=True
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        box_list_schema(168, 140, max_items=1, max_label_chars=48),
+        box_list_schema(1288, 728, max_items=16, max_label_chars=48),
+        point_list_schema(644, 476, max_items=3, max_label_chars=32),
+    ],
+)
+def test_ebnf_keeps_exactly_the_rules_xgrammar_finds_reachable(schema: dict) -> None:
+    full = xgrammar_text(schema)
+    text = Constraint(json_schema=schema).ebnf()
+    # xgrammar's own dead-code pass is the reference for "reachable".
+    reference = xgr.testing.GrammarFunctor.dead_code_eliminator(xgr.Grammar.from_ebnf(full))
+    assert str(xgr.Grammar.from_ebnf(text)) == str(reference)
+    assert "basic_any" in full
+    assert "basic_" not in text
+    assert len(text) < 0.6 * len(full)
+
+
+def test_reachable_rules_leaves_a_text_it_cannot_read_alone() -> None:
+    assert reachable_rules('root ::= "a"\n  | "b"') == 'root ::= "a"\n  | "b"'
+    assert reachable_rules('start ::= "a"') == 'start ::= "a"'
+
+
+def test_reachable_rules_ignores_names_inside_literals_and_classes() -> None:
+    text = 'root ::= "basic" [a-z] b\nb ::= "c"\nbasic ::= "x"\nz ::= "y"'
+    assert reachable_rules(text) == 'root ::= "basic" [a-z] b\nb ::= "c"'
+
+
+def test_ebnf_keeps_every_rule_when_the_pruned_text_does_not_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    schema = box_list_schema(97, 89, max_items=2, max_label_chars=7)
+    monkeypatch.setattr(constraints, "reachable_rules", lambda text: "root ::= undefined_rule")
+    constraints.json_schema_ebnf.cache_clear()
+    try:
+        assert Constraint(json_schema=schema).ebnf() == xgrammar_text(schema)
+    finally:
+        constraints.json_schema_ebnf.cache_clear()
 
 
 # -- compiled with real xgrammar against the tiny checkpoint's tokenizer -----------------------
