@@ -13,6 +13,9 @@ them for the same answers on the same shapes images and grammar:
   re-check off by the request's policy: the demo checkpoint's policy file turns it on);
 - `inproc_visual`: the same with `policy={"visual_check": true}` (one yes/no per box, a
   request's crops in one batch);
+- `inproc_vllm_frames`: `inproc` to a second `--backend vllm` server started with
+  `--frame-resizer engine`: vLLM's processor resizes the client's image, as vLLM's own server
+  does, instead of boxguard's PIL;
 - `gateway`: the `inproc` request to `--backend openai`, which decodes, resizes, encodes,
   calls vLLM's server and runs the guards; `gateway_before` the same to a gateway running an
   older checkout (`--before`), for a before/after in one run.
@@ -63,11 +66,13 @@ from serving_report import write_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-SERVERS = ("vllm", "inproc", "gateway", "gateway_before")
+SERVERS = ("vllm", "inproc", "inproc_vllm_frames", "gateway", "gateway_before")
 # (arm, the arm it is compared with): the ratios the report states.
 PAIRS = [
     ("inproc", "vllm"),
     ("inproc", "vllm_orig"),
+    ("inproc_vllm_frames", "vllm_orig"),
+    ("inproc_vllm_frames", "inproc"),
     ("gateway", "vllm"),
     ("gateway", "vllm_orig"),
     ("gateway_before", "vllm"),
@@ -150,13 +155,17 @@ def commands(args: argparse.Namespace, ports: dict[str, int]) -> dict[str, list[
             *(*boxguard, "--backend", "vllm", "--model", args.model),
             *("--port", str(ports["inproc"]), *engine),
         ],
+        "inproc_vllm_frames": [
+            *(*boxguard, "--backend", "vllm", "--model", args.model, "--frame-resizer", "engine"),
+            *("--port", str(ports["inproc_vllm_frames"]), *engine),
+        ],
         "gateway": gateway(ports["gateway"]),
         "gateway_before": gateway(ports["gateway_before"]),
     }
 
 
 # The servers that run a model engine; --pin gives them CPU 0.
-ENGINE_SERVERS = ("vllm", "inproc")
+ENGINE_SERVERS = ("vllm", "inproc", "inproc_vllm_frames")
 
 
 def pinned(name: str, cmd: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -195,6 +204,9 @@ def arms(args: argparse.Namespace, ports: dict[str, int]) -> list[Arm]:
         ),
         "inproc": Arm("inproc", url(ports["inproc"]), ground, ground_answer),
         "inproc_visual": Arm("inproc_visual", url(ports["inproc"]), visual, ground_answer),
+        "inproc_vllm_frames": Arm(
+            "inproc_vllm_frames", url(ports["inproc_vllm_frames"]), ground, ground_answer
+        ),
         "gateway": Arm("gateway", url(ports["gateway"]), ground, ground_answer),
         "gateway_before": Arm(
             "gateway_before", url(ports["gateway_before"]), ground, ground_answer
@@ -249,6 +261,7 @@ REACHES = {
     "vllm_orig": ("vllm",),
     "inproc": ("inproc",),
     "inproc_visual": ("inproc",),
+    "inproc_vllm_frames": ("inproc_vllm_frames",),
     "gateway": ("gateway", "vllm"),
     "gateway_before": ("gateway_before", "vllm"),
 }

@@ -10,6 +10,8 @@ PROCESSES = (
     "vllm_engine",
     "inproc",
     "inproc_engine",
+    "inproc_vllm_frames",
+    "inproc_vllm_frames_engine",
     "gateway",
     "gateway_before",
     "loadgen",

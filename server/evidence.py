@@ -20,7 +20,7 @@ from PIL import Image
 
 from .backends import Backend, BackendError, Generation, GenerationRequest
 from .constraints import yes_no_constraint
-from .models import ModelAdapter, resize_to_frame
+from .models import ModelAdapter, frame_input
 from .models.resize import MAX_ASPECT_RATIO
 
 T = TypeVar("T")
@@ -53,18 +53,24 @@ def crop_box(bbox: Sequence[float], image_size: tuple[int, int]) -> tuple[int, i
 
 
 def crop_request(
-    adapter: ModelAdapter, image: Image.Image, crop: CropQuestion, request_id: str
+    adapter: ModelAdapter,
+    image: Image.Image,
+    crop: CropQuestion,
+    request_id: str,
+    frame_resizer: str = "pil",
 ) -> GenerationRequest:
-    """The yes|no request about one crop of the original image, resized to its model frame."""
+    """The yes|no request about one crop of the original image, in its model frame."""
     region = image.crop(crop_box(crop.bbox, image.size))
     frame = adapter.model_frame(*region.size)
     question = f"{crop.question}{YES_NO_SUFFIX}"
+    crop_image, frame_size = frame_input(region, (frame.width, frame.height), frame_resizer)
     return GenerationRequest(
         prompt=adapter.chat(question),
         user_text=question,
-        image=resize_to_frame(region, (frame.width, frame.height)),
+        image=crop_image,
         constraint=yes_no_constraint(),
         request_id=request_id,
+        frame_size=frame_size,
     )
 
 
@@ -73,13 +79,14 @@ async def crop_requests(
     image: Image.Image,
     crops: Sequence[CropQuestion],
     request_id: str,
+    frame_resizer: str = "pil",
 ) -> list[GenerationRequest]:
     """The yes|no requests of all crops, built off the loop (their resizes take milliseconds)."""
     if not crops:
         return []
     return await asyncio.to_thread(
         lambda: [
-            crop_request(adapter, image, crop, f"{request_id}-visual{i}")
+            crop_request(adapter, image, crop, f"{request_id}-visual{i}", frame_resizer)
             for i, crop in enumerate(crops)
         ]
     )
@@ -129,12 +136,13 @@ async def gather_evidence(
     adapter: ModelAdapter,
     backend: Backend,
     sample_temperature: float,
+    frame_resizer: str = "pil",
 ) -> Evidence:
     """Ask the backend for everything `plan` needs: every crop at once, the samples as n=k.
 
     Backend exceptions propagate as they are; the service maps them to HTTP problems.
     """
-    requests = await crop_requests(adapter, image, plan.crops, request.request_id)
+    requests = await crop_requests(adapter, image, plan.crops, request.request_id, frame_resizer)
     if plan.samples > 0:
         requests.append(
             replace(

@@ -32,7 +32,7 @@ from .errors import (
 from .evidence import gather_evidence
 from .imaging import decode_base64_image, open_image
 from .metrics import Metrics
-from .models import AspectRatioError, ModelAdapter, ModelFrame, resize_to_frame
+from .models import AspectRatioError, ModelAdapter, ModelFrame, frame_input
 from .policy_source import request_policy
 from .recording import Recorder
 from .schema import GroundRequest, GroundResponse, ImageInfo
@@ -83,6 +83,7 @@ class GroundingService:
             image=answer.generation.image,
             constraint=yes_no_constraint(),
             request_id="warmup-visual",
+            frame_size=answer.generation.frame_size,
         )
         await asyncio.gather(self.backend.generate(answer.generation), self.backend.generate(crop))
 
@@ -194,13 +195,17 @@ class GroundingService:
         user_text = self.adapter.user_text(
             req.expression, multiple=req.multiple, think=req.think, output=req.output
         )
+        frame_image, frame_size = frame_input(
+            image, (frame.width, frame.height), self.settings.frame_resizer
+        )
         request = GenerationRequest(
             prompt=self.adapter.chat(user_text),
             user_text=user_text,
-            image=resize_to_frame(image, (frame.width, frame.height)),
+            image=frame_image,
             constraint=constraint,
             request_id=request_id,
             seed=self.settings.seed,
+            frame_size=frame_size,
         )
         return Grounding(req, image, frame, request)
 
@@ -232,6 +237,7 @@ class GroundingService:
                     adapter=self.adapter,
                     backend=self.backend,
                     sample_temperature=self.settings.sample_temperature,
+                    frame_resizer=self.settings.frame_resizer,
                 )
         return plan.finish(evidence)
 

@@ -15,13 +15,14 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from boxguard.server.app import create_app
-from boxguard.server.backends import BackendDead, GenerationRequest
+from boxguard.server.backends import BackendDead, BackendError, GenerationRequest
 from boxguard.server.backends.vllm_backend import VLLMBackend
 from boxguard.server.constraints import Constraint, yes_no_constraint
 from boxguard.server.models import adapter_for, resize_to_frame
@@ -105,6 +106,37 @@ def generation_request(
         constraint=constraint,
         **kw,
     )
+
+
+def test_engine_resized_images_are_checked_against_the_model_frame(
+    served: tuple[str, VLLMBackend],
+) -> None:
+    """frame_resizer=engine: vLLM's processor makes the adapter's frame of the client's image,
+    and a request that expects another frame is refused instead of mapped from the wrong one."""
+    _, backend = served
+    adapter = backend.adapter
+    image = Image.open(io.BytesIO(base64.b64decode(scene(size=(401, 299)))))
+    frame = adapter.model_frame(*image.size)
+    assert image.size != (frame.width, frame.height)  # the engine really resizes
+    constraint = adapter.constraint(
+        frame,
+        multiple=False,
+        think=False,
+        max_detections=4,
+        max_label_chars=32,
+        max_tokens=96,
+        think_max_tokens=24,
+    )
+    request = replace(
+        generation_request(backend, constraint),
+        image=image,
+        frame_size=(frame.width, frame.height),
+    )
+    gen = on_engine_loop(backend, backend.generate(request))
+    assert_boxes_in_frame(gen.completions[0].text, frame.width, frame.height)
+    wider = (frame.width + adapter.patch_factor, frame.height)
+    with pytest.raises(BackendError, match="image tokens"):
+        on_engine_loop(backend, backend.generate(replace(request, frame_size=wider)))
 
 
 def assert_boxes_in_frame(raw: str, width: int, height: int) -> None:

@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class GenerationRequest:
-    """One prompt with one image already resized to the model frame, and its constraint.
+    """One prompt with one image in the model frame, and its constraint.
+
+    The image is resized to the frame already, unless `frame_size` is set: then the engine's
+    own processor resizes it to that frame (`frame_resizer=engine`, the vllm backend).
 
     `temperature == 0` is greedy whatever `n`: the n completions are identical copies of one
     decode. `temperature > 0` samples n independent completions (see `decoding`).
@@ -32,6 +35,7 @@ class GenerationRequest:
     top_p: float = 1.0
     seed: int | None = None
     logprobs: bool = True
+    frame_size: tuple[int, int] | None = None
 
 
 @dataclass

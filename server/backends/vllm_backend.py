@@ -148,6 +148,7 @@ class VLLMBackend:
         self._stats_task: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the engine is bound to
         self._texts: TokenTexts | None = None  # decodes the outputs vLLM does not detokenize
+        self._image_token_id: int | None = None  # `<|image_pad|>`: one per patch of the frame
 
     @property
     def health(self) -> BackendHealth:
@@ -194,6 +195,8 @@ class VLLMBackend:
         self.loop = asyncio.get_running_loop()
         self._dead_reason = None
         self._texts = TokenTexts(self.engine.get_tokenizer())
+        hf_config = self.engine.vllm_config.model_config.hf_config
+        self._image_token_id = getattr(hf_config, "image_token_id", None)
         scheduler = self.engine.vllm_config.scheduler_config
         per_engine = int(getattr(scheduler, "max_num_seqs", 0) or 256)
         # The engine runs max_num_seqs at once per DP rank; queue_size more may wait.
@@ -342,7 +345,29 @@ class VLLMBackend:
             if self.engine is not engine:
                 raise BackendDead("the vLLM engine was stopped")
             raise BackendError("vLLM aborted the request or returned no output")
+        self._check_frame(final, request)
         return final
+
+    def _check_frame(self, out: Any, request: GenerationRequest) -> None:
+        """The engine saw the image in the frame its boxes map from, or the answer is refused.
+
+        The image tokens of the prompt vLLM ran are the frame's patches; another count means
+        vLLM's processor resized to another frame (its pixel bounds differ from the adapter's)
+        and every coordinate would be in the wrong frame.
+        """
+        image = request.image
+        if image is None or self._image_token_id is None:
+            return
+        width, height = request.frame_size or image.size
+        factor = self.adapter.patch_factor
+        expected = (width // factor) * (height // factor)
+        got = list(out.prompt_token_ids or ()).count(self._image_token_id)
+        if got != expected:
+            raise BackendError(
+                f"vLLM's processor made {got} image tokens of a {image.width}x{image.height} "
+                f"image; the {width}x{height} model frame has {expected}: check the processor's "
+                "min/max pixels against the model's"
+            )
 
     @staticmethod
     async def _abort(engine: Any, request_id: str | list[str]) -> None:

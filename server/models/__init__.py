@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .base import ModelAdapter, ModelFrame, strip_special_tokens
 from .families import Qwen2VLAdapter, Qwen3VLAdapter, Qwen25VLAdapter
-from .resize import AspectRatioError, resize_to_frame, smart_resize
+from .resize import AspectRatioError, frame_input, resize_to_frame, smart_resize
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {
     cls.model_type: cls for cls in (Qwen2VLAdapter, Qwen25VLAdapter, Qwen3VLAdapter)
@@ -80,6 +80,7 @@ __all__ = [
     "adapter_for",
     "adapter_for_family",
     "read_model_type",
+    "frame_input",
     "resize_to_frame",
     "smart_resize",
     "strip_special_tokens",

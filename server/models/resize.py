@@ -48,3 +48,24 @@ def resize_to_frame(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     if image.size == size:
         return image
     return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def frame_input(
+    image: Image.Image, size: tuple[int, int], resizer: str
+) -> tuple[Image.Image, tuple[int, int] | None]:
+    """The image a backend gets for the frame `size`, and the frame its engine must make of it.
+
+    `pil` resizes here (`resize_to_frame`); `engine` leaves the resize to the engine's processor.
+
+    Example:
+        >>> image = Image.new("RGB", (640, 480))
+        >>> resized, frame = frame_input(image, (644, 476), "pil")
+        >>> resized.size, frame
+        ((644, 476), None)
+        >>> kept, frame = frame_input(image, (644, 476), "engine")
+        >>> kept.size, frame
+        ((640, 480), (644, 476))
+    """
+    if resizer == "engine":
+        return image, size
+    return resize_to_frame(image, size), None

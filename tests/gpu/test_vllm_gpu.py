@@ -35,6 +35,7 @@ from vllm_cases import (  # noqa: E402, F401  (the shared cases run here too)
     scene,
     served,
     test_cancel_aborts_in_the_engine,
+    test_engine_resized_images_are_checked_against_the_model_frame,
     test_engine_runs_vllm_servers_batch_defaults,
     test_ground_is_schema_valid_and_in_frame,
     test_logprobs_arrive_and_tokens_spell_the_text,

@@ -39,7 +39,10 @@ class _SlowVLLM:
         engine = SimpleNamespace(
             errored=False,
             get_tokenizer=lambda: None,  # nothing is decoded: no request reaches it
-            vllm_config=SimpleNamespace(scheduler_config=SimpleNamespace(max_num_seqs=4)),
+            vllm_config=SimpleNamespace(
+                scheduler_config=SimpleNamespace(max_num_seqs=4),
+                model_config=SimpleNamespace(hf_config=SimpleNamespace(image_token_id=151655)),
+            ),
             shutdown=lambda: time.sleep(self.load_s / 2),
         )
         self.engines.append(engine)

@@ -17,17 +17,20 @@ def bench() -> Any:
 
 def test_both_engines_get_the_same_flags_with_the_image_caches_off(bench: Any) -> None:
     args = bench.parse_args([])
-    ports = {"vllm": 1, "inproc": 2, "gateway": 3, "gateway_before": 4}
+    ports = {"vllm": 1, "inproc": 2, "inproc_vllm_frames": 5, "gateway": 3, "gateway_before": 4}
     cmds = bench.commands(args, ports)
     engine = args.engine_args.split()
     assert engine[-3:] == ["--mm-processor-cache-gb", "0", "--no-enable-prefix-caching"]
-    for name in ("vllm", "inproc"):
+    for name in ("vllm", "inproc", "inproc_vllm_frames"):
         assert cmds[name][-len(engine) :] == engine
+    framed = cmds["inproc_vllm_frames"]
+    assert framed[framed.index("--frame-resizer") + 1] == "engine"
+    assert "--frame-resizer" not in cmds["inproc"]
     assert "--mm-processor-cache-gb" not in cmds["gateway"]  # the gateway runs no engine
 
 
 def test_pin_puts_engines_on_cpu_0_and_the_rest_on_cpu_1(bench: Any) -> None:
-    for name in ("vllm", "inproc"):
+    for name in ("vllm", "inproc", "inproc_vllm_frames"):
         cmd, env = bench.pinned(name, ["python", "-m", "x"])
         assert cmd == ["taskset", "-c", "0", "python", "-m", "x"]
         assert env == {"VLLM_CPU_OMP_THREADS_BIND": "0", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}

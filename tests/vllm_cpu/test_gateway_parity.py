@@ -10,6 +10,7 @@ sampling, so the raw answers are identical; confidences within 0.01, P(yes) with
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -202,3 +203,70 @@ def test_think_runs_as_the_same_two_calls(
     print("think raw answers:", [a["raw"] for a in through])
     assert all(a["raw"].startswith("<think>") for a in through)
     assert [a["raw"] for a in through] == [b["raw"] for b in direct]
+
+
+@pytest.fixture(scope="module")
+def local_engine_frames() -> Iterator[str]:
+    """boxguard --backend vllm --frame-resizer engine: vLLM's processor resizes the image."""
+    settings = Settings(
+        backend="vllm",
+        model=str(DEMO),
+        request_timeout_s=600,
+        frame_resizer="engine",
+        **CPU_ENGINE,
+    )
+    with serve_in_thread(create_app(settings), timeout_s=ENGINE_START_S) as url:
+        yield url
+
+
+def _vllm_answers(vllm_url: str, samples: list[tuple[str, str]]) -> list[str]:
+    """vLLM's own server asked as a vLLM user asks: the client's PNG, the same chat and grammar."""
+    from boxguard.server.backends import GenerationRequest
+    from boxguard.server.backends.openai_translate import answer_body
+    from boxguard.server.models import adapter_for
+    from PIL import Image
+
+    adapter, defaults = adapter_for(DEMO), Settings()
+    out = []
+    with httpx.Client(timeout=600) as client:
+        for image, expression in samples:
+            size = Image.open(io.BytesIO(base64.b64decode(image))).size
+            constraint = adapter.constraint(
+                adapter.model_frame(*size),
+                multiple=False,
+                think=False,
+                max_detections=defaults.max_detections,
+                max_label_chars=defaults.max_label_chars,
+                max_tokens=defaults.max_new_tokens,
+                think_max_tokens=defaults.think_max_tokens,
+            )
+            user_text = adapter.user_text(expression, multiple=False, think=False)
+            request = GenerationRequest(
+                prompt="", image=None, constraint=constraint, user_text=user_text, seed=0
+            )
+            body = answer_body(
+                request,
+                model="demo",
+                system_prompt=adapter.system_prompt,
+                image_url="data:image/png;base64," + image,
+                form="structured_outputs",
+            )
+            response = client.post(vllm_url + "/chat/completions", json=body)
+            assert response.status_code == 200, response.text
+            out.append(response.json()["choices"][0]["message"]["content"])
+    return out
+
+
+def test_engine_frames_answer_as_vllms_own_server(
+    samples: list[tuple[str, str]], vllm_server: str, local_engine_frames: str
+) -> None:
+    """--frame-resizer engine: the answers vLLM's own server gives for the client's image, and
+    the visual re-check's crops (resized by the engine too) pass the frame check."""
+    ours = _answers(local_engine_frames, samples)
+    theirs = _vllm_answers(vllm_server, samples)
+    same = sum(a["raw"] == b for a, b in zip(ours, theirs, strict=True))
+    print(f"engine frames: {same}/{len(samples)} raw answers identical to vLLM's own server")
+    assert same == len(samples), [
+        (a["raw"], b) for a, b in zip(ours, theirs, strict=True) if a["raw"] != b
+    ]
+    assert any(a["p_yes"] is not None for a in ours)  # crops went through the engine's resize

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 from boxguard.guards import CropQuestion
-from boxguard.server import evidence
 from boxguard.server.backends import BackendError, Completion, Generation, TokenChoice
 from boxguard.server.evidence import all_or_cancel, crop_box, crop_requests, yes_probability
 from boxguard.server.models import adapter_for_family
+from boxguard.server.models import resize as resize_module
 from PIL import Image
 
 
@@ -27,13 +27,13 @@ async def test_crop_requests_resize_each_crop_to_its_frame_off_the_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     threads: list[int] = []
-    resize = evidence.resize_to_frame
+    resize = resize_module.resize_to_frame
 
     def recorded(image: Image.Image, size: tuple[int, int]) -> Image.Image:
         threads.append(threading.get_ident())
         return resize(image, size)
 
-    monkeypatch.setattr(evidence, "resize_to_frame", recorded)
+    monkeypatch.setattr(resize_module, "resize_to_frame", recorded)
     adapter = adapter_for_family("qwen2_5_vl")
     image = Image.new("RGB", (640, 480), "white")
     crops = [CropQuestion((0, 0, 300, 200), "Is this a cat?"), CropQuestion((10, 10, 66, 66), "Q?")]
@@ -45,6 +45,18 @@ async def test_crop_requests_resize_each_crop_to_its_frame_off_the_loop(
     # Off the event loop's thread: a resize takes milliseconds and would stall other requests.
     assert len(threads) == 2 and threading.get_ident() not in threads
     assert await crop_requests(adapter, image, [], "r2") == []
+
+
+async def test_crop_requests_leave_the_resize_to_the_engine_when_told() -> None:
+    adapter = adapter_for_family("qwen2_5_vl")
+    image = Image.new("RGB", (640, 480), "white")
+    crops = [CropQuestion((0, 0, 301, 199), "Is this a cat?")]
+    (request,) = await crop_requests(adapter, image, crops, "r1", "engine")
+    frame = adapter.model_frame(301, 199)
+    assert request.image.size == (301, 199)
+    assert request.frame_size == (frame.width, frame.height) != (301, 199)
+    (resized,) = await crop_requests(adapter, image, crops, "r1")
+    assert resized.image.size == request.frame_size and resized.frame_size is None
 
 
 def _answer(text: str, logprob: float) -> Generation:

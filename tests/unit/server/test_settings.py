@@ -121,3 +121,13 @@ def test_invalid_env_values_raise(clean_env: pytest.MonkeyPatch, name: str, valu
 def test_invalid_kwargs_raise(kwargs: dict) -> None:
     with pytest.raises(ValidationError):
         Settings(**kwargs)
+
+
+def test_engine_frames_need_the_vllm_backend() -> None:
+    assert Settings(backend="vllm", frame_resizer="engine").frame_resizer == "engine"
+    assert Settings().frame_resizer == "pil"
+    for backend in ("transformers", "openai"):
+        with pytest.raises(ValidationError, match="frame_resizer=engine needs --backend vllm"):
+            Settings(backend=backend, frame_resizer="engine")
+    with pytest.raises(ValidationError):
+        Settings(backend="vllm", frame_resizer="torchvision")

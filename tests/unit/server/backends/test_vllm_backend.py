@@ -27,6 +27,7 @@ from boxguard.server.backends import vllm_translate as vt
 from boxguard.server.constraints import Constraint, box_list_schema, yes_no_constraint
 from boxguard.server.models.families import Qwen25VLAdapter
 from boxguard.server.settings import Settings
+from PIL import Image
 
 SCHEMA = box_list_schema(644, 476, max_items=1, max_label_chars=32)
 GRAMMAR = Constraint(json_schema=SCHEMA).ebnf()
@@ -35,7 +36,9 @@ PROMPT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Locate x<
 
 def _request(**kw: Any) -> GenerationRequest:
     constraint = kw.pop("constraint", Constraint(json_schema=SCHEMA, max_tokens=64))
-    return GenerationRequest(prompt=PROMPT, image=None, constraint=constraint, **kw)
+    return GenerationRequest(
+        prompt=PROMPT, image=kw.pop("image", None), constraint=constraint, **kw
+    )
 
 
 def _lp(value: float, text: str) -> SimpleNamespace:
@@ -619,7 +622,10 @@ async def test_start_builds_the_engine_from_settings(monkeypatch: pytest.MonkeyP
         def from_engine_args(args: Any, usage_context: Any = None) -> Any:
             built["args"], built["usage_context"] = args, usage_context
             engine = _FakeEngine([])
-            engine.vllm_config = SimpleNamespace(scheduler_config=SimpleNamespace(max_num_seqs=8))
+            engine.vllm_config = SimpleNamespace(
+                scheduler_config=SimpleNamespace(max_num_seqs=8),
+                model_config=SimpleNamespace(hf_config=SimpleNamespace(image_token_id=151655)),
+            )
             engine.shutdown = lambda: built.setdefault("shutdown", True)
             return engine
 
@@ -640,5 +646,32 @@ async def test_start_builds_the_engine_from_settings(monkeypatch: pytest.MonkeyP
     # vLLM's server's batch defaults, not AsyncLLM's own (128 sequences, 2,048 tokens a step)
     assert built["usage_context"] == "server"
     assert backend._max_inflight == 8 + 5 and backend.queue_depth == 0
+    assert backend._image_token_id == 151655  # the frame check counts these
     await backend.stop()
     assert built["shutdown"] and not backend.ready
+
+
+@pytest.mark.parametrize(
+    ("prompt_ids", "frame_size", "refused"),
+    [
+        ([1, 7, 7, 2], None, False),  # the 56x28 frame boxguard resized: 2 patches of 28
+        ([1, 7, 2], None, True),
+        ([1, 7, 7, 7, 2], (84, 28), False),  # resized by the engine to an 84x28 frame
+        ([1, 7, 7, 2], (84, 28), True),
+    ],
+)
+async def test_an_answer_seen_in_another_frame_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+    prompt_ids: list[int],
+    frame_size: tuple[int, int] | None,
+    refused: bool,
+) -> None:
+    final = SimpleNamespace(outputs=[_output([(1, "[]", -0.2)], "[]")], prompt_token_ids=prompt_ids)
+    backend = _backend(monkeypatch, [final])
+    backend._image_token_id = 7  # what start() reads from the model's config
+    request = _request(image=Image.new("RGB", (56, 28)), frame_size=frame_size)
+    if refused:
+        with pytest.raises(BackendError, match="image tokens"):
+            await backend.generate(request)
+    else:
+        assert (await backend.generate(request)).completions[0].text == "[]"
