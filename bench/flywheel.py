@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -245,6 +246,23 @@ def export_counts(export: Path) -> dict[str, int]:
     return {"rows": len(rows), "box": len(rows) - empty, "empty": empty}
 
 
+def finite_or_null(value: Any) -> Any:
+    """`value` with every NaN or infinity as None: strict JSON has no NaN (an AUROC without
+    both kinds of box is one).
+
+    Example:
+        >>> finite_or_null({"auroc": float("nan"), "rows": [1.5, float("inf")]})
+        {'auroc': None, 'rows': [1.5, None]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """CLI (see the module docstring); returns and writes WORK/summary.json."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -282,7 +300,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     load["end"] = os.getloadavg()
     summary["load_average"] = load
-    (args.work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    text = json.dumps(finite_or_null(summary), indent=2, allow_nan=False)
+    (args.work / "summary.json").write_text(text + "\n")
     print(json.dumps(summary["test"], indent=2))
     return summary
 

@@ -51,3 +51,10 @@ def test_counts_of_the_export_and_the_fine_tune(flywheel: Any, tmp_path: Path) -
     (tmp_path / "curve.jsonl").write_text("".join(json.dumps(c) + "\n" for c in curve))
     stats = flywheel.train_stats(tmp_path)
     assert (stats["step"], stats["samples"], stats["minutes"]) == (9, 288, 2.5)
+
+
+def test_the_summary_is_strict_json(flywheel: Any) -> None:
+    """An AUROC without both kinds of box is NaN; summary.json writes null instead."""
+    summary = {"test": {"shipped": {"auroc_p_yes": float("nan"), "acc": 0.5}}, "n": [float("inf")]}
+    text = json.dumps(flywheel.finite_or_null(summary), allow_nan=False)
+    assert json.loads(text) == {"test": {"shipped": {"auroc_p_yes": None, "acc": 0.5}}, "n": [None]}
