@@ -9,6 +9,8 @@ them for the same answers on the same shapes images and grammar:
   model frame and encoded by boxguard's own translation) straight to vLLM's server;
 - `vllm_orig`: the same with the sample's own PNG, as a vLLM user would send it (vLLM's
   processor resizes it);
+- `vllm_server_grammar`: `vllm_orig` with the grammar text `--backend vllm` gives its engine
+  (xgrammar's EBNF of the schema) instead of the gateway's compact text of the same language;
 - `inproc`: `POST /ground` with the sample's PNG to `--backend vllm` (guards on, visual
   re-check off by the request's policy: the demo checkpoint's policy file turns it on);
 - `inproc_visual`: the same with `policy={"visual_check": true}` (one yes/no per box, a
@@ -73,6 +75,7 @@ PAIRS = [
     ("inproc", "vllm_orig"),
     ("inproc_vllm_frames", "vllm_orig"),
     ("inproc_vllm_frames", "inproc"),
+    ("vllm_server_grammar", "vllm_orig"),
     ("gateway", "vllm"),
     ("gateway", "vllm_orig"),
     ("gateway_before", "vllm"),
@@ -202,6 +205,12 @@ def arms(args: argparse.Namespace, ports: dict[str, int]) -> list[Arm]:
             upstream_bodies(samples, args.model, "bench", resized=False),
             chat_answer,
         ),
+        "vllm_server_grammar": Arm(
+            "vllm_server_grammar",
+            f"http://127.0.0.1:{ports['vllm']}/v1/chat/completions",
+            upstream_bodies(samples, args.model, "bench", resized=False, server_grammar=True),
+            chat_answer,
+        ),
         "inproc": Arm("inproc", url(ports["inproc"]), ground, ground_answer),
         "inproc_visual": Arm("inproc_visual", url(ports["inproc"]), visual, ground_answer),
         "inproc_vllm_frames": Arm(
@@ -259,6 +268,7 @@ def cpu_now(pids: dict[str, int]) -> dict[str, float]:
 REACHES = {
     "vllm": ("vllm",),
     "vllm_orig": ("vllm",),
+    "vllm_server_grammar": ("vllm",),
     "inproc": ("inproc",),
     "inproc_visual": ("inproc",),
     "inproc_vllm_frames": ("inproc_vllm_frames",),
@@ -401,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     if missing := sorted(set(concurrencies) - set(per_phase)):
         raise SystemExit(f"--requests names no count for concurrency {missing}; e.g. 32:256")
     names = args.arms.split(",")
-    serves = {"inproc_visual": "inproc", "vllm_orig": "vllm"}
+    serves = {"inproc_visual": "inproc", "vllm_orig": "vllm", "vllm_server_grammar": "vllm"}
     gateways = {"gateway", "gateway_before"} & set(names)
     needed = {serves.get(a, a) for a in names} | ({"vllm"} if gateways else set())
     report: dict[str, Any] = {

@@ -83,12 +83,19 @@ def shapes_samples(n: int) -> list[Sample]:
 
 
 def upstream_bodies(
-    samples: list[Sample], model_dir: str, served: str, *, resized: bool = True
+    samples: list[Sample],
+    model_dir: str,
+    served: str,
+    *,
+    resized: bool = True,
+    server_grammar: bool = False,
 ) -> list[dict[str, Any]]:
     """The chat completion bodies boxguard's gateway sends for each sample (default policy).
 
     With `resized=False` the image is the sample's own PNG, as a vLLM user would send it, and
-    vLLM's processor resizes it.
+    vLLM's processor resizes it. With `server_grammar` the grammar is the text `--backend vllm`
+    sends its engine (`Constraint.ebnf()`) instead of the gateway's compact one: the same
+    language, so the engine gets what boxguard's in-process engine gets.
     """
     from boxguard.server.backends import GenerationRequest
     from boxguard.server.backends.openai_translate import answer_body, image_data_url
@@ -119,15 +126,16 @@ def upstream_bodies(
         url = image_data_url(frame_image, "bmp")
         if not resized:
             url = "data:image/png;base64," + base64.b64encode(png).decode()
-        bodies.append(
-            answer_body(
-                request,
-                model=served,
-                system_prompt=adapter.system_prompt,
-                image_url=url,
-                form="structured_outputs",
-            )
+        body = answer_body(
+            request,
+            model=served,
+            system_prompt=adapter.system_prompt,
+            image_url=url,
+            form="structured_outputs",
         )
+        if server_grammar:
+            body["structured_outputs"] = {"grammar": constraint.ebnf()}
+        bodies.append(body)
     return bodies
 
 

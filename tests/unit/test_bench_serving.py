@@ -96,3 +96,19 @@ def test_a_ratios_interval_is_students_t_and_the_report_shows_it(bench: Any) -> 
     assert f"**0.963** | {low:.3f}–{high:.3f} | 0.964 | 0.795–1.078" in row
     one = {1: {"ratios": {"inproc/vllm_orig": bench.spread([0.9])}}}
     assert "| **0.900** | – | 0.900 |" in report._summary_rows(one)[2]
+
+
+def test_the_server_grammar_arm_differs_from_vllm_orig_only_by_the_grammar_text() -> None:
+    from pathlib import Path
+
+    common = bench_module("serving_common")
+    demo = str(Path(__file__).resolve().parents[2] / "demo" / "checkpoint")
+    samples = common.shapes_samples(2)
+    compact = common.upstream_bodies(samples, demo, "bench", resized=False)
+    ours = common.upstream_bodies(samples, demo, "bench", resized=False, server_grammar=True)
+    for a, b in zip(compact, ours, strict=True):
+        grammar_a = a.pop("structured_outputs")["grammar"]
+        grammar_b = b.pop("structured_outputs")["grammar"]
+        assert a == b
+        assert grammar_a.startswith("r1 ::= ")  # the gateway's compact text
+        assert grammar_b.startswith("root ::= ") and "root_additional" in grammar_b  # xgrammar's
