@@ -16,6 +16,7 @@ import pytest
 from boxguard.guards.embed import EmbeddingUnavailable
 from boxguard.server import grounding
 from boxguard.server.app import create_app
+from boxguard.server.models import resize as resize_module
 from boxguard.server.settings import Settings
 from support import b64, png_bytes, serve_in_thread
 
@@ -131,7 +132,7 @@ def test_the_frame_resize_runs_off_the_event_loop(
 ) -> None:
     """PIL's resize takes milliseconds of CPU: on the loop it would stall every other request."""
     on_loop: list[bool] = []
-    real_resize = grounding.resize_to_frame
+    real_resize = resize_module.resize_to_frame
 
     def recorded(image: Any, size: tuple[int, int]) -> Any:
         try:
@@ -141,7 +142,7 @@ def test_the_frame_resize_runs_off_the_event_loop(
             on_loop.append(False)
         return real_resize(image, size)
 
-    monkeypatch.setattr(grounding, "resize_to_frame", recorded)
+    monkeypatch.setattr(resize_module, "resize_to_frame", recorded)
     response = httpx.post(
         url + "/ground", json={"image": b64(png_bytes()), "expression": "the circle"}, timeout=60
     )
