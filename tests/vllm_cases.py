@@ -85,11 +85,14 @@ def on_engine_loop(backend: VLLMBackend, coro: Any, timeout: float = 300) -> Any
 
 
 def generation_request(
-    backend: VLLMBackend, constraint: Constraint | None = None, **kw: Any
+    backend: VLLMBackend,
+    constraint: Constraint | None = None,
+    size: tuple[int, int] = (448, 336),
+    **kw: Any,
 ) -> GenerationRequest:
     """A grounding request for the scene, in the adapter's frame, as the server builds it."""
     adapter = backend.adapter
-    image = Image.open(io.BytesIO(base64.b64decode(scene())))
+    image = Image.open(io.BytesIO(base64.b64decode(scene(size))))
     frame = adapter.model_frame(*image.size)
     constraint = constraint or adapter.constraint(
         frame,
@@ -114,27 +117,15 @@ def test_engine_resized_images_are_checked_against_the_model_frame(
     """frame_resizer=engine: vLLM's processor makes the adapter's frame of the client's image,
     and a request that expects another frame is refused instead of mapped from the wrong one."""
     _, backend = served
-    adapter = backend.adapter
     image = Image.open(io.BytesIO(base64.b64decode(scene(size=(401, 299)))))
-    frame = adapter.model_frame(*image.size)
-    assert image.size != (frame.width, frame.height)  # the engine really resizes
-    constraint = adapter.constraint(
-        frame,
-        multiple=False,
-        think=False,
-        max_detections=4,
-        max_label_chars=32,
-        max_tokens=96,
-        think_max_tokens=24,
-    )
-    request = replace(
-        generation_request(backend, constraint),
-        image=image,
-        frame_size=(frame.width, frame.height),
-    )
+    resized = generation_request(backend, size=image.size)
+    assert resized.image is not None
+    frame = resized.image.size
+    assert image.size != frame  # the engine really resizes
+    request = replace(resized, image=image, frame_size=frame)
     gen = on_engine_loop(backend, backend.generate(request))
-    assert_boxes_in_frame(gen.completions[0].text, frame.width, frame.height)
-    wider = (frame.width + adapter.patch_factor, frame.height)
+    assert_boxes_in_frame(gen.completions[0].text, *frame)
+    wider = (frame[0] + backend.adapter.patch_factor, frame[1])
     with pytest.raises(BackendError, match="image tokens"):
         on_engine_loop(backend, backend.generate(replace(request, frame_size=wider)))
 

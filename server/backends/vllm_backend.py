@@ -361,7 +361,7 @@ class VLLMBackend:
         width, height = request.frame_size or image.size
         factor = self.adapter.patch_factor
         expected = (width // factor) * (height // factor)
-        got = list(out.prompt_token_ids or ()).count(self._image_token_id)
+        got = (out.prompt_token_ids or []).count(self._image_token_id)
         if got != expected:
             raise BackendError(
                 f"vLLM's processor made {got} image tokens of a {image.width}x{image.height} "

@@ -10,7 +10,6 @@ sampling, so the raw answers are identical; confidences within 0.01, P(yes) with
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import subprocess
@@ -31,6 +30,7 @@ from boxguard.demo.dataset import build_split  # noqa: E402
 from boxguard.server.app import create_app  # noqa: E402
 from boxguard.server.serve import serve_in_thread  # noqa: E402
 from boxguard.server.settings import Settings  # noqa: E402
+from support import bench_module  # noqa: E402
 from vllm_cases import ENGINE_START_S  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "checkpoint"
@@ -220,40 +220,16 @@ def local_engine_frames() -> Iterator[str]:
 
 
 def _vllm_answers(vllm_url: str, samples: list[tuple[str, str]]) -> list[str]:
-    """vLLM's own server asked as a vLLM user asks: the client's PNG, the same chat and grammar."""
-    from boxguard.server.backends import GenerationRequest
-    from boxguard.server.backends.openai_translate import answer_body
-    from boxguard.server.models import adapter_for
-    from PIL import Image
-
-    adapter, defaults = adapter_for(DEMO), Settings()
+    """vLLM's own server asked as a vLLM user asks: the client's PNG, the same chat and grammar
+    (the serving bench's `vllm_orig` requests)."""
+    common = bench_module("serving_common")
+    pngs = [(base64.b64decode(image), expression) for image, expression in samples]
     out = []
     with httpx.Client(timeout=600) as client:
-        for image, expression in samples:
-            size = Image.open(io.BytesIO(base64.b64decode(image))).size
-            constraint = adapter.constraint(
-                adapter.model_frame(*size),
-                multiple=False,
-                think=False,
-                max_detections=defaults.max_detections,
-                max_label_chars=defaults.max_label_chars,
-                max_tokens=defaults.max_new_tokens,
-                think_max_tokens=defaults.think_max_tokens,
-            )
-            user_text = adapter.user_text(expression, multiple=False, think=False)
-            request = GenerationRequest(
-                prompt="", image=None, constraint=constraint, user_text=user_text, seed=0
-            )
-            body = answer_body(
-                request,
-                model="demo",
-                system_prompt=adapter.system_prompt,
-                image_url="data:image/png;base64," + image,
-                form="structured_outputs",
-            )
+        for body in common.upstream_bodies(pngs, str(DEMO), "demo", resized=False):
             response = client.post(vllm_url + "/chat/completions", json=body)
             assert response.status_code == 200, response.text
-            out.append(response.json()["choices"][0]["message"]["content"])
+            out.append(common.chat_answer(response.json()))
     return out
 
 
